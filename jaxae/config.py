@@ -1,0 +1,101 @@
+"""Frozen configuration, one dataclass per concern.
+
+Defaults reproduce the original recipe: 784-256-100-256-784, Adam lr 0.01
+(epsilon 1e-7), batch 100, 500 epochs, KMeans into 10 clusters (n_init 3).
+Each class has a ``tiny()`` variant for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxae.errors import JaxaeError
+
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The autoencoder's shape and compute dtype.
+
+    Attributes:
+      input_dim: pixels per image (784 for MNIST, 64 for scikit-learn digits).
+      hidden: width of the hidden layer on each side of the code.
+      code_dim: size of the code.
+      dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are
+        always float32.
+    """
+
+    input_dim: int = 784
+    hidden: int = 256
+    code_dim: int = 100
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("input_dim", "hidden", "code_dim"):
+            if getattr(self, name) < 1:
+                raise JaxaeError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.dtype not in DTYPES:
+            raise JaxaeError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+
+    @classmethod
+    def tiny(cls, input_dim: int = 64) -> ModelConfig:
+        return cls(input_dim=input_dim, hidden=16, code_dim=8)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How the autoencoder is trained.
+
+    Attributes:
+      epochs: passes over the data.
+      batch_size: images per step. Each epoch is shuffled and cut into
+        ``n // batch_size`` full batches; the remainder of that epoch's
+        permutation is dropped (a different remainder every epoch).
+      lr: Adam learning rate.
+      eps: Adam epsilon (Keras' default, 1e-7).
+      seed: seeds initialisation and shuffling.
+    """
+
+    epochs: int = 500
+    batch_size: int = 100
+    lr: float = 0.01
+    eps: float = 1e-7
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise JaxaeError(
+                f"epochs must be at least 1, got {self.epochs}: pass --epochs 1 or more"
+            )
+        if self.batch_size < 1:
+            raise JaxaeError(
+                f"batch size must be at least 1, got {self.batch_size}: pass --batch-size 1 or more"
+            )
+        if not self.lr > 0:
+            raise JaxaeError(f"learning rate must be positive, got {self.lr}")
+
+    @classmethod
+    def tiny(cls) -> TrainConfig:
+        return cls(epochs=3, batch_size=32)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """KMeans settings (scikit-learn's k-means++ with the original's options)."""
+
+    clusters: int = 10
+    n_init: int = 3
+    max_iter: int = 300
+    tol: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.clusters < 1:
+            raise JaxaeError(f"clusters must be at least 1, got {self.clusters}")
+        if self.n_init < 1:
+            raise JaxaeError(f"n_init must be at least 1, got {self.n_init}")
+
+    @classmethod
+    def tiny(cls) -> ClusterConfig:
+        return cls(n_init=1)

@@ -1,0 +1,106 @@
+"""The encoder people import: standardise, encode, on any number of rows.
+
+``encode_fn`` is the pure, jittable ``(params, pixels) -> codes`` function.
+``Encoder`` wraps it for arrays of any length N: rows are padded up to a size
+bucket (eight sizes per power of two, so at most 12.5% padding), encoded by a
+program compiled once per bucket, and sliced back to N.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxae.config import ModelConfig
+from jaxae.data import standardize
+from jaxae.errors import JaxaeError
+from jaxae.train import build_model
+
+
+def encode_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
+    """(N, D) raw pixels, uint8 or float -> (N, code_dim) float32 codes."""
+    model = build_model(model_config)
+    return model.apply(params, standardize(pixels), method=model.encode).astype(jnp.float32)
+
+
+def reconstruct_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
+    """(N, D) raw pixels -> (N, D) float32 reconstructions, in standardised units."""
+    return build_model(model_config).apply(params, standardize(pixels)).astype(jnp.float32)
+
+
+_encode = jax.jit(encode_fn, static_argnames="model_config")
+_reconstruct = jax.jit(reconstruct_fn, static_argnames="model_config")
+
+
+def bucket(n: int) -> int:
+    """The padded size for n rows: the smallest m * 2**k >= n with 8 <= m < 16."""
+    if n <= 8:
+        return 8
+    shift = max(0, (n - 1).bit_length() - 4)
+    return -(-n >> shift) << shift
+
+
+class Encoder:
+    """A trained autoencoder's encoder (and decoder), ready to use.
+
+    Example::
+
+        ae = jaxae.load("runs/my-run")
+        codes = ae.encode(images)          # (N, 784) uint8 or float -> (N, 100)
+    """
+
+    def __init__(self, params: Any, model_config: ModelConfig):
+        self.params = jax.device_put(params)
+        self.model_config = model_config
+
+    @property
+    def code_dim(self) -> int:
+        return self.model_config.code_dim
+
+    def encode(self, images: np.ndarray | jax.Array) -> np.ndarray:
+        """(N, input_dim) raw pixels (uint8 or float) -> (N, code_dim) float32 codes."""
+        return self._apply(_encode, images)
+
+    def reconstruct(self, images: np.ndarray | jax.Array) -> np.ndarray:
+        """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, standardised units."""
+        return self._apply(_reconstruct, images)
+
+    def _apply(self, fn, images) -> np.ndarray:
+        images = self._check(images)
+        n = images.shape[0]
+        padded = bucket(n)
+        xp = jnp if isinstance(images, jax.Array) else np
+        images = xp.pad(images, ((0, padded - n), (0, 0)))
+        out = fn(self.params, images, model_config=self.model_config)
+        return np.asarray(out[:n])
+
+    def _check(self, images):
+        if not isinstance(images, jax.Array):
+            images = np.asarray(images)
+        if images.ndim == 3:  # (N, H, W) images
+            images = images.reshape(images.shape[0], -1)
+        if images.ndim != 2:
+            raise JaxaeError(
+                f"images must be (N, {self.model_config.input_dim}), got shape {images.shape}"
+            )
+        if images.shape[1] != self.model_config.input_dim:
+            raise JaxaeError(
+                f"images have {images.shape[1]} pixels but this model was trained on "
+                f"{self.model_config.input_dim}: pass images of the training data's size"
+            )
+        if not (
+            jnp.issubdtype(images.dtype, jnp.floating) or jnp.issubdtype(images.dtype, jnp.integer)
+        ):
+            raise JaxaeError(f"images must be numbers, got dtype {images.dtype}")
+        if jnp.issubdtype(images.dtype, jnp.floating) and not bool(xp_isfinite_all(images)):
+            raise JaxaeError("images contain non-finite values (NaN or inf): clean the data first")
+        return images
+
+
+def xp_isfinite_all(images) -> bool:
+    if isinstance(images, jax.Array):
+        return bool(jnp.isfinite(images).all())
+    return bool(np.isfinite(images).all())

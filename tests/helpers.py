@@ -1,0 +1,19 @@
+"""Shared test data: a small slice of real digits, and the mnist-5k sample."""
+
+from pathlib import Path
+
+import pytest
+
+from jaxae.data import load_dataset
+
+MNIST_5K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k"
+
+
+def mnist_5k() -> Path:
+    if not (MNIST_5K / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST sample not found at {MNIST_5K}")
+    return MNIST_5K
+
+
+def digits(n: int = 256):
+    return load_dataset("digits", n=n)

@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+from helpers import mnist_5k
+
+from jaxae.cli import main
+
+TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", "--hidden", "16", "--code-dim", "8",
+        "--n-init", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["run", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_run_end_to_end(run_dir, capsys):
+    files = {p.name for p in run_dir.iterdir()}
+    assert files == {
+        "report.json",
+        "clusters.png",
+        "loss.png",
+        "reconstructions.png",
+        "checkpoint.msgpack",
+    }
+    report = json.loads((run_dir / "report.json").read_text())
+    keys = """dataset n input_dim epochs batch_size lr seed dtype backend device_kind jax_version
+              compile_seconds train_seconds steps_per_second samples_per_second final_loss
+              loss_history""".split()
+    for key in keys:
+        assert key in report, key
+    assert report["n"] == 300 and report["input_dim"] == 64 and len(report["loss_history"]) == 3
+    assert report["steps_per_second"] == pytest.approx(3 * 6 / report["train_seconds"])
+    for method in ("autoencoder_kmeans", "pixel_kmeans"):
+        assert set(report["metrics"][method]) == {"acc", "nmi", "ari"}
+        assert 0.1 < report["metrics"][method]["acc"] <= 1
+    for png in ("clusters.png", "loss.png", "reconstructions.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_encode_command(run_dir, tmp_path, capsys):
+    out = tmp_path / "codes.npy"
+    assert main(["encode", str(run_dir), "digits", "--n", "40", "--out", str(out)]) == 0
+    codes = np.load(out, allow_pickle=False)
+    assert codes.shape == (40, 8) and codes.dtype == np.float32
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    assert "backend: cpu" in capsys.readouterr().out
+
+
+def test_mnist_original_recipe_shape(tmp_path, capsys):
+    out = tmp_path / "mnist"
+    args = [
+        "run",
+        "--dataset",
+        str(mnist_5k()),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--n-init",
+        "1",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["n"], report["input_dim"], report["steps"]) == (3000, 784, 30)  # default n 3000
+
+
+def bad(tmp_path, *args) -> str:
+    return str(tmp_path / "x"), *args
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (["--dataset", "{tmp}/missing.npz"], "unknown dataset|no such file"),
+        (["--n", "5000"], "n=5000 is larger than the 1797 images"),
+        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--n", "20", "--clusters", "30"], "30 clusters is more than the 20 samples"),
+        (["--n", "20", "--batch-size", "50"], "batch size 50 is larger than the 20 images"),
+        (["--dataset", "{tmp}/bad.idx"], "not an IDX file"),
+        (["--dataset", "{tmp}/nan.npz"], "non-finite"),
+        (["--dataset", "{tmp}/counts.npz"], "labels"),
+    ],
+)
+def test_run_bad_input(tmp_path, capsys, args, match):
+    (tmp_path / "bad.idx").write_bytes(b"\x12\x34\x56\x78" + bytes(100))
+    np.savez(tmp_path / "nan.npz", x=np.full((10, 4), np.nan))
+    np.savez(tmp_path / "counts.npz", x=np.zeros((10, 4)), y=np.zeros(9, int))
+    out = tmp_path / "out"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["run", "--out", str(out), "--epochs", "1", "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))  # nothing half-written
+
+
+def test_run_refuses_existing_out(run_dir, capsys):
+    before = (run_dir / "report.json").read_bytes()
+    assert main(["run", "--out", str(run_dir), *TINY]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (run_dir / "report.json").read_bytes() == before
+
+
+def test_encode_bad_input(run_dir, tmp_path, capsys):
+    np.save(tmp_path / "wide.npy", np.zeros((3, 784)))
+    np.savez(tmp_path / "wide.npz", x=np.zeros((3, 784)))
+    out = tmp_path / "codes.npy"
+    assert main(["encode", str(run_dir), str(tmp_path / "wide.npz"), "--out", str(out)]) == 2
+    assert "784 pixels but this model was trained on 64" in capsys.readouterr().err
+    assert main(["encode", str(tmp_path), "digits", "--out", str(out)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_flag_is_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--dtype", "float16"])
+    assert e.value.code == 2

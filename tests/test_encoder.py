@@ -1,0 +1,80 @@
+import jax
+import numpy as np
+import pytest
+
+from jaxae.encoder import Encoder, _encode, bucket, encode_fn
+from jaxae.errors import JaxaeError
+
+
+@pytest.fixture(scope="module")
+def encoder(trained):
+    _, model_config, result = trained
+    return Encoder(result.state.params, model_config)
+
+
+def test_bucket_sizes():
+    assert [bucket(n) for n in (1, 8, 9, 16, 17, 100, 70_000)] == [8, 8, 9, 16, 18, 104, 73_728]
+    for n in range(1, 5000):
+        assert n <= bucket(n) <= max(8, n * 1.125)
+
+
+def test_codes_independent_of_n_and_bucket(trained, encoder):
+    ds, model_config, result = trained
+    reference = np.asarray(
+        jax.jit(encode_fn, static_argnums=2)(result.state.params, ds.images, model_config)
+    )
+    full = encoder.encode(ds.images)
+    np.testing.assert_allclose(full, reference, rtol=1e-5, atol=1e-6)
+    for n in (1, 7, 8, 9, 100, 255):  # inside and across buckets
+        np.testing.assert_allclose(
+            encoder.encode(ds.images[:n]), reference[:n], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_no_recompile_within_a_bucket(trained, encoder):
+    images = trained[0].images
+    encoder.encode(images[:129])  # bucket 144
+    before = _encode._cache_size()
+    for n in range(129, 145):
+        encoder.encode(images[:n])
+    assert _encode._cache_size() == before
+    encoder.encode(images[:145])  # bucket 160: one more program
+    assert _encode._cache_size() == before + 1
+
+
+def test_uint8_and_float_pixels_agree(trained, encoder):
+    pixels = np.clip(np.round(trained[0].images[:50]), 0, 255)
+    np.testing.assert_allclose(
+        encoder.encode(pixels.astype(np.uint8)),
+        encoder.encode(pixels.astype(np.float32)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_device_array_input_and_image_grids(trained, encoder):
+    images = trained[0].images[:20]
+    expected = encoder.encode(images)
+    np.testing.assert_allclose(encoder.encode(jax.device_put(images)), expected, rtol=1e-6)
+    np.testing.assert_allclose(encoder.encode(images.reshape(20, 8, 8)), expected, rtol=1e-6)
+
+
+def test_standardisation_is_applied(trained, encoder):
+    images = trained[0].images[:20]
+    np.testing.assert_allclose(
+        encoder.encode(images * 3 + 5), encoder.encode(images), rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.zeros((4, 784)), "images have 784 pixels but this model was trained on 64"),
+        (np.zeros(64), r"images must be \(N, 64\)"),
+        (np.full((2, 64), np.nan), "non-finite"),
+        (np.array([["a"] * 64]), "must be numbers"),
+    ],
+)
+def test_bad_input(encoder, images, match):
+    with pytest.raises(JaxaeError, match=match):
+        encoder.encode(images)

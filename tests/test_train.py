@@ -1,0 +1,141 @@
+import functools
+
+import jax
+import numpy as np
+import pytest
+from helpers import digits, mnist_5k
+
+from jaxae.config import ModelConfig, TrainConfig
+from jaxae.data import load_dataset, standardize
+from jaxae.errors import JaxaeError
+from jaxae.train import (
+    build_model,
+    build_optimizer,
+    create_train_state,
+    epoch_batches,
+    epoch_key,
+    fit,
+    loss_fn,
+    split_seed,
+    train_step,
+)
+
+MODEL = ModelConfig.tiny()
+TRAIN = TrainConfig.tiny()
+
+
+def test_loss_matches_numpy():
+    x = standardize(digits(32).images)
+    params = create_train_state(jax.random.key(0), MODEL, TRAIN).params["params"]
+    h = np.asarray(x, np.float64)
+    for name in ("encoder_hidden", "encoder_code", "decoder_hidden"):
+        h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
+    out = h @ np.asarray(params["decoder_output"]["kernel"]) + np.asarray(
+        params["decoder_output"]["bias"]
+    )
+    expected = np.mean((out - np.asarray(x, np.float64)) ** 2)
+    got = jax.jit(loss_fn, static_argnums=1)({"params": params}, build_model(MODEL), x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def _step():
+    return functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN))
+
+
+def test_jitted_step_equals_unjitted():
+    x = standardize(digits(32).images)
+    state = create_train_state(jax.random.key(0), MODEL, TRAIN)
+    plain_state, plain_loss = _step()(state, x)  # op by op, no jit
+    jit_state, jit_loss = jax.jit(_step())(state, x)
+    np.testing.assert_allclose(jit_loss, plain_loss, rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(jit_state), jax.tree_util.tree_leaves(plain_state)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_epoch_batches_are_a_permutation_with_the_remainder_dropped():
+    idx = np.asarray(epoch_batches(jax.random.key(3), 103, 10))
+    assert idx.shape == (10, 10)
+    assert len(np.unique(idx)) == 100 and idx.min() >= 0 and idx.max() < 103
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_scan_loop_equals_python_loop(chunk):
+    ds = digits(200)
+    train = TrainConfig(epochs=5, batch_size=32, seed=7)
+    result = fit(
+        ds.images, model_config=MODEL, train_config=train, epochs_per_chunk=chunk, progress=False
+    )
+
+    init_key, shuffle_key = split_seed(train.seed)
+    state = create_train_state(init_key, MODEL, train)
+    step = jax.jit(
+        functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(train))
+    )
+    x = standardize(ds.images)
+    history = []
+    for e in range(train.epochs):
+        losses = []
+        for idx in np.asarray(epoch_batches(epoch_key(shuffle_key, e), 200, 32)):
+            state, loss = step(state, x[idx])
+            losses.append(float(loss))
+        history.append(np.mean(losses))
+    np.testing.assert_allclose(result.loss_history, history, rtol=1e-4)
+    for a, b in zip(jax.tree_util.tree_leaves(result.state), jax.tree_util.tree_leaves(state)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    images = digits(128).images
+    run = lambda seed: (
+        fit(
+            images,
+            model_config=MODEL,
+            train_config=TrainConfig(epochs=2, batch_size=32, seed=seed),
+            progress=False,
+        ).loss_history
+    )
+    np.testing.assert_array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
+
+
+def test_loss_falls_on_mnist():
+    ds = load_dataset(str(mnist_5k()), n=1000)
+    result = fit(
+        ds.images,
+        model_config=ModelConfig(input_dim=784, hidden=64, code_dim=16),
+        train_config=TrainConfig(epochs=8, batch_size=100),
+        progress=False,
+    )
+    h = result.loss_history
+    assert np.all(np.isfinite(h)) and h[-1] < 0.7 * h[0]
+    assert result.steps == 80 and result.train_seconds > 0
+
+
+def test_bfloat16_training_runs_and_learns():
+    result = fit(
+        digits(256).images,
+        model_config=ModelConfig(input_dim=64, hidden=32, code_dim=8, dtype="bfloat16"),
+        train_config=TrainConfig(epochs=6, batch_size=32),
+        progress=False,
+    )
+    assert result.loss_history[-1] < result.loss_history[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=0), "epochs must be at least 1"),
+        (dict(batch_size=0), "batch size must be at least 1"),
+        (dict(lr=0.0), "learning rate must be positive"),
+    ],
+)
+def test_bad_train_config(kwargs, match):
+    with pytest.raises(JaxaeError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_batch_larger_than_data_and_width_mismatch():
+    with pytest.raises(JaxaeError, match="batch size 500 is larger than the 100 images"):
+        fit(digits(100).images, model_config=MODEL, train_config=TrainConfig(batch_size=500))
+    with pytest.raises(JaxaeError, match="images have 64 pixels but the model expects 784"):
+        fit(digits(100).images, model_config=ModelConfig(), train_config=TRAIN)
