@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -31,11 +32,22 @@ FORMAT_VERSION = 1
 
 
 class Checkpoint(NamedTuple):
+    """A saved run: the state after ``epoch`` epochs and how to continue it.
+
+    With several models (``models`` longer than one), ``state`` and
+    ``loss_history`` have a leading model axis and ``selected`` is the model
+    that ``load`` returns.
+    """
+
     state: TrainState
     model_config: ModelConfig
     train_config: TrainConfig
     loss_history: np.ndarray
     epoch: int
+    models: list[tuple[int, float]]
+    chunk: int | None
+    selected: int
+    run: dict
     version: str
 
 
@@ -47,8 +59,18 @@ def save_checkpoint(
     train_config: TrainConfig,
     loss_history: np.ndarray,
     epoch: int,
+    models: list[tuple[int, float]] | None = None,
+    chunk: int | None = None,
+    selected: int = 0,
+    run: dict | None = None,
 ) -> Path:
-    """Save a training state to ``run_dir/checkpoint.msgpack``; returns the path."""
+    """Save a training state to ``run_dir/checkpoint.msgpack``; returns the path.
+
+    ``models`` lists the (seed, lr) of each model when ``state`` holds several
+    (default: the config's one); ``chunk`` is the epochs per compiled call,
+    kept so that a resumed run cuts its epochs exactly as the first did;
+    ``run`` is JSON the caller needs to continue (the CLI's data and KMeans options).
+    """
     from jaxae import __version__
 
     meta = {
@@ -58,6 +80,10 @@ def save_checkpoint(
         "model": dataclasses.asdict(model_config),
         "train": dataclasses.asdict(train_config),
         "epoch": epoch,
+        "models": models or [(train_config.seed, train_config.lr)],
+        "chunk": chunk,
+        "selected": selected,
+        "run": run or {},
     }
     host_state = jax.device_get(state)
     payload = {
@@ -101,13 +127,40 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         model_config = ModelConfig(**meta["model"])
         train_config = TrainConfig(**meta["train"])
         epoch = int(meta["epoch"])
+        models = [(int(seed), float(lr)) for seed, lr in meta["models"]]
+        chunk = None if meta["chunk"] is None else int(meta["chunk"])
+        selected = int(meta["selected"])
+        run = dict(meta["run"])
         history = np.asarray(payload["loss_history"], np.float32)
-        template = jax.eval_shape(create_train_state, jax.random.key(0), model_config, train_config)
+        template = _template(model_config, len(models))
         state = serialization.from_state_dict(template, payload["state"])
-    except (KeyError, TypeError, ValueError) as e:
+        if not (0 <= epoch <= train_config.epochs and 0 <= selected < len(models) and models):
+            raise ValueError("epoch, models or selected out of range")
+        if history.shape != ((len(models),) if len(models) > 1 else ()) + (train_config.epochs,):
+            raise ValueError(f"loss history has shape {history.shape}")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise JaxaeError(f"{path} is damaged ({e}): train again with jaxae run") from None
     _check_like(path, state, template)
-    return Checkpoint(state, model_config, train_config, history, epoch, meta["jaxae_version"])
+    return Checkpoint(
+        state,
+        model_config,
+        train_config,
+        history,
+        epoch,
+        models,
+        chunk,
+        selected,
+        run,
+        meta["jaxae_version"],
+    )
+
+
+def _template(model_config: ModelConfig, models: int) -> TrainState:
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    if models == 1:
+        return jax.eval_shape(create_train_state, key, model_config)
+    keys = jax.ShapeDtypeStruct((models, 2), jnp.uint32)
+    return jax.eval_shape(jax.vmap(create_train_state, in_axes=(0, None)), keys, model_config)
 
 
 def _check_like(path: Path, state: Any, template: Any) -> None:
@@ -132,4 +185,7 @@ def load(run_dir: str | os.PathLike) -> Encoder:
         codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
     """
     ckpt = load_checkpoint(run_dir)
-    return Encoder(ckpt.state.params, ckpt.model_config)
+    params = ckpt.state.params
+    if len(ckpt.models) > 1:
+        params = jax.tree.map(lambda a: a[ckpt.selected], params)
+    return Encoder(params, ckpt.model_config)

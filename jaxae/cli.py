@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 from pathlib import Path
 
@@ -20,63 +21,214 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", default="digits", help="digits (default, offline), mnist, or a path"
     )
-    p.add_argument(
-        "--n", type=int, default=None, help="first N images (default 3000 where there are more)"
-    )
+    p.add_argument("--n", type=int, default=None, help="first N images (default 3000 where more)")
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--lr", type=_floats, default=[0.01], help="learning rate, or a grid: 0.01,0.003"
+    )
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--code-dim", type=int, default=100)
     p.add_argument("--clusters", type=int, default=10)
     p.add_argument("--n-init", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument(
-        "--out", type=Path, default=None, help="run folder (default: a new one under runs/)"
+        "--kmeans",
+        choices=("sklearn", "jax"),
+        default="sklearn",
+        help="KMeans on the codes: scikit-learn (default) or on the device",
     )
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=1, help="train K models (seeds S..S+K-1) together")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--devices", default=None, help="data-parallel over N local devices, or all")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: new, under runs/)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument(
-        "--data-dir", default=None, help="cache folder for downloads (default $JAXAE_DATA)"
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="E",
+        help="save the training state every E epochs (default: every 60 s)",
+    )
+    p.add_argument("--data-dir", default=None, help="cache folder for downloads ($JAXAE_DATA)")
+    p.add_argument(
+        "--compilation-cache",
+        default=os.environ.get("JAXAE_COMPILATION_CACHE"),
+        metavar="DIR",
+        help="persistent XLA compilation cache ($JAXAE_COMPILATION_CACHE)",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-process: call jax.distributed.initialize (see README)",
+    )
+    p.add_argument("--coordinator", default=None, help="with --distributed: HOST:PORT of process 0")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number or comma-separated numbers: {text!r}"
+        ) from None
+
+
+def setup_jax(args: argparse.Namespace) -> None:
+    """Process-wide JAX settings, before anything compiles."""
+    import jax
+
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", str(args.compilation_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if getattr(args, "distributed", False):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise JaxaeError(
+                f"jax.distributed.initialize failed ({str(e).splitlines()[0]}): pass --coordinator "
+                "HOST:PORT --num-processes N --process-id I, or run under SLURM/a TPU pod"
+            ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from jaxae.checkpoint import load_checkpoint
     from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
     from jaxae.data import load_dataset
-    from jaxae.pipeline import check_out_dir, run_experiment, save_run
+    from jaxae.pipeline import Checkpointer, RunFolder, run_experiment, save_run, stop_on_signals
+    from jaxae.train import TrainingStopped, default_chunk
 
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
-    )
-    cluster_config = ClusterConfig(clusters=args.clusters, n_init=args.n_init, seed=args.seed)
-    out = args.out or Path("runs") / (
-        datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + Path(args.dataset).name
-    )
-    check_out_dir(out, force=args.force)
-    dataset = load_dataset(args.dataset, n=args.n, data_dir=args.data_dir)
-    if args.n is None and len(dataset.images) > DEFAULT_N:  # the original's mnist.data[:3000]
+    setup_jax(args)
+    resume = {}
+    if args.resume is not None:
+        ckpt = load_checkpoint(args.resume)
+        run = ckpt.run
+        model_config, train_config = ckpt.model_config, ckpt.train_config
+        seeds = list(dict.fromkeys(seed for seed, _ in ckpt.models))
+        lrs = list(dict.fromkeys(lr for _, lr in ckpt.models))
+        resume = dict(initial=ckpt.state, start_epoch=ckpt.epoch, history=ckpt.loss_history)
+        chunk = ckpt.chunk
+        folder = RunFolder(args.resume, resume=True)
+    else:
+        if args.seeds < 1:
+            raise JaxaeError(f"--seeds must be at least 1, got {args.seeds}")
+        run = dict(
+            dataset=args.dataset,
+            n=args.n,
+            data_dir=args.data_dir,
+            clusters=args.clusters,
+            n_init=args.n_init,
+            kmeans=args.kmeans,
+            devices=args.devices,
+        )
+        train_config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr[0], seed=args.seed
+        )
+        seeds, lrs = list(range(args.seed, args.seed + args.seeds)), args.lr
+        out = args.out or Path("runs") / (
+            datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + Path(args.dataset).name
+        )
+        folder = RunFolder(out, force=args.force)
+        model_config = None
+        chunk = None
+    dataset = load_dataset(run["dataset"], n=run["n"], data_dir=run["data_dir"])
+    if run["n"] is None and len(dataset.images) > DEFAULT_N:  # the original's mnist.data[:3000]
         dataset = dataset._replace(
             images=dataset.images[:DEFAULT_N],
             labels=None if dataset.labels is None else dataset.labels[:DEFAULT_N],
         )
-    model_config = ModelConfig(
-        input_dim=dataset.images.shape[1],
-        hidden=args.hidden,
-        code_dim=args.code_dim,
-        dtype=args.dtype,
-    )
-    experiment = run_experiment(
-        dataset,
+    if model_config is None:
+        model_config = ModelConfig(
+            input_dim=dataset.images.shape[1],
+            hidden=args.hidden,
+            code_dim=args.code_dim,
+            dtype=args.dtype,
+        )
+    cluster_config = ClusterConfig(clusters=run["clusters"], n_init=run["n_init"], seed=seeds[0])
+    every = args.checkpoint_every
+    if every is not None and every < 1:
+        raise JaxaeError(f"--checkpoint-every must be at least 1 epoch, got {every}")
+    if chunk is None:
+        steps = len(dataset.images) // train_config.batch_size
+        chunk = min(default_chunk(train_config.epochs, max(steps, 1)), every or train_config.epochs)
+    checkpointer = Checkpointer(
+        folder,
+        every_epochs=every,
         model_config=model_config,
         train_config=train_config,
-        cluster_config=cluster_config,
-        progress=not args.no_progress,
+        models=[(s, lr) for s in seeds for lr in lrs],
+        chunk=chunk,
+        run=run,
     )
-    save_run(experiment, out, force=args.force)
-    print(summary(experiment.report, out))
+    with stop_on_signals() as stopped:
+        try:
+            experiment = run_experiment(
+                dataset,
+                model_config=model_config,
+                train_config=train_config,
+                cluster_config=cluster_config,
+                seeds=seeds,
+                lrs=lrs,
+                devices=_devices(run),
+                epochs_per_chunk=chunk,
+                progress=not args.no_progress,
+                on_chunk=checkpointer,
+                should_stop=stopped,
+                kmeans_backend=run.get("kmeans", "sklearn"),
+                **resume,
+            )
+        except TrainingStopped as e:
+            saved = checkpointer.save_latest()
+            where = f"{folder.path}/{FILENAME_HINT}"
+            if saved is None:
+                raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
+            if stopped():
+                print(
+                    f"jaxae run: {e}; saved epoch {saved} in {where}; "
+                    f"resume with: jaxae run --resume {folder.path}",
+                    file=sys.stderr,
+                )
+                return 130
+            raise JaxaeError(f"{e}; the last finite state (epoch {saved}) is in {where}") from None
+    save_run(experiment, folder, chunk=chunk, run=run)
+    if experiment.report and _is_main():
+        print(summary(experiment.report, folder.path))
     return 0
+
+
+FILENAME_HINT = "checkpoint.msgpack"
+
+
+def _devices(run: dict):
+    value = run.get("devices")
+    if value in (None, "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise JaxaeError(f"--devices takes a number or all, got {value!r}") from None
+
+
+def _is_main() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def summary(report: dict, out: Path) -> str:
@@ -86,16 +238,26 @@ def summary(report: dict, out: Path) -> str:
         f"batch {r['batch_size']}, "
         f"{r['dtype']} on {r['backend']} ({r['device_kind']})",
         f"train {r['train_seconds']:.2f} s ({r['steps_per_second']:,.0f} steps/s, "
-        f"compile {r['compile_seconds']:.2f} s), final loss {r['final_loss']:.4f}",
+        f"compile {r['compile_seconds']:.2f} s), final loss {r['final_loss']:.4f}"
+        + (f", {r['models_trained']} models together" if r["models_trained"] > 1 else ""),
     ]
-    if r["metrics"]:
-        lines.append(f"{'clustering':<22}{'ACC':>7}{'NMI':>7}{'ARI':>7}")
+    by_lr = r.get("metrics_by_lr") or ({str(r["lr"]): r["metrics"]} if r["metrics"] else {})
+    several = r["models_trained"] > len(by_lr)
+    for lr, metrics in by_lr.items():
+        head = f"lr {lr}, " if len(by_lr) > 1 else ""
+        if several:
+            head += f"mean ± std over seeds {metrics['autoencoder_kmeans']['seeds']}"
+        lines.append(f"{head:<34}" + "".join(f"{k.upper():>20}" for k in ("acc", "nmi", "ari")))
         for name, label in (
             ("autoencoder_kmeans", "autoencoder + KMeans"),
             ("pixel_kmeans", "pixels + KMeans"),
         ):
-            m = r["metrics"][name]
-            lines.append(f"{label:<22}{m['acc']:>7.3f}{m['nmi']:>7.3f}{m['ari']:>7.3f}")
+            m = metrics[name]
+            cells = (
+                f"{m[k]:.3f} ± {m['std'][k]:.3f}".rjust(20) if several else f"{m[k]:>20.3f}"
+                for k in ("acc", "nmi", "ari")
+            )
+            lines.append(f"{label:<34}" + "".join(cells))
     lines.append(
         f"wrote {out}/ (report.json, clusters.png, loss.png, reconstructions.png, checkpoint)"
     )

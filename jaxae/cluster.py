@@ -18,9 +18,28 @@ def check_clusters(clusters: int, n: int) -> None:
         )
 
 
-def kmeans(features: np.ndarray, config: ClusterConfig = ClusterConfig()) -> np.ndarray:
-    """Cluster (N, F) features with scikit-learn's k-means++ KMeans: (N,) int labels."""
+def kmeans(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> np.ndarray:
+    """Cluster (N, F) features with k-means++ KMeans: (N,) int labels.
+
+    ``backend`` "sklearn" uses scikit-learn's KMeans; "jax" the jitted
+    on-device k-means of ``jaxae.jax_kmeans`` (for many codes, on a GPU).
+    """
     check_clusters(config.clusters, features.shape[0])
+    if backend == "jax":
+        from jaxae.jax_kmeans import kmeans_jax
+
+        return kmeans_jax(
+            features,
+            clusters=config.clusters,
+            n_init=config.n_init,
+            max_iter=config.max_iter,
+            tol=config.tol,
+            seed=config.seed,
+        ).labels
+    if backend != "sklearn":
+        raise JaxaeError(f"unknown KMeans backend {backend!r}: use sklearn or jax")
     return KMeans(
         n_clusters=config.clusters,
         init="k-means++",

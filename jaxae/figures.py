@@ -57,10 +57,19 @@ def clusters_figure(
     _save(fig, path)
 
 
-def loss_figure(loss_history: np.ndarray, path: str | os.PathLike) -> None:
-    """Training loss per epoch, log scale."""
+def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: int = 0) -> None:
+    """Training loss per epoch, log scale; (models, epochs) draws every model, ``selected`` bold."""
+    histories = np.atleast_2d(loss_history)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(np.arange(1, len(loss_history) + 1), loss_history)
+    epochs = np.arange(1, histories.shape[1] + 1)
+    for i, h in enumerate(histories):
+        if i != selected:
+            ax.plot(epochs, h, color="0.7", lw=0.8)
+    ax.plot(
+        epochs, histories[selected], color="C0", label="shown model" if len(histories) > 1 else None
+    )
+    if len(histories) > 1:
+        ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean squared error (standardised pixels)")

@@ -3,22 +3,29 @@
 The host calls one compiled program per chunk of epochs. Inside it, each epoch
 draws a permutation with ``jax.random.permutation``, cuts it into full batches
 and scans the step over them; the data stays on the device and the state is
-donated. Epoch ``e`` is shuffled with ``fold_in(shuffle_key, e)``, so a run
-depends only on its seed, however it is cut into chunks.
+donated. Epoch ``e`` of a model is shuffled with ``fold_in(shuffle_key, e)``,
+so a run depends only on its seed, however it is cut into chunks, which is what
+makes resuming exact.
+
+Many models (seeds, learning rates) train together in one ``vmap``-ed program;
+many devices share each batch over a ``jax.sharding.Mesh`` axis ``"data"``
+(batch sharded, parameters replicated, gradients reduced by XLA).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxae.config import ModelConfig, TrainConfig
@@ -38,11 +45,14 @@ class TrainResult(NamedTuple):
     """What ``fit`` returns.
 
     Attributes:
-      state: the final ``TrainState`` (on the device).
-      loss_history: (epochs,) float32, mean training loss of each epoch.
+      state: the final ``TrainState`` on the host; with several models every
+        leaf has a leading model axis.
+      loss_history: (epochs,) float32 mean training loss per epoch, or
+        (models, epochs) with several models.
       compile_seconds: time to compile the chunk program.
-      train_seconds: time for all epochs, compilation excluded.
-      steps: optimiser steps taken.
+      train_seconds: time for the epochs run in this call, compilation excluded.
+      steps: optimiser steps per model in this call.
+      models: the (seed, lr) of each model, in order.
     """
 
     state: TrainState
@@ -50,6 +60,15 @@ class TrainResult(NamedTuple):
     compile_seconds: float
     train_seconds: float
     steps: int
+    models: list[tuple[int, float]]
+
+
+class TrainingStopped(JaxaeError):
+    """Training stopped early (divergence or an interrupt) at ``epoch`` epochs done."""
+
+    def __init__(self, message: str, *, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 def build_model(config: ModelConfig) -> AutoEncoder:
@@ -61,23 +80,24 @@ def build_model(config: ModelConfig) -> AutoEncoder:
     )
 
 
-def build_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    return optax.adam(config.lr, eps=config.eps)
+def build_optimizer(lr: float | jax.Array, eps: float = 1e-7) -> optax.GradientTransformation:
+    return optax.adam(lr, eps=eps)
 
 
 def split_seed(seed: int) -> tuple[jax.Array, jax.Array]:
-    """The run's two keys: (init_key, shuffle_key)."""
-    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-    return init_key, shuffle_key
+    """A run's two keys as raw uint32 key data: (init_key, shuffle_key)."""
+    keys = jax.random.split(jax.random.key(seed))
+    return jax.random.key_data(keys[0]), jax.random.key_data(keys[1])
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def create_train_state(
-    key: jax.Array, model_config: ModelConfig, train_config: TrainConfig
-) -> TrainState:
-    """Fresh parameters and Adam state; jitted, since eager Flax init compiles op by op."""
-    params = build_model(model_config).init(key, jnp.zeros((1, model_config.input_dim)))
-    return TrainState(params, build_optimizer(train_config).init(params))
+@functools.partial(jax.jit, static_argnums=(1,))
+def create_train_state(key: jax.Array, model_config: ModelConfig) -> TrainState:
+    """Fresh parameters and Adam state from raw key data; jitted, since eager Flax init
+    compiles op by op. Vmap it over keys for several models."""
+    params = build_model(model_config).init(
+        jax.random.wrap_key_data(key), jnp.zeros((1, model_config.input_dim))
+    )
+    return TrainState(params, build_optimizer(0.0).init(params))
 
 
 def loss_fn(params: Any, model: AutoEncoder, batch: jax.Array) -> jax.Array:
@@ -111,41 +131,37 @@ def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 
 
 def epoch_key(shuffle_key: jax.Array, epoch: jax.Array | int) -> jax.Array:
-    return jax.random.fold_in(shuffle_key, epoch)
+    """The typed key that shuffles ``epoch``, from raw shuffle-key data."""
+    return jax.random.fold_in(jax.random.wrap_key_data(shuffle_key), epoch)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("model_config", "train_config", "chunk"), donate_argnums=0
-)
-def run_epochs(
-    state: TrainState,
-    x: jax.Array,
-    shuffle_key: jax.Array,
-    first_epoch: jax.Array,
-    count: jax.Array,
+def _train_epochs(
+    state,
+    x,
+    shuffle_key,
+    lr,
+    first_epoch,
+    count,
     *,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    chunk: int,
-) -> tuple[TrainState, jax.Array]:
-    """Train ``count`` (<= chunk) epochs from ``first_epoch`` in one program.
-
-    ``x`` is (N, D) standardised float32 on the device. Returns the new state
-    and a (chunk,) array of epoch losses, NaN past ``count``. ``count`` is
-    traced, so a shorter last chunk does not compile again.
-    """
+    model_config,
+    batch_size,
+    eps,
+    chunk,
+    batch_sharding,
+):
     step = functools.partial(
-        train_step, model=build_model(model_config), optimizer=build_optimizer(train_config)
+        train_step, model=build_model(model_config), optimizer=build_optimizer(lr, eps)
     )
 
     def batch_step(state, idx):
-        return step(state, x.at[idx].get(mode="promise_in_bounds"))
+        batch = x.at[idx].get(mode="promise_in_bounds")
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        return step(state, batch)
 
     def epoch(i, carry):
         state, losses = carry
-        idx = epoch_batches(
-            epoch_key(shuffle_key, first_epoch + i), x.shape[0], train_config.batch_size
-        )
+        idx = epoch_batches(epoch_key(shuffle_key, first_epoch + i), x.shape[0], batch_size)
         state, step_losses = jax.lax.scan(batch_step, state, idx)
         return state, losses.at[i].set(step_losses.mean())
 
@@ -153,9 +169,108 @@ def run_epochs(
     return jax.lax.fori_loop(0, count, epoch, (state, losses))
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("model_config", "batch_size", "eps", "chunk", "stacked", "batch_sharding"),
+    donate_argnums=0,
+)
+def run_epochs(
+    state: TrainState,
+    x: jax.Array,
+    shuffle_key: jax.Array,
+    lr: jax.Array,
+    first_epoch: jax.Array,
+    count: jax.Array,
+    *,
+    model_config: ModelConfig,
+    batch_size: int,
+    eps: float,
+    chunk: int,
+    stacked: bool = False,
+    batch_sharding: NamedSharding | None = None,
+) -> tuple[TrainState, jax.Array]:
+    """Train ``count`` (<= chunk) epochs from ``first_epoch`` in one program.
+
+    Args:
+      state: the ``TrainState`` (donated); with ``stacked``, leaves have a
+        leading model axis M.
+      x: (N, D) standardised float32 images on the device, shared by all models.
+      shuffle_key: raw uint32 key data, (2,) or (M, 2).
+      lr: learning rate, () or (M,) float32.
+      first_epoch, count: traced ints, so a shorter last chunk or a resumed
+        run does not compile again.
+      batch_sharding: where to place each batch (data parallelism), or None.
+
+    Returns:
+      The new state and the epoch losses, (chunk,) or (M, chunk), NaN past ``count``.
+    """
+    train = functools.partial(
+        _train_epochs,
+        model_config=model_config,
+        batch_size=batch_size,
+        eps=eps,
+        chunk=chunk,
+        batch_sharding=batch_sharding,
+    )
+    if stacked:
+        train = jax.vmap(train, in_axes=(0, None, 0, 0, None, None))
+    return train(state, x, shuffle_key, lr, first_epoch, count)
+
+
 def default_chunk(epochs: int, steps_per_epoch: int) -> int:
     """Epochs per host call: about 20 progress updates, at least ~2,000 steps each."""
     return max(1, min(epochs, max(math.ceil(epochs / 20), math.ceil(2000 / steps_per_epoch))))
+
+
+def make_mesh(devices: int | Sequence[jax.Device] | None) -> Mesh | None:
+    """A 1-D ``"data"`` mesh over the first ``devices`` devices ("all": every one).
+
+    None for a single device in a single process.
+    """
+    if devices is None and jax.process_count() == 1:
+        return None
+    available = jax.devices()
+    if devices is None:  # under jax.distributed: every process's devices
+        devices = "all"
+    if devices == "all":
+        devices = len(available)
+    if isinstance(devices, int):
+        if not 1 <= devices <= len(available):
+            raise JaxaeError(
+                f"--devices {devices}: JAX sees {len(available)} device(s); "
+                f"pass 1 to {len(available)} or all"
+            )
+        devices = available[:devices]
+    if len(devices) == 1 and jax.process_count() == 1:
+        return None
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def to_host(tree: Any) -> Any:
+    """Copy a pytree of (possibly replicated, multi-process) arrays to NumPy, once."""
+
+    def get(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            a = a.addressable_data(0)  # replicated: every shard holds it all
+        return np.asarray(a)
+
+    return jax.tree.map(get, jax.device_get(tree) if _addressable(tree) else tree)
+
+
+def _addressable(tree: Any) -> bool:
+    return all(
+        not isinstance(a, jax.Array) or a.is_fully_addressable for a in jax.tree.leaves(tree)
+    )
+
+
+def _replicate(tree: Any, mesh: Mesh | None) -> Any:
+    if mesh is None:
+        return jax.device_put(tree)
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
+        tree,
+    )
 
 
 def fit(
@@ -163,61 +278,126 @@ def fit(
     *,
     model_config: ModelConfig,
     train_config: TrainConfig,
+    seeds: Sequence[int] | None = None,
+    lrs: Sequence[float] | None = None,
+    devices: int | str | Sequence[jax.Device] | None = None,
     epochs_per_chunk: int | None = None,
+    initial: TrainState | None = None,
+    start_epoch: int = 0,
+    history: np.ndarray | None = None,
     progress: bool = True,
     on_chunk: Callable[[int, TrainState, np.ndarray], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train an autoencoder on raw images.
+    """Train one autoencoder, or several at once, on raw images.
 
     Args:
       images: (N, D) pixels, uint8 or float; standardised per image on the device.
       model_config: the model; ``input_dim`` must equal D.
       train_config: epochs, batch size, learning rate, seed.
+      seeds, lrs: train one model per (seed, lr) pair of these (default: the
+        config's seed and lr) in one vmapped program; each model is initialised
+        and shuffled by its own seed exactly as if trained alone.
+      devices: data-parallel over this many local devices (or "all"); the batch
+        size must divide evenly. Under ``jax.distributed``, the global devices.
       epochs_per_chunk: epochs per compiled call (default: about 20 calls).
+      initial, start_epoch, history: resume from a saved state after
+        ``start_epoch`` epochs with that loss history.
       progress: show a tqdm bar (after 2 s) advanced once per chunk.
-      on_chunk: called after each chunk with (epochs done, state, losses so far).
+      on_chunk: called after each finite chunk with (epochs done, host state,
+        loss history so far), e.g. to save a checkpoint.
+      should_stop: polled after each chunk; True stops with ``TrainingStopped``.
 
     Returns:
-      A ``TrainResult``; ``loss_history[e]`` is the mean loss of epoch ``e``.
+      A ``TrainResult``. One model: ``loss_history[e]`` is the mean loss of
+      epoch ``e``. Several: leading model axis everywhere.
+
+    Raises:
+      TrainingStopped: a single model's loss became non-finite (the state
+        passed to the last ``on_chunk`` is the last finite one), or
+        ``should_stop`` returned True.
 
     Example::
 
         result = fit(images, model_config=ModelConfig(input_dim=64),
-                     train_config=TrainConfig(epochs=10))
+                     train_config=TrainConfig(epochs=10), seeds=range(8))
     """
     n, dim = images.shape
     if dim != model_config.input_dim:
         raise JaxaeError(f"images have {dim} pixels but the model expects {model_config.input_dim}")
-    if train_config.batch_size > n:
+    batch_size, epochs = train_config.batch_size, train_config.epochs
+    if batch_size > n:
         raise JaxaeError(
-            f"batch size {train_config.batch_size} is larger than the {n} images: "
-            f"pass --batch-size {n} or less"
+            f"batch size {batch_size} is larger than the {n} images: pass --batch-size {n} or less"
         )
-    epochs = train_config.epochs
-    steps_per_epoch = n // train_config.batch_size
-    chunk = epochs_per_chunk or default_chunk(epochs, steps_per_epoch)
-    chunk = min(chunk, epochs)
+    models = list(itertools.product(seeds or [train_config.seed], lrs or [train_config.lr]))
+    for _, lr in models:
+        if not 0 < lr < math.inf:
+            raise JaxaeError(f"learning rate must be positive and finite, got {lr}")
+    stacked = len(models) > 1
+    mesh = make_mesh(devices)
+    if mesh is not None and batch_size % mesh.size:
+        raise JaxaeError(
+            f"batch size {batch_size} does not divide over {mesh.size} devices: "
+            f"pass a batch size that is a multiple of {mesh.size}"
+        )
+    steps_per_epoch = n // batch_size
+    chunk = min(epochs_per_chunk or default_chunk(epochs, steps_per_epoch), epochs)
 
-    init_key, shuffle_key = split_seed(train_config.seed)
-    x = jax.jit(standardize)(jax.device_put(images))
-    state = create_train_state(init_key, model_config, train_config)
-    statics = dict(model_config=model_config, train_config=train_config, chunk=chunk)
+    keys = np.stack([np.stack(split_seed(seed)) for seed, _ in models])  # (M, 2, 2)
+    init_keys, shuffle_keys = keys[:, 0], keys[:, 1]
+    lr = np.asarray([lr for _, lr in models], np.float32)
+    if not stacked:
+        init_keys, shuffle_keys, lr = init_keys[0], shuffle_keys[0], lr[0]
+    if initial is None:
+        create = jax.vmap(create_train_state, in_axes=(0, None)) if stacked else create_train_state
+        initial = create(jnp.asarray(init_keys), model_config)
+    x = jax.jit(standardize)(jax.device_put(images) if mesh is None else np.asarray(images))
+    if mesh is not None:
+        x = _replicate(to_host(x), mesh)
+    state = _replicate(to_host(initial), mesh)
+    shuffle_keys, lr = _replicate((shuffle_keys, lr), mesh)
+    statics = dict(
+        model_config=model_config,
+        batch_size=batch_size,
+        eps=train_config.eps,
+        chunk=chunk,
+        stacked=stacked,
+        batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("data")),
+    )
 
     start = time.perf_counter()
-    compiled = run_epochs.lower(state, x, shuffle_key, 0, 0, **statics).compile()
+    compiled = run_epochs.lower(state, x, shuffle_keys, lr, 0, 0, **statics).compile()
     compile_seconds = time.perf_counter() - start
 
-    history = np.full(epochs, np.nan, np.float32)
+    shape = (len(models), epochs) if stacked else (epochs,)
+    full_history = np.full(shape, np.nan, np.float32)
+    if history is not None:
+        full_history[..., :start_epoch] = np.asarray(history)[..., :start_epoch]
     start = time.perf_counter()
-    with tqdm(total=epochs, unit="epoch", delay=2, disable=not progress, leave=False) as bar:
-        for first in range(0, epochs, chunk):
+    with tqdm(
+        total=epochs, initial=start_epoch, unit="epoch", delay=2, disable=not progress, leave=False
+    ) as bar:
+        for first in range(start_epoch, epochs, chunk):
             count = min(chunk, epochs - first)
-            state, losses = compiled(state, x, shuffle_key, first, count)
-            history[first : first + count] = np.asarray(losses)[:count]
-            bar.set_postfix(loss=f"{history[first + count - 1]:.4f}", refresh=False)
+            state, losses = compiled(state, x, shuffle_keys, lr, first, count)
+            losses = to_host(losses)[..., :count]
+            full_history[..., first : first + count] = losses
+            done = first + count
+            if not stacked and not np.isfinite(losses).all():
+                bad = first + int(np.argmin(np.isfinite(losses)))
+                raise TrainingStopped(
+                    f"training diverged: the loss of epoch {bad + 1} is {losses[bad - first]}; "
+                    "lower the learning rate (--lr) or use --dtype float32",
+                    epoch=first,
+                )
+            bar.set_postfix(loss=f"{np.nanmean(losses[..., -1]):.4f}", refresh=False)
             bar.update(count)
             if on_chunk is not None:
-                on_chunk(first + count, state, history[: first + count])
-    jax.block_until_ready(state)
+                on_chunk(done, to_host(state), full_history[..., :done])
+            if should_stop is not None and done < epochs and should_stop():
+                raise TrainingStopped(f"training stopped after epoch {done}", epoch=done)
+    state = to_host(state)
     train_seconds = time.perf_counter() - start
-    return TrainResult(state, history, compile_seconds, train_seconds, epochs * steps_per_epoch)
+    steps = (epochs - start_epoch) * steps_per_epoch
+    return TrainResult(state, full_history, compile_seconds, train_seconds, steps, models)

@@ -6,8 +6,21 @@ from helpers import mnist_5k
 
 from jaxae.cli import main
 
-TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", "--hidden", "16", "--code-dim", "8",
-        "--n-init", "1", "--no-progress"]  # fmt: skip
+TINY = [
+    "--n",
+    "300",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "50",
+    "--hidden",
+    "16",
+    "--code-dim",
+    "8",
+    "--n-init",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")

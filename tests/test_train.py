@@ -26,7 +26,7 @@ TRAIN = TrainConfig.tiny()
 
 def test_loss_matches_numpy():
     x = standardize(digits(32).images)
-    params = create_train_state(jax.random.key(0), MODEL, TRAIN).params["params"]
+    params = create_train_state(split_seed(0)[0], MODEL).params["params"]
     h = np.asarray(x, np.float64)
     for name in ("encoder_hidden", "encoder_code", "decoder_hidden"):
         h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
@@ -39,12 +39,12 @@ def test_loss_matches_numpy():
 
 
 def _step():
-    return functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN))
+    return functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN.lr, TRAIN.eps))
 
 
 def test_jitted_step_equals_unjitted():
     x = standardize(digits(32).images)
-    state = create_train_state(jax.random.key(0), MODEL, TRAIN)
+    state = create_train_state(split_seed(0)[0], MODEL)
     plain_state, plain_loss = _step()(state, x)  # op by op, no jit
     jit_state, jit_loss = jax.jit(_step())(state, x)
     np.testing.assert_allclose(jit_loss, plain_loss, rtol=1e-6)
@@ -67,9 +67,9 @@ def test_scan_loop_equals_python_loop(chunk):
     )
 
     init_key, shuffle_key = split_seed(train.seed)
-    state = create_train_state(init_key, MODEL, train)
+    state = create_train_state(init_key, MODEL)
     step = jax.jit(
-        functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(train))
+        functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(train.lr, train.eps))
     )
     x = standardize(ds.images)
     history = []

@@ -1,0 +1,192 @@
+"""Interrupted, diverging or repeated runs: nothing lost, nothing half-written, exact resumes."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxae.checkpoint import load_checkpoint
+from jaxae.cli import main
+from jaxae.config import ModelConfig, TrainConfig
+from jaxae.errors import JaxaeError
+from jaxae.train import TrainingStopped, fit
+
+SMALL = [
+    "--n",
+    "512",
+    "--batch-size",
+    "64",
+    "--hidden",
+    "16",
+    "--code-dim",
+    "8",
+    "--n-init",
+    "1",
+    "--no-progress",
+]
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "jaxae.cli", "run", *args]
+
+
+def _wait_for_checkpoint(proc, path, *, min_epoch: int, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if path.exists():
+            epoch = load_checkpoint(path.parent).epoch
+            if epoch >= min_epoch:
+                return epoch
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_resume_is_bitwise_equal(tmp_path, capsys):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    args = [*SMALL, "--epochs", "400", "--checkpoint-every", "20"]
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(killed)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    epoch = _wait_for_checkpoint(proc, killed / "checkpoint.msgpack", min_epoch=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (killed / "report.json").exists() and epoch < 400
+    assert main(["run", "--resume", str(killed), "--no-progress"]) == 0
+    assert main(["run", *args, "--out", str(whole)]) == 0
+    a, b = load_checkpoint(killed), load_checkpoint(whole)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+    for x, y in zip(
+        *(np.concatenate([np.ravel(v) for v in _leaves(c.state)]) for c in (a, b)), strict=True
+    ):
+        assert x == y or (np.isnan(x) and np.isnan(y))
+    report = json.loads((killed / "report.json").read_text())
+    assert report["epochs"] == 400 and len(report["loss_history"]) == 400
+
+
+def _leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_sigint_saves_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cli(*SMALL, "--epochs", "100000", "--checkpoint-every", "10", "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_checkpoint(proc, out / "checkpoint.msgpack", min_epoch=10)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"resume with: jaxae run --resume {out}" in err and "Traceback" not in err
+    ckpt = load_checkpoint(out)
+    assert ckpt.epoch % 10 == 0 and 10 <= ckpt.epoch < 100000
+    assert np.isfinite(ckpt.loss_history[: ckpt.epoch]).all()
+    assert np.isnan(ckpt.loss_history[ckpt.epoch :]).all()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.msgpack"
+    ]  # no report, no temp files
+
+
+def test_divergence_stops_at_the_chunk_and_names_the_epoch(trained):
+    ds, model_config, first = trained  # 3 finite epochs at lr 0.01
+    seen = []
+    # Adam's steps are bounded by lr, so only a huge rate overflows within an epoch.
+    with pytest.raises(TrainingStopped, match=r"diverged: the loss of epoch 4 is (nan|inf)") as e:
+        fit(
+            ds.images,
+            model_config=model_config,
+            progress=False,
+            epochs_per_chunk=1,
+            train_config=TrainConfig(epochs=6, batch_size=32, lr=1e6),
+            initial=first.state,
+            start_epoch=3,
+            history=first.loss_history,
+            on_chunk=lambda epoch, state, history: seen.append(epoch),
+        )
+    assert e.value.epoch == 3 and seen == []  # the diverged state is never handed out
+
+
+def test_cli_divergence_writes_no_nan_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "run",
+                *SMALL,
+                "--epochs",
+                "50",
+                "--lr",
+                "1e6",
+                "--checkpoint-every",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "diverged" in err and "lower the learning rate" in err and err.count("\n") == 1
+    assert "nothing was saved" in err and not out.exists()
+
+
+def test_checkpointer_saves_last_finite_state_on_divergence(tmp_path, trained):
+    from jaxae.pipeline import Checkpointer, RunFolder
+
+    ds, model_config, first = trained
+    train = TrainConfig(epochs=6, batch_size=32, lr=1e6)
+    saver = Checkpointer(
+        RunFolder(tmp_path / "run"),
+        every_epochs=100,
+        model_config=model_config,
+        train_config=train,
+        chunk=1,
+    )
+    saver(3, first.state, first.loss_history)  # not due yet: nothing written
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(TrainingStopped):
+        fit(
+            ds.images,
+            model_config=model_config,
+            progress=False,
+            epochs_per_chunk=1,
+            train_config=train,
+            initial=first.state,
+            start_epoch=3,
+            history=first.loss_history,
+            on_chunk=saver,
+        )
+    assert saver.save_latest() == 3
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.epoch == 3 and np.isfinite(ckpt.loss_history[:3]).all()
+
+
+def test_force_replaces_and_resume_of_nothing_fails(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out)]) == 2
+    assert "--force to replace it" in capsys.readouterr().err and (out / "old.txt").exists()
+    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out), "--force"]) == 0
+    assert not (out / "old.txt").exists() and (out / "report.json").exists()
+    assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_lr_must_be_finite():
+    with pytest.raises(JaxaeError, match="positive and finite"):
+        fit(
+            np.zeros((64, 64), np.float32),
+            model_config=ModelConfig.tiny(),
+            train_config=TrainConfig(epochs=1, batch_size=32),
+            lrs=[float("inf")],
+        )

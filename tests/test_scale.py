@@ -1,0 +1,174 @@
+"""Many models in one program, many devices, many processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from jaxae.cli import main
+from jaxae.config import ModelConfig, TrainConfig
+from jaxae.errors import JaxaeError
+from jaxae.train import fit
+
+MODEL = ModelConfig.tiny()
+TRAIN = TrainConfig(epochs=3, batch_size=32)
+
+
+def test_vmapped_models_equal_models_trained_alone(trained):
+    ds, _, _ = trained
+    together = fit(
+        ds.images,
+        model_config=MODEL,
+        train_config=TRAIN,
+        seeds=[0, 5],
+        lrs=[0.01, 0.003],
+        progress=False,
+    )
+    assert together.models == [(0, 0.01), (0, 0.003), (5, 0.01), (5, 0.003)]
+    assert together.loss_history.shape == (4, 3)
+    for i, (seed, lr) in enumerate(together.models):
+        alone = fit(
+            ds.images,
+            model_config=MODEL,
+            train_config=TrainConfig(epochs=3, batch_size=32, seed=seed, lr=lr),
+            progress=False,
+        )
+        np.testing.assert_allclose(together.loss_history[i], alone.loss_history, rtol=2e-5)
+        for a, b in zip(
+            jax.tree.leaves(together.state.params), jax.tree.leaves(alone.state.params)
+        ):
+            np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-6)
+
+
+def test_cli_seeds_report_mean_and_spread(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--n",
+        "300",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--hidden",
+        "16",
+        "--code-dim",
+        "8",
+        "--n-init",
+        "1",
+        "--seeds",
+        "3",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["models_trained"] == 3 and report["seeds"] == [0, 1, 2]
+    for method in ("autoencoder_kmeans", "pixel_kmeans"):
+        m = report["metrics"][method]
+        accs = [model["metrics"][method]["acc"] for model in report["models"]]
+        assert m["per_seed"]["acc"] == accs
+        assert m["acc"] == pytest.approx(np.mean(accs)) and m["std"]["acc"] == pytest.approx(
+            np.std(accs)
+        )
+        assert m["min"]["acc"] == min(accs) and m["max"]["acc"] == max(accs)
+    accs = sorted(m["metrics"]["autoencoder_kmeans"]["acc"] for m in report["models"])
+    chosen = report["models"][report["selected_model"]]["metrics"]["autoencoder_kmeans"]["acc"]
+    assert chosen == accs[1]  # figures show the median run
+    assert "± " in capsys.readouterr().out
+
+
+def test_batch_must_divide_over_devices():
+    with pytest.raises(JaxaeError, match="--devices 2: JAX sees 1 device"):
+        fit(np.zeros((64, 64), np.float32), model_config=MODEL, train_config=TRAIN, devices=2)
+
+
+def _python(
+    code: str, *, env: dict | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_four_devices_equal_one(trained):
+    ds, _, _ = trained
+    one = fit(ds.images, model_config=MODEL, train_config=TRAIN, progress=False).loss_history
+    proc = _python(
+        """
+        import json, jax
+        from jaxae.config import ModelConfig, TrainConfig
+        from jaxae.data import load_dataset
+        from jaxae.train import fit
+        assert jax.device_count() == 4
+        images = load_dataset("digits", n=256).images
+        kw = dict(model_config=ModelConfig.tiny(), progress=False, devices=4,
+                  train_config=TrainConfig(epochs=3, batch_size=32))
+        print(json.dumps([fit(images, **kw).loss_history.tolist(),
+                          fit(images, seeds=[0, 1], **kw).loss_history[0].tolist()]))
+        """,
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    four, four_models = json.loads(proc.stdout.splitlines()[-1])
+    np.testing.assert_allclose(four, one, rtol=1e-5)  # batch sharded, gradients all-reduced
+    np.testing.assert_allclose(four_models, one, rtol=1e-5)  # models vmapped, batch sharded
+
+
+def test_two_processes_on_loopback_equal_one(tmp_path, trained):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = [
+        "-m",
+        "jaxae.cli",
+        "run",
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--n",
+        "256",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "16",
+        "--code-dim",
+        "8",
+        "--n-init",
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *common, "--process-id", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["process_count"] == 2 and report["device_count"] == 2
+    ds, _, _ = trained
+    one = fit(ds.images, model_config=MODEL, train_config=TRAIN, progress=False).loss_history
+    np.testing.assert_allclose(report["loss_history"], one, rtol=1e-5)
+    assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # only process 0 writes
