@@ -209,15 +209,24 @@ def standardize(x: jax.Array | np.ndarray) -> jax.Array:
       ``(..., D)`` float32.
     """
     x = jnp.asarray(x, jnp.float32)
+    mean, inv_std = row_moments(x)
+    return (x - mean) * inv_std
+
+
+def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-row mean and 1/std of (..., D) float32, both (..., 1); 1/std is 0 for constant rows.
+
+    ``(x - mean) * inv_std`` is ``standardize(x)``; the encoder folds the same
+    two numbers into its first layer instead.
+    """
     d = x.shape[-1]
     mean = jnp.mean(x, axis=-1, keepdims=True)
-    centered = x - mean
-    var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     # scikit-learn's _is_constant_feature bound: below it the variance is
     # rounding error of the two-pass computation, not signal.
     eps = jnp.finfo(jnp.float32).eps
     constant = var <= d * eps * var + jnp.square(d * mean * eps)
-    return jnp.where(constant, 0.0, centered / jnp.sqrt(jnp.where(constant, 1.0, var)))
+    return mean, jnp.where(constant, 0.0, jax.lax.rsqrt(jnp.where(constant, 1.0, var)))
 
 
 def _parse_idx(f: BinaryIO, path: Path, *, size: int | None) -> np.ndarray:

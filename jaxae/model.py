@@ -44,7 +44,11 @@ class AutoEncoder(nn.Module):
 
     def encode(self, x: jax.Array) -> jax.Array:
         """(N, input_dim) standardised pixels -> (N, code_dim) codes."""
-        return nn.relu(self.encoder_code(nn.relu(self.encoder_hidden(x))))
+        return self.code_from_hidden(nn.relu(self.encoder_hidden(x)))
+
+    def code_from_hidden(self, h: jax.Array) -> jax.Array:
+        """(N, hidden) first-layer activations -> (N, code_dim) codes."""
+        return nn.relu(self.encoder_code(h))
 
     def decode(self, z: jax.Array) -> jax.Array:
         """(N, code_dim) codes -> (N, input_dim) reconstructed standardised pixels."""

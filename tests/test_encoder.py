@@ -78,3 +78,15 @@ def test_standardisation_is_applied(trained, encoder):
 def test_bad_input(encoder, images, match):
     with pytest.raises(JaxaeError, match=match):
         encoder.encode(images)
+
+
+def test_folded_standardisation_gives_the_same_codes(trained):
+    from jaxae.encoder import encode_folded_fn
+
+    ds, model_config, result = trained
+    pixels = np.clip(np.round(ds.images), 0, 255)
+    pixels[3] = 7.0  # a constant row
+    for x in (pixels.astype(np.float32), pixels.astype(np.uint8)):
+        want = jax.jit(encode_fn, static_argnums=2)(result.state.params, x, model_config)
+        got = jax.jit(encode_folded_fn, static_argnums=2)(result.state.params, x, model_config)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
