@@ -269,18 +269,34 @@ def add_encode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="images: a dataset name or path, as for jaxae run --dataset")
     p.add_argument("--out", type=Path, required=True, help="codes .npy to write")
     p.add_argument("--n", type=int, default=None, help="first N images")
+    p.add_argument("--chunk-rows", type=int, default=65536, help="rows per streamed chunk")
+    p.add_argument(
+        "--compilation-cache",
+        default=os.environ.get("JAXAE_COMPILATION_CACHE"),
+        metavar="DIR",
+        help="persistent XLA compilation cache",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from jaxae.checkpoint import load
     from jaxae.data import load_dataset
     from jaxae.io import save_npy
+    from jaxae.stream import encode_file, is_streamable
 
+    setup_jax(args)
     encoder = load(args.run_dir)
-    images = load_dataset(args.input, n=args.n).images
-    codes = encoder.encode(images)
-    save_npy(args.out, codes)
-    print(f"wrote {args.out}: codes {codes.shape[0]} x {codes.shape[1]} float32")
+    if is_streamable(args.input):  # .npy and IDX: in chunks, bounded memory
+        rows, code_dim = encode_file(
+            encoder, args.input, args.out, n=args.n, chunk_rows=args.chunk_rows,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    else:  # folders of IDX files, .npz, digits, mnist: in memory
+        codes = encoder.encode(load_dataset(args.input, n=args.n).images)
+        save_npy(args.out, codes)
+        rows, code_dim = codes.shape
+    print(f"wrote {args.out}: codes {rows} x {code_dim} float32")
     return 0
 
 

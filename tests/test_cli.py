@@ -141,3 +141,17 @@ def test_bad_flag_is_argparse_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", "--dtype", "float16"])
     assert e.value.code == 2
+
+
+def test_encode_streams_npy_in_chunks(run_dir, tmp_path, capsys):
+    from jaxae.checkpoint import load
+    from jaxae.data import load_dataset
+
+    images = load_dataset("digits").images.astype(np.uint8)
+    np.save(tmp_path / "pixels.npy", images)
+    out = tmp_path / "codes.npy"
+    args = ["encode", str(run_dir), str(tmp_path / "pixels.npy"), "--out", str(out)]
+    assert main([*args, "--chunk-rows", "500", "--no-progress"]) == 0
+    np.testing.assert_allclose(
+        np.load(out, allow_pickle=False), load(run_dir).encode(images), rtol=1e-5, atol=1e-6
+    )
