@@ -1,4 +1,4 @@
-"""The ``jaxae`` command: run, encode, info.
+"""The ``jaxae`` command: run, encode, info, bench.
 
 Each subcommand has ``add_args(parser)`` and a handler; ``main(argv)`` returns
 the exit status. Bad input (``JaxaeError``) is one line on stderr and status 2.
@@ -316,7 +316,18 @@ COMMANDS = {
     "run": (add_run_args, cmd_run, "train, encode, cluster and score; write a run folder"),
     "encode": (add_encode_args, cmd_encode, "encode images with a trained run"),
     "info": (lambda p: None, cmd_info, "JAX version, backend and devices"),
+    "bench": (
+        lambda p: _bench().add_args(p),
+        lambda args: _bench().main(args),
+        "time training and encoding beside the peers; write bench.json/.md/.png",
+    ),
 }
+
+
+def _bench():
+    from jaxae import bench
+
+    return bench
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ import dataclasses
 from jaxae.errors import JaxaeError
 
 DTYPES = ("float32", "bfloat16")
+# Two billion float32 parameters (8 GB, 24 GB with Adam's state): far above any
+# model this recipe needs, and far below what a typo like --hidden 2147483648 asks for.
+MAX_PARAMETERS = 2**31
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +40,17 @@ class ModelConfig:
                 raise JaxaeError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dtype not in DTYPES:
             raise JaxaeError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if self.parameter_count > MAX_PARAMETERS:
+            raise JaxaeError(
+                f"a {self.input_dim}-{self.hidden}-{self.code_dim} autoencoder has "
+                f"{self.parameter_count:,} parameters, over jaxae's limit of {MAX_PARAMETERS:,}: "
+                "pass a smaller --hidden or --code-dim"
+            )
+
+    @property
+    def parameter_count(self) -> int:
+        d, h, c = self.input_dim, self.hidden, self.code_dim
+        return 2 * (d * h + h * c) + d + 2 * h + c
 
     @classmethod
     def tiny(cls, input_dim: int = 64) -> ModelConfig:

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxae.config import ModelConfig
 from jaxae.model import AutoEncoder
@@ -42,3 +43,11 @@ def test_bfloat16_compute_keeps_float32_params():
     params = jax.jit(model.init)(jax.random.key(0), x)
     assert {p.dtype for p in jax.tree_util.tree_leaves(params)} == {jnp.dtype(jnp.float32)}
     assert model.apply(params, x).dtype == jnp.bfloat16
+
+
+def test_parameter_count_formula_and_limit():
+    from jaxae.errors import JaxaeError
+
+    assert ModelConfig().parameter_count == 454_004
+    with pytest.raises(JaxaeError, match="over jaxae's limit.*smaller --hidden"):
+        ModelConfig(hidden=2**31)
