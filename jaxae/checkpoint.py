@@ -117,6 +117,11 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         raise JaxaeError(
             f"{path} is not a jaxae checkpoint: pass a run folder written by jaxae run"
         ) from None
+    if isinstance(meta.get("format_version"), bool):  # JSON true equals 1 in Python
+        raise JaxaeError(
+            f"{path} is damaged (format_version is {meta['format_version']!r}): "
+            "train again with jaxae run"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
         raise JaxaeError(
             f"{path} has checkpoint format {meta.get('format_version')!r}; this jaxae reads "
@@ -126,20 +131,33 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
     try:
         model_config = ModelConfig(**meta["model"])
         train_config = TrainConfig(**meta["train"])
-        epoch = int(meta["epoch"])
-        models = [(int(seed), float(lr)) for seed, lr in meta["models"]]
-        chunk = None if meta["chunk"] is None else int(meta["chunk"])
-        selected = int(meta["selected"])
+        epoch = _int(meta["epoch"])
+        models = [(_int(seed), _float(lr)) for seed, lr in meta["models"]]
+        chunk = None if meta["chunk"] is None else _int(meta["chunk"])
+        selected = _int(meta["selected"])
         run = dict(meta["run"])
-        history = np.asarray(payload["loss_history"], np.float32)
+        version = str(meta["jaxae_version"])
+        # Values beyond float32 become inf, which the history may hold anyway.
+        with np.errstate(over="ignore", invalid="ignore"):
+            history = np.asarray(payload["loss_history"], np.float32)
         template = _template(model_config, len(models))
         state = serialization.from_state_dict(template, payload["state"])
         if not (0 <= epoch <= train_config.epochs and 0 <= selected < len(models) and models):
             raise ValueError("epoch, models or selected out of range")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk is {chunk}")
+        if not all(0 <= seed < 2**32 for seed, _ in models):
+            raise ValueError("a seed is beyond uint32")
         if history.shape != ((len(models),) if len(models) > 1 else ()) + (train_config.epochs,):
             raise ValueError(f"loss history has shape {history.shape}")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise JaxaeError(f"{path} is damaged ({e}): train again with jaxae run") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        detail = f"no {e}" if isinstance(e, KeyError) else e
+        raise JaxaeError(f"{path} is damaged ({detail}): train again with jaxae run") from None
+    if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(template):
+        raise JaxaeError(
+            f"{path} is damaged: its state does not have the model's tree: "
+            "train again with jaxae run"
+        )
     _check_like(path, state, template)
     return Checkpoint(
         state,
@@ -151,8 +169,20 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         chunk,
         selected,
         run,
-        meta["jaxae_version"],
+        version,
     )
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def _float(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
 
 
 def _template(model_config: ModelConfig, models: int) -> TrainState:

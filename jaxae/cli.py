@@ -128,6 +128,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         if args.seeds < 1:
             raise JaxaeError(f"--seeds must be at least 1, got {args.seeds}")
+        if 0 <= args.seed < 2**32 < args.seed + args.seeds:  # TrainConfig checks --seed
+            raise JaxaeError(
+                f"seeds must be between 0 and 2**32-1, but --seed {args.seed} --seeds "
+                f"{args.seeds} reaches {args.seed + args.seeds - 1}: pass --seeds "
+                f"{2**32 - args.seed} or fewer"
+            )
         run = dict(
             dataset=args.dataset,
             n=args.n,
@@ -333,11 +339,17 @@ def _bench():
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jaxae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    subparsers = {}
     for name, (add_args, handler, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = subparsers[name] = sub.add_parser(name, help=help_, description=help_)
         add_args(p)
         p.set_defaults(handler=handler)
     args = parser.parse_args(argv)
+    # Python 3.11's argparse turns a value of "--" (e.g. --epochs=--) into [].
+    empty = [name for name, value in vars(args).items() if isinstance(value, list) and not value]
+    if empty:
+        flag = "--" + empty[0].replace("_", "-")
+        subparsers[args.command].error(f"argument {flag}: expected one argument")
     try:
         return args.handler(args)
     except JaxaeError as e:

@@ -8,6 +8,8 @@ Each class has a ``tiny()`` variant for tests.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 from jaxae.errors import JaxaeError
 
@@ -15,6 +17,31 @@ DTYPES = ("float32", "bfloat16")
 # Two billion float32 parameters (8 GB, 24 GB with Adam's state): far above any
 # model this recipe needs, and far below what a typo like --hidden 2147483648 asks for.
 MAX_PARAMETERS = 2**31
+SEED_LIMIT = 2**32  # seeds are uint32, as scikit-learn's random_state requires
+MAX_N_INIT = 1000  # KMeans restarts; each one reruns KMeans from scratch
+
+
+def _check_ints(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise JaxaeError(f"{name} must be an integer, got {value!r}")
+
+
+def _check_reals(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise JaxaeError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise JaxaeError(f"{name} must be finite, got {value}")
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < SEED_LIMIT:
+        raise JaxaeError(
+            f"seed must be between 0 and 2**32-1, got {seed}: pass --seed 0 to {SEED_LIMIT - 1}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +62,7 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
+        _check_ints(self, "input_dim", "hidden", "code_dim")
         for name in ("input_dim", "hidden", "code_dim"):
             if getattr(self, name) < 1:
                 raise JaxaeError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -78,6 +106,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _check_ints(self, "epochs", "batch_size", "seed")
+        if not isinstance(self.lr, numbers.Real) or isinstance(self.lr, bool):
+            raise JaxaeError(f"learning rate must be a number, got {self.lr!r}")
+        _check_reals(self, "eps")
         if self.epochs < 1:
             raise JaxaeError(
                 f"epochs must be at least 1, got {self.epochs}: pass --epochs 1 or more"
@@ -86,8 +118,11 @@ class TrainConfig:
             raise JaxaeError(
                 f"batch size must be at least 1, got {self.batch_size}: pass --batch-size 1 or more"
             )
-        if not self.lr > 0:
-            raise JaxaeError(f"learning rate must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise JaxaeError(
+                f"learning rate must be positive and finite, got {self.lr}: pass --lr 0.01 or so"
+            )
+        _check_seed(self.seed)
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -105,10 +140,16 @@ class ClusterConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _check_ints(self, "clusters", "n_init", "max_iter", "seed")
+        _check_reals(self, "tol")
         if self.clusters < 1:
             raise JaxaeError(f"clusters must be at least 1, got {self.clusters}")
-        if self.n_init < 1:
-            raise JaxaeError(f"n_init must be at least 1, got {self.n_init}")
+        if not 1 <= self.n_init <= MAX_N_INIT:
+            raise JaxaeError(
+                f"n_init must be between 1 and {MAX_N_INIT}, got {self.n_init}: "
+                f"pass --n-init 1 to {MAX_N_INIT}"
+            )
+        _check_seed(self.seed)
 
     @classmethod
     def tiny(cls) -> ClusterConfig:

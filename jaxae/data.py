@@ -22,6 +22,7 @@ import os
 import re
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from http.client import HTTPException
@@ -47,6 +48,7 @@ _IDX_DTYPES = {
 # Far above MNIST (47 MB); stops a corrupt header from asking for terabytes.
 _IDX_MAX_BYTES = 2**34
 _CHUNK = 16 * 2**20
+_NPY_MAGIC = np.lib.format.MAGIC_PREFIX
 _IMAGES_RE = re.compile(r"images([-.])idx3-ubyte")
 _SOURCES_HINT = "use digits, mnist, or a path to MNIST IDX files or a .npz"
 
@@ -68,7 +70,7 @@ class Dataset(NamedTuple):
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Folder for downloads and caches: ``explicit``, else ``$JAXAE_DATA``, else ``~/.cache/jaxae``."""
+    """Folder for downloads and caches: ``explicit``, ``$JAXAE_DATA``, or ``~/.cache/jaxae``."""
     chosen = explicit or os.environ.get("JAXAE_DATA") or Path.home() / ".cache" / "jaxae"
     return Path(chosen).expanduser()
 
@@ -136,7 +138,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise JaxaeError(f"{path} does not exist: check the path") from e
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise JaxaeError(
-            f"{path} is a corrupt gzip file ({_one_line(e)}): download it again or pass the raw file"
+            f"{path} is a corrupt gzip file ({_one_line(e)}): "
+            "download it again or pass the raw file"
         ) from e
     except OSError as e:
         raise JaxaeError(
@@ -163,14 +166,33 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         # Opened here, not by np.load, which leaks its handle when the zip is corrupt.
         with open(path, "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
-            is_npz = isinstance(loaded, np.lib.npyio.NpzFile)
-            arrays = {key: loaded[key] for key in loaded.files} if is_npz else None
+            # A .npy would be read whole by np.load before it is refused.
+            is_npy = f.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+            f.seek(0)
+            arrays = None
+            if not is_npy:
+                with np.load(f, allow_pickle=False) as loaded:
+                    _check_npz_members(loaded.zip, path)
+                    arrays = {key: loaded[key] for key in loaded.files}
     except FileNotFoundError as e:
         raise JaxaeError(f"{path} does not exist: check the path") from e
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    except JaxaeError:
+        raise
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+        SyntaxError,
+        tokenize.TokenError,
+    ) as e:
         # np.load raises ValueError for object (pickled) arrays and for files
-        # that are neither .npz nor .npy.
+        # that are neither .npz nor .npy; zipfile raises NotImplementedError and
+        # RuntimeError for features it does not support (compression methods,
+        # encryption); NumPy's .npy header parser lets tokenize's errors through.
         raise JaxaeError(
             f"{path} is not a valid .npz of numeric arrays ({_one_line(e)}): "
             "save images with np.savez(path, x=images, y=labels)"
@@ -193,6 +215,38 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
             "store them as x (labels as y), or as x_train/y_train/x_test/y_test"
         )
     return images, labels
+
+
+def _check_npz_members(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuses a member whose .npy header declares more data than it holds.
+
+    np.load allocates the declared array before reading any data, so a small
+    file could otherwise ask for gigabytes. The member's data is counted, not
+    kept, since the sizes in the zip's directory can lie too.
+    """
+    fmt = np.lib.format
+    for info in archive.infolist():
+        with archive.open(info) as member:
+            if member.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                continue  # np.load returns such a member as bytes
+            member.seek(0)
+            version = fmt.read_magic(member)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                continue  # np.load refuses it before allocating
+            read_header = (
+                fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+            declared = math.prod(shape) * dtype.itemsize
+            available = info.file_size - member.tell()
+            if available >= declared:
+                available = _count_rest(member, limit=declared)
+            if available < declared:
+                raise JaxaeError(
+                    f"{path} is truncated or corrupt: its {info.filename} declares shape "
+                    f"{shape} ({declared} bytes of data), found {max(available, 0)}: "
+                    "save it again with np.savez(path, x=images, y=labels)"
+                )
 
 
 def standardize(x: jax.Array | np.ndarray) -> jax.Array:
@@ -229,8 +283,15 @@ def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.where(constant, 0.0, jax.lax.rsqrt(jnp.where(constant, 1.0, var)))
 
 
-def _parse_idx(f: BinaryIO, path: Path, *, size: int | None) -> np.ndarray:
-    """Parses an IDX stream; ``size`` is the file's byte count when known (raw files)."""
+def read_idx_header(
+    f: BinaryIO, path: Path, *, max_bytes: int = _IDX_MAX_BYTES
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Reads and checks an IDX header: (dims, big-endian dtype); ``f`` is left at the data.
+
+    Refuses bad magic bytes, unknown dtype codes, 0 or more than 4 dimensions, a
+    truncated header, and declared sizes over ``max_bytes`` (a zero dim does not
+    hide the others: NumPy would refuse them anyway).
+    """
     head = f.read(4)
     if head[:2].strip(b"\0"):
         raise JaxaeError(
@@ -256,11 +317,20 @@ def _parse_idx(f: BinaryIO, path: Path, *, size: int | None) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", dims_bytes)
     dtype = _IDX_DTYPES[code]
     declared = math.prod(dims) * dtype.itemsize
-    if declared > _IDX_MAX_BYTES:
+    nonzero = math.prod(d for d in dims if d) * dtype.itemsize
+    if max(declared, nonzero) > max_bytes:
+        size = f"{declared} bytes" if declared else f"{nonzero} bytes without its zero dims"
         raise JaxaeError(
-            f"{path} declares shape {dims} ({declared} bytes), over the {_IDX_MAX_BYTES}-byte "
+            f"{path} declares shape {dims} ({size}), over the {max_bytes}-byte "
             "limit: the header is corrupt; download the file again"
         )
+    return dims, dtype
+
+
+def _parse_idx(f: BinaryIO, path: Path, *, size: int | None) -> np.ndarray:
+    """Parses an IDX stream; ``size`` is the file's byte count when known (raw files)."""
+    dims, dtype = read_idx_header(f, path)
+    ndim, declared = len(dims), math.prod(dims) * dtype.itemsize
     # Never read by the declared size alone: check the raw size first and read
     # gzip streams in chunks, so a corrupt header cannot trigger a huge allocation.
     available = None if size is None else size - 4 - 4 * ndim
@@ -292,9 +362,10 @@ def _read_at_most(f: BinaryIO, limit: int) -> bytearray:
     return buf
 
 
-def _count_rest(f: BinaryIO) -> int:
+def _count_rest(f: BinaryIO, limit: int | None = None) -> int:
+    """Bytes left in ``f`` (at most about ``limit``), read in chunks and dropped."""
     count = 0
-    while chunk := f.read(_CHUNK):
+    while (limit is None or count < limit) and (chunk := f.read(_CHUNK)):
         count += len(chunk)
     return count
 
@@ -359,7 +430,13 @@ def _concat(arrays: list[np.ndarray], source: Path) -> np.ndarray:
             f"{source} holds parts of different shapes {[a.shape for a in arrays]}: "
             "keep only files of one dataset together"
         )
-    return np.concatenate(arrays)
+    try:
+        return np.concatenate(arrays)
+    except TypeError as e:  # dtypes without a common type, e.g. numbers and datetimes
+        raise JaxaeError(
+            f"{source} holds parts of incompatible dtypes {[str(a.dtype) for a in arrays]}: "
+            "keep only files of one dataset together"
+        ) from e
 
 
 def _load_mnist(explicit_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
@@ -423,7 +500,7 @@ def _validated(
         raise JaxaeError(f"images in {name} have dtype {images.dtype}: store numeric pixels")
     if images.ndim == 3:
         image_shape = images.shape[1:]
-        images = images.reshape(len(images), -1)
+        images = images.reshape(len(images), math.prod(image_shape))
     elif images.ndim == 2:
         side = math.isqrt(images.shape[1])
         image_shape = (side, side) if side * side == images.shape[1] else (1, images.shape[1])
@@ -446,7 +523,8 @@ def _validated(
         images = images[:n]
         labels = None if labels is None else labels[:n]
     # Cast first: float64 values beyond float32's range become inf and are caught here.
-    images = images.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        images = images.astype(np.float32)
     if not np.isfinite(images).all():
         raise JaxaeError(
             f"images contain non-finite values (NaN or inf) in {name}: clean the data "
@@ -472,6 +550,13 @@ def _validated_labels(labels: np.ndarray, count: int, name: str) -> np.ndarray:
         raise JaxaeError(
             f"labels in {name} are not integers (dtype {labels.dtype}): store class indices"
         )
+    if labels.size and labels.dtype.kind in "uf":
+        # Beyond int64 the cast would wrap (uint64) or give garbage (floats).
+        low, high = labels.min().item(), labels.max().item()  # Python numbers: exact
+        if high >= 2**63 or (labels.dtype.kind == "f" and low < -(2**63)):
+            raise JaxaeError(
+                f"labels in {name} range from {low} to {high}, beyond int64: store class indices"
+            )
     return labels.astype(np.int64)
 
 

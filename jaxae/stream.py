@@ -40,7 +40,6 @@ import errno
 import gzip
 import math
 import os
-import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxae.data import _GZIP_MAGIC, _IDX_DTYPES, _one_line
+from jaxae.data import _GZIP_MAGIC, _one_line, read_idx_header
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 
@@ -338,36 +337,15 @@ def _open_gzip_idx(path: Path) -> RowSource:
 def _read_idx_header(f, path: Path) -> tuple[int, int, np.dtype, int]:
     """Parses an IDX images header: ``(rows, values per row, stored dtype, data offset)``.
 
-    The checks and messages follow ``jaxae.data._parse_idx``, which parses the
-    header and reads the data in one go.
+    No size limit beyond what NumPy can address: streaming is for big files.
     """
-    head = f.read(4)
-    if head[:2].strip(b"\0"):
+    dims, dtype = read_idx_header(f, path, max_bytes=2**63 - 1)
+    if len(dims) < 2:
         raise JaxaeError(
-            f"{path} is not an IDX file (bad magic bytes {head.hex(' ')}): "
-            "pass a .npy or MNIST IDX images such as t10k-images-idx3-ubyte.gz"
-        )
-    if len(head) < 4:
-        raise JaxaeError(f"{path} is truncated: an IDX header needs 4 bytes, found {len(head)}")
-    code, ndim = head[2], head[3]
-    if code not in _IDX_DTYPES:
-        raise JaxaeError(
-            f"{path} has unknown IDX dtype code 0x{code:02X}: expected one of "
-            f"{', '.join(f'0x{c:02X}' for c in _IDX_DTYPES)}; the file is corrupt or not IDX"
-        )
-    if not 2 <= ndim <= 4:
-        raise JaxaeError(
-            f"{path} declares {ndim} dimensions: an IDX images file needs 2 to 4 "
+            f"{path} declares 1 dimensions: an IDX images file needs 2 to 4 "
             "(a labels file has 1); pass the images file"
         )
-    dims_bytes = f.read(4 * ndim)
-    if len(dims_bytes) < 4 * ndim:
-        raise JaxaeError(
-            f"{path} is truncated: its IDX header needs {4 + 4 * ndim} bytes, "
-            f"found {4 + len(dims_bytes)}"
-        )
-    dims = struct.unpack(f">{ndim}I", dims_bytes)
-    return dims[0], math.prod(dims[1:]), _IDX_DTYPES[code], 4 + 4 * ndim
+    return dims[0], math.prod(dims[1:]), dtype, 4 + 4 * len(dims)
 
 
 def _checked_rows(source: RowSource, encoder: Encoder, n: int | None) -> int:

@@ -15,5 +15,9 @@ def mnist_5k() -> Path:
     return MNIST_5K
 
 
+# `jaxae run` flags for a tiny model that trains in a second on digits.
+TINY_MODEL = "--hidden 16 --code-dim 8 --n-init 1 --no-progress".split()
+
+
 def digits(n: int = 256):
     return load_dataset("digits", n=n)

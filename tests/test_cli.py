@@ -2,25 +2,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers import mnist_5k
+from helpers import TINY_MODEL, mnist_5k
 
 from jaxae.cli import main
 
-TINY = [
-    "--n",
-    "300",
-    "--epochs",
-    "3",
-    "--batch-size",
-    "50",
-    "--hidden",
-    "16",
-    "--code-dim",
-    "8",
-    "--n-init",
-    "1",
-    "--no-progress",
-]
+TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", *TINY_MODEL]
 
 
 @pytest.fixture(scope="module")

@@ -49,5 +49,5 @@ def test_parameter_count_formula_and_limit():
     from jaxae.errors import JaxaeError
 
     assert ModelConfig().parameter_count == 454_004
-    with pytest.raises(JaxaeError, match="over jaxae's limit.*smaller --hidden"):
+    with pytest.raises(JaxaeError, match=r"over jaxae's limit.*smaller --hidden"):
         ModelConfig(hidden=2**31)

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import TINY_MODEL
 
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli import main
@@ -15,19 +16,7 @@ from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainingStopped, fit
 
-SMALL = [
-    "--n",
-    "512",
-    "--batch-size",
-    "64",
-    "--hidden",
-    "16",
-    "--code-dim",
-    "8",
-    "--n-init",
-    "1",
-    "--no-progress",
-]
+SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
 
 
 def _cli(*args) -> list[str]:

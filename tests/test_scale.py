@@ -10,6 +10,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from helpers import TINY_MODEL
 
 from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
@@ -48,26 +49,8 @@ def test_vmapped_models_equal_models_trained_alone(trained):
 
 def test_cli_seeds_report_mean_and_spread(tmp_path, capsys):
     out = tmp_path / "run"
-    args = [
-        "run",
-        "--n",
-        "300",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "50",
-        "--hidden",
-        "16",
-        "--code-dim",
-        "8",
-        "--n-init",
-        "1",
-        "--seeds",
-        "3",
-        "--no-progress",
-        "--out",
-        str(out),
-    ]
+    args = ["run", "--n", "300", "--epochs", "2", "--batch-size", "50", "--seeds", "3"]
+    args += [*TINY_MODEL, "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["models_trained"] == 3 and report["seeds"] == [0, 1, 2]
@@ -130,31 +113,9 @@ def test_two_processes_on_loopback_equal_one(tmp_path, trained):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    common = [
-        "-m",
-        "jaxae.cli",
-        "run",
-        "--distributed",
-        "--coordinator",
-        f"127.0.0.1:{port}",
-        "--num-processes",
-        "2",
-        "--n",
-        "256",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "32",
-        "--hidden",
-        "16",
-        "--code-dim",
-        "8",
-        "--n-init",
-        "1",
-        "--no-progress",
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    common = ["-m", "jaxae.cli", "run", "--distributed", "--coordinator", f"127.0.0.1:{port}"]
+    common += ["--num-processes", "2", "--n", "256", "--epochs", "3", "--batch-size", "32"]
+    common += [*TINY_MODEL, "--out", str(tmp_path / "run")]
     procs = [
         subprocess.Popen(
             [sys.executable, *common, "--process-id", str(i)],

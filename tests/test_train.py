@@ -39,7 +39,9 @@ def test_loss_matches_numpy():
 
 
 def _step():
-    return functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN.lr, TRAIN.eps))
+    return functools.partial(
+        train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN.lr, TRAIN.eps)
+    )
 
 
 def test_jitted_step_equals_unjitted():
@@ -69,7 +71,9 @@ def test_scan_loop_equals_python_loop(chunk):
     init_key, shuffle_key = split_seed(train.seed)
     state = create_train_state(init_key, MODEL)
     step = jax.jit(
-        functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(train.lr, train.eps))
+        functools.partial(
+            train_step, model=build_model(MODEL), optimizer=build_optimizer(train.lr, train.eps)
+        )
     )
     x = standardize(ds.images)
     history = []
