@@ -340,6 +340,7 @@ def _params(model_config: ModelConfig) -> Any:
 
 
 _encode = jax.jit(encode_fn, static_argnames="model_config")
+PATH_LABELS = {"host": "with copies", "device": "on device", "folded": "on device, folded"}
 _encode_folded = jax.jit(encode_folded_fn, static_argnames="model_config")
 
 
@@ -693,7 +694,7 @@ def figure(report: dict, path: str | os.PathLike) -> None:
             [r["n"] for r in rs],
             [1e3 * r["median_seconds"] for r in rs],
             marker="o",
-            label=f"{'with copies' if path_ == 'host' else 'on device'}, {dtype} input",
+            label=f"{PATH_LABELS[path_]}, {dtype} input",
         )
     right.set(
         xscale="log", yscale="log", xlabel="rows N", ylabel="median latency (ms)", title="encoding"

@@ -15,6 +15,7 @@ from pathlib import Path
 from jaxae.errors import JaxaeError
 
 DEFAULT_N = 3000
+METRIC_NAMES = ("acc", "nmi", "ari")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -253,15 +254,18 @@ def summary(report: dict, out: Path) -> str:
         head = f"lr {lr}, " if len(by_lr) > 1 else ""
         if several:
             head += f"mean ± std over seeds {metrics['autoencoder_kmeans']['seeds']}"
-        lines.append(f"{head:<34}" + "".join(f"{k.upper():>20}" for k in ("acc", "nmi", "ari")))
+        width = 20 if several else 8
+        lines.append(
+            f"{head or 'clustering':<34}" + "".join(f"{k.upper():>{width}}" for k in METRIC_NAMES)
+        )
         for name, label in (
             ("autoencoder_kmeans", "autoencoder + KMeans"),
             ("pixel_kmeans", "pixels + KMeans"),
         ):
             m = metrics[name]
             cells = (
-                f"{m[k]:.3f} ± {m['std'][k]:.3f}".rjust(20) if several else f"{m[k]:>20.3f}"
-                for k in ("acc", "nmi", "ari")
+                f"{m[k]:.3f} ± {m['std'][k]:.3f}".rjust(20) if several else f"{m[k]:>8.3f}"
+                for k in METRIC_NAMES
             )
             lines.append(f"{label:<34}" + "".join(cells))
     lines.append(
