@@ -109,7 +109,7 @@ def setup_jax(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jaxae.checkpoint import load_checkpoint
+    from jaxae.checkpoint import FILENAME, load_checkpoint
     from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
     from jaxae.data import load_dataset
     from jaxae.pipeline import Checkpointer, RunFolder, run_experiment, save_run, stop_on_signals
@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         models=[(s, lr) for s in seeds for lr in lrs],
         chunk=chunk,
         run=run,
+        saved_epoch=resume.get("start_epoch"),
     )
     with stop_on_signals() as stopped:
         try:
@@ -202,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         except TrainingStopped as e:
             saved = checkpointer.save_latest()
-            where = f"{folder.path}/{FILENAME_HINT}"
+            where = folder.path / FILENAME
             if saved is None:
                 raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
             if stopped():
@@ -217,9 +218,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if experiment.report and _is_main():
         print(summary(experiment.report, folder.path))
     return 0
-
-
-FILENAME_HINT = "checkpoint.msgpack"
 
 
 def _devices(run: dict):

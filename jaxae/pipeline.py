@@ -247,6 +247,7 @@ class Checkpointer:
     Saves at the first chunk boundary at least ``every_epochs`` epochs after the
     last save (or, when None, ``every_seconds`` seconds after it), and on demand
     (``save_latest``) after an interrupt or a divergence. Only process 0 writes.
+    ``saved_epoch`` is the epoch already on disk (a resumed run's), if any.
     """
 
     def __init__(
@@ -255,12 +256,13 @@ class Checkpointer:
         *,
         every_epochs: int | None,
         every_seconds: float = 60.0,
+        saved_epoch: int | None = None,
         **checkpoint_kwargs,
     ):
         self.folder, self.every_epochs, self.every_seconds = folder, every_epochs, every_seconds
         self.kwargs = checkpoint_kwargs
         self.latest = None
-        self.saved_epoch, self.saved_time = None, time.monotonic()
+        self.saved_epoch, self.saved_time = saved_epoch, time.monotonic()
 
     def __call__(self, epoch: int, state, history: np.ndarray) -> None:
         self.latest = (epoch, state, np.array(history))
