@@ -14,6 +14,7 @@ many devices share each batch over a ``jax.sharding.Mesh`` axis ``"data"``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -331,9 +332,8 @@ def fit(
             f"batch size {batch_size} is larger than the {n} images: pass --batch-size {n} or less"
         )
     models = list(itertools.product(seeds or [train_config.seed], lrs or [train_config.lr]))
-    for _, lr in models:
-        if not 0 < lr < math.inf:
-            raise JaxaeError(f"learning rate must be positive and finite, got {lr}")
+    for seed, lr in models:  # TrainConfig's own checks, for every model of the batch
+        dataclasses.replace(train_config, seed=seed, lr=lr)
     stacked = len(models) > 1
     mesh = make_mesh(devices)
     if mesh is not None and batch_size % mesh.size:

@@ -171,7 +171,10 @@ def test_force_replaces_and_resume_of_nothing_fails(tmp_path, capsys):
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
-def test_lr_must_be_finite():
+def test_every_model_of_a_batch_is_checked_like_a_config():
+    with pytest.raises(JaxaeError, match="seed must be between 0 and 2\\*\\*32-1, got -1"):
+        fit(np.zeros((64, 64), np.float32), model_config=ModelConfig.tiny(),
+            train_config=TrainConfig(epochs=1, batch_size=32), seeds=[0, -1])  # fmt: skip
     with pytest.raises(JaxaeError, match="positive and finite"):
         fit(
             np.zeros((64, 64), np.float32),
