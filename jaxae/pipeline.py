@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxae.checkpoint import FILENAME, save_checkpoint
+from jaxae.checkpoint import save_checkpoint
 from jaxae.cluster import check_clusters, kmeans, scores
 from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
 from jaxae.data import Dataset, standardize
@@ -32,7 +32,6 @@ from jaxae.io import write_json
 from jaxae.train import TrainResult, fit
 
 METRICS = ("acc", "nmi", "ari")
-RUN_FILES = ("report.json", "clusters.png", "loss.png", "reconstructions.png", FILENAME)
 
 
 class Experiment(NamedTuple):
