@@ -1,0 +1,52 @@
+"""scripts/: the seed study measures exactly what `jaxae run --seed S` reports."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxae.cli import main as jaxae_main
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _seed_study(monkeypatch, *args) -> int:
+    spec = importlib.util.spec_from_file_location("seed_study", SCRIPTS / "seed_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["seed_study.py", *args])
+    return module.main()
+
+
+def test_seed_study_agrees_with_jaxae_run(tmp_path, monkeypatch, capsys):
+    common = ["--dataset", "digits", "--n", "300", "--epochs", "3"]
+    out = tmp_path / "study"
+    assert (
+        _seed_study(monkeypatch, *common, "--seeds", "2", "--kmeans-seeds", "3", "--out", str(out))
+        == 0
+    )
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "| 1 |" in out.with_suffix(".md").read_text()
+    rows = results["jaxae"]
+    assert [r["seed"] for r in rows] == [0, 1]
+    for r in rows:  # the headline is the re-clustering with KMeans seed = seed
+        assert r["acc"] == r["acc_by_kmeans_seed"][r["seed"]]
+        assert r["pixel_acc"] == results["pixel_acc"][r["seed"]]
+
+    assert (
+        jaxae_main(["run", *common, "--seed", "1", "--no-progress", "--out", str(tmp_path / "run")])
+        == 0
+    )
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rows[1]["acc"] == pytest.approx(report["metrics"]["autoencoder_kmeans"]["acc"])
+    assert rows[1]["pixel_acc"] == pytest.approx(report["metrics"]["pixel_kmeans"]["acc"])
+    assert rows[1]["final_loss"] == pytest.approx(report["final_loss"], rel=1e-6)
+
+
+def test_seed_study_bad_dataset(tmp_path, monkeypatch, capsys):
+    assert _seed_study(monkeypatch, "--dataset", str(tmp_path / "missing")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seed_study: ") and err.count("\n") == 1
