@@ -266,6 +266,8 @@ def summary(report: dict, out: Path) -> str:
                 for k in METRIC_NAMES
             )
             lines.append(f"{label:<34}" + "".join(cells))
+    if by_lr and not several:
+        lines.append("one seed is one draw: --seeds 5 trains five at once and shows mean ± std")
     lines.append(
         f"wrote {out}/ (report.json, clusters.png, loss.png, reconstructions.png, checkpoint)"
     )

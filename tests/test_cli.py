@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import TINY_MODEL, mnist_5k
 
-from jaxae.cli import main
+from jaxae.cli import main, summary
 
 TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", *TINY_MODEL]
 
@@ -38,6 +38,14 @@ def test_run_end_to_end(run_dir, capsys):
         assert 0.1 < report["metrics"][method]["acc"] <= 1
     for png in ("clusters.png", "loss.png", "reconstructions.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_says_one_seed_is_one_draw(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    text = summary(report, run_dir)
+    assert "one seed is one draw: --seeds 5" in text
+    report["metrics"] = {}  # no labels, no scores: nothing to warn about
+    assert "one draw" not in summary(report, run_dir)
 
 
 def test_encode_command(run_dir, tmp_path, capsys):
