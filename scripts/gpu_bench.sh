@@ -110,14 +110,15 @@ from jaxae.config import ModelConfig, TrainConfig
 from jaxae.train import fit
 images, _ = load_images(data_path(), 3000)
 base = None
-for k in (1, 8, 64):
+for k, vectorize in ((1, None), (8, None), (64, None), (8, False)):
     run = lambda: fit(images, model_config=ModelConfig(), train_config=TrainConfig(epochs=int(os.environ.get("MODEL_EPOCHS", 30))),
-                      seeds=range(k), progress=False)
+                      seeds=range(k), progress=False, vectorize_models=vectorize)
     first = run()
     r = run()
     us = 1e6 * r.train_seconds / r.steps
     base = base or us
-    print(f"models K={k}: {us:.1f} us/step for all, {us / k:.2f} us per model-step, "
+    how = "" if vectorize is None else " one after another (lax.map)"
+    print(f"models K={k}{how}: {us:.1f} us/step for all, {us / k:.2f} us per model-step, "
           f"{us / base:.2f}x one model; compile {first.compile_seconds:.2f} s")
 EOF
 
