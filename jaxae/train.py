@@ -232,7 +232,7 @@ def run_epochs(
     elif stacked:
         one = train
         train = lambda state, x, key, lr, first, count: jax.lax.map(
-            lambda m: one(*m[:1], x, *m[1:], first, count), (state, key, lr)
+            lambda m: one(m[0], x, m[1], m[2], first, count), (state, key, lr)
         )
     return train(state, x, shuffle_key, lr, first_epoch, count)
 
@@ -329,8 +329,8 @@ def fit(
         loss history so far), e.g. to save a checkpoint.
       should_stop: polled after each chunk; True stops with ``TrainingStopped``.
       vectorize_models: several models are ``vmap``-ed into one batched program
-        (True) or run one after another inside it (False: each then equals its
-        model trained alone, bit for bit). Default: True on GPU and TPU, where
+        (True) or run one after another inside it (False: on CPU each then
+        equals its model trained alone, bit for bit). Default: True on GPU and TPU, where
         K=8 models cost about 2x one; False on CPU, where vmap is slower than
         K single models and long vmapped runs drift from single ones.
 
