@@ -96,6 +96,11 @@ def _numpy_loss(params, x: np.ndarray) -> float:
     return float(np.mean((h - x) ** 2))
 
 
+def _timing(name, seconds, steps, compile_seconds, params, x, device) -> PeerTiming:
+    """A peer's ``steps`` steps took ``seconds``; ``params`` are its weights afterwards."""
+    return PeerTiming(name, seconds / steps, compile_seconds, steps, _numpy_loss(params, x), device)
+
+
 # --- JAX ---------------------------------------------------------------------------------
 
 
@@ -157,12 +162,13 @@ def _jax_python_loop(x, *, batch_size, epochs, warmup_epochs, seed, dtype) -> Pe
     start = time.perf_counter()
     params, opt_state = run(params, opt_state, epochs)
     seconds = time.perf_counter() - start
-    return PeerTiming(
+    return _timing(
         "jax-python-loop",
-        seconds / (epochs * n_steps),
-        compile_seconds,
+        seconds,
         epochs * n_steps,
-        _numpy_loss(jax.device_get(params), x),
+        compile_seconds,
+        jax.device_get(params),
+        x,
         _jax_device(),
     )
 
@@ -216,12 +222,13 @@ def _jax_scan(x, *, batch_size, epochs, warmup_epochs, seed, dtype) -> PeerTimin
     start = time.perf_counter()
     params, opt_state = jax.block_until_ready(timed(params, opt_state, xd, key))
     seconds = time.perf_counter() - start
-    return PeerTiming(
+    return _timing(
         "jax-scan",
-        seconds / (epochs * n_steps),
-        compile_seconds,
+        seconds,
         epochs * n_steps,
-        _numpy_loss(jax.device_get(params), x),
+        compile_seconds,
+        jax.device_get(params),
+        x,
         _jax_device(),
     )
 
@@ -297,12 +304,13 @@ def _torch_run(x, *, batch_size, epochs, warmup_epochs, seed, dtype, compiled) -
     seconds = time.perf_counter() - start
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     weights = [(m.weight.detach().cpu().numpy().T, m.bias.detach().cpu().numpy()) for m in linears]
-    return PeerTiming(
+    return _timing(
         "torch-compile" if compiled else "torch-eager",
-        seconds / (epochs * n_steps),
-        compile_seconds,
+        seconds,
         epochs * n_steps,
-        _numpy_loss(weights, x),
+        compile_seconds,
+        weights,
+        x,
         torch.cuda.get_device_name(dev) if cuda else "cpu",
     )
 
@@ -355,12 +363,13 @@ def _keras(x, *, batch_size, epochs, warmup_epochs, seed, dtype) -> PeerTiming:
         if gpus
         else "cpu"
     )
-    return PeerTiming(
+    return _timing(
         "keras",
-        seconds / (epochs * n_steps),
-        compile_seconds,
+        seconds,
         epochs * n_steps,
-        _numpy_loss(list(zip(weights[::2], weights[1::2])), x),
+        compile_seconds,
+        list(zip(weights[::2], weights[1::2])),
+        x,
         f"{where} (keras {version}, tensorflow {tf.__version__})",
     )
 
