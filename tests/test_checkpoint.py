@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
+from helpers import save_trained
 
-from jaxae.checkpoint import FILENAME, load, load_checkpoint, save_checkpoint
+from jaxae.checkpoint import FILENAME, load, load_checkpoint
 from jaxae.config import TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
@@ -13,16 +14,7 @@ from jaxae.errors import JaxaeError
 
 @pytest.fixture
 def saved(tmp_path, trained):
-    _, model_config, result = trained
-    save_checkpoint(
-        tmp_path,
-        result.state,
-        model_config=model_config,
-        train_config=TrainConfig.tiny(),
-        loss_history=result.loss_history,
-        epoch=3,
-    )
-    return tmp_path
+    return save_trained(tmp_path, trained)
 
 
 def test_round_trip(saved, trained):

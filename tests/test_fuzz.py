@@ -34,11 +34,12 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
+from helpers import save_trained
 from hypothesis import HealthCheck, event, given, settings
 
-from jaxae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from jaxae.checkpoint import FILENAME, load_checkpoint
 from jaxae.cli import main
-from jaxae.config import ClusterConfig, TrainConfig
+from jaxae.config import ClusterConfig
 from jaxae.data import load_dataset, read_idx, read_npz
 from jaxae.errors import JaxaeError
 from jaxae.stream import open_rows
@@ -417,16 +418,7 @@ def test_npz_never_unpickles(tmp_path, key):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, trained):
     """(bytes of a real checkpoint, its decoded payload, the Checkpoint it loads as)."""
-    _, model_config, result = trained
-    folder = tmp_path_factory.mktemp("checkpoint")
-    save_checkpoint(
-        folder,
-        result.state,
-        model_config=model_config,
-        train_config=TrainConfig.tiny(),
-        loss_history=result.loss_history,
-        epoch=3,
-    )
+    folder = save_trained(tmp_path_factory.mktemp("checkpoint"), trained)
     data = (folder / FILENAME).read_bytes()
     return data, serialization.msgpack_restore(data), load_checkpoint(folder)
 
