@@ -14,9 +14,10 @@ import numpy as np
 from jaxae.io import atomic_write
 
 
-def _save(fig, path: str | os.PathLike) -> None:
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
+    """Write ``fig`` as a PNG atomically, then close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, buf.getvalue())
 
@@ -54,7 +55,7 @@ def clusters_figure(
         )
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: int = 0) -> None:
@@ -74,7 +75,7 @@ def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: 
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean squared error (standardised pixels)")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def reconstructions_figure(
@@ -91,4 +92,4 @@ def reconstructions_figure(
         _show(axes[1, i], reconstructions[i], image_shape)
     axes[0, 0].set_ylabel("original", fontsize=8)
     axes[1, 0].set_ylabel("decoded", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

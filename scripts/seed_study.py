@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 import jaxae
+from jaxae.figures import save_figure
 from jaxae.io import atomic_write, write_json
 
 
@@ -183,8 +184,7 @@ def figure(results: dict, path: Path) -> None:
     ax.set_xticks(seeds)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"Original recipe on {results['dataset']}, one model per seed", fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> int:
