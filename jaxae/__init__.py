@@ -15,10 +15,11 @@ from importlib.metadata import PackageNotFoundError, version
 from jaxae.checkpoint import load, load_checkpoint, save_checkpoint
 from jaxae.cluster import cluster_accuracy, kmeans, scores
 from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
-from jaxae.data import Dataset, load_dataset, standardize
+from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder, encode_fn
 from jaxae.errors import JaxaeError
 from jaxae.model import AutoEncoder
+from jaxae.preprocess import standardize
 from jaxae.train import TrainResult, TrainState, fit
 from jaxae.transformer import AutoEncoderTransformer
 

@@ -48,11 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae import peers
+from jaxae._files import atomic_write, write_json
 from jaxae.config import ModelConfig, TrainConfig
-from jaxae.data import load_dataset, standardize
+from jaxae.data import load_dataset
 from jaxae.encoder import Encoder, encode_fn, encode_folded_fn
 from jaxae.errors import JaxaeError
-from jaxae.io import atomic_write, write_json
+from jaxae.preprocess import standardize
 from jaxae.train import build_model, default_chunk, fit, loss_fn
 
 JAXAE = "jaxae"  # fit() as users call it: default chunks, one host sync per chunk

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from jaxae._files import atomic_write
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.io import atomic_write
 from jaxae.train import TrainState, create_train_state
 
 FILENAME = "checkpoint.msgpack"

@@ -290,9 +290,9 @@ def add_encode_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    from jaxae._files import save_npy
     from jaxae.checkpoint import load
     from jaxae.data import load_dataset
-    from jaxae.io import save_npy
     from jaxae.stream import encode_file, is_streamable
 
     setup_jax(args)

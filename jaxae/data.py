@@ -6,7 +6,8 @@ Loading validates at the boundary and raises :class:`~jaxae.errors.JaxaeError`;
 :func:`standardize` is pure JAX and does no validation.
 
 Example:
-  >>> from jaxae.data import load_dataset, standardize
+  >>> from jaxae.data import load_dataset
+  >>> from jaxae.preprocess import standardize
   >>> ds = load_dataset("digits", n=100)
   >>> ds.images.shape, ds.image_shape
   ((100, 64), (8, 8))
@@ -29,8 +30,6 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.datasets import fetch_openml, load_digits
 
@@ -247,40 +246,6 @@ def _check_npz_members(archive: zipfile.ZipFile, path: Path) -> None:
                     f"{shape} ({declared} bytes of data), found {max(available, 0)}: "
                     "save it again with np.savez(path, x=images, y=labels)"
                 )
-
-
-def standardize(x: jax.Array | np.ndarray) -> jax.Array:
-    """Standardises each image (row) to mean 0 and standard deviation 1.
-
-    Matches ``StandardScaler().fit_transform(x.T).T``: population standard
-    deviation (ddof 0), and rows that are constant (to float32 precision)
-    become zeros. Jittable and vmappable; does no validation.
-
-    Args:
-      x: ``(..., D)`` pixels of any real dtype (e.g. uint8 or float32).
-
-    Returns:
-      ``(..., D)`` float32.
-    """
-    x = jnp.asarray(x, jnp.float32)
-    mean, inv_std = row_moments(x)
-    return (x - mean) * inv_std
-
-
-def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-row mean and 1/std of (..., D) float32, both (..., 1); 1/std is 0 for constant rows.
-
-    ``(x - mean) * inv_std`` is ``standardize(x)``; the encoder folds the same
-    two numbers into its first layer instead.
-    """
-    d = x.shape[-1]
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-    # scikit-learn's _is_constant_feature bound: below it the variance is
-    # rounding error of the two-pass computation, not signal.
-    eps = jnp.finfo(jnp.float32).eps
-    constant = var <= d * eps * var + jnp.square(d * mean * eps)
-    return mean, jnp.where(constant, 0.0, jax.lax.rsqrt(jnp.where(constant, 1.0, var)))
 
 
 def read_idx_header(

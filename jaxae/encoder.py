@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae.config import ModelConfig
-from jaxae.data import row_moments, standardize
 from jaxae.errors import JaxaeError
+from jaxae.preprocess import row_moments, standardize
 from jaxae.train import build_model
 
 

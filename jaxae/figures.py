@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxae.io import atomic_write
+from jaxae._files import atomic_write
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:

@@ -21,14 +21,15 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxae._files import write_json
 from jaxae.checkpoint import save_checkpoint
 from jaxae.cluster import check_clusters, kmeans, scores
 from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
-from jaxae.data import Dataset, standardize
+from jaxae.data import Dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.figures import clusters_figure, loss_figure, reconstructions_figure
-from jaxae.io import write_json
+from jaxae.preprocess import standardize
 from jaxae.train import TrainResult, fit
 
 METRICS = ("acc", "nmi", "ari")

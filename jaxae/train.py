@@ -33,9 +33,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxae.config import ModelConfig, TrainConfig
-from jaxae.data import standardize
 from jaxae.errors import JaxaeError
 from jaxae.model import AutoEncoder
+from jaxae.preprocess import standardize
 
 
 class TrainState(NamedTuple):

@@ -33,8 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 import jaxae
+from jaxae._files import atomic_write, write_json
 from jaxae.figures import save_figure
-from jaxae.io import atomic_write, write_json
 
 
 def kmeans_acc(features, labels, seed: int) -> float:

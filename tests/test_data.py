@@ -14,8 +14,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch
 
 import jaxae.data
-from jaxae.data import Dataset, data_dir, load_dataset, read_idx, read_npz, standardize
+from jaxae.data import Dataset, data_dir, load_dataset, read_idx, read_npz
 from jaxae.errors import JaxaeError
+from jaxae.preprocess import standardize
 
 # The first 5,000 MNIST test images and labels (see its README); lives beside the repo.
 MNIST_5K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k"

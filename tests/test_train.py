@@ -6,8 +6,9 @@ import pytest
 from helpers import digits, mnist_5k
 
 from jaxae.config import ModelConfig, TrainConfig
-from jaxae.data import load_dataset, standardize
+from jaxae.data import load_dataset
 from jaxae.errors import JaxaeError
+from jaxae.preprocess import standardize
 from jaxae.train import (
     build_model,
     build_optimizer,

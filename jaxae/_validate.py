@@ -1,0 +1,111 @@
+"""Checks for values handed to public functions, written once.
+
+Every message names the parameter as a Python caller spells it (``batch_size=``);
+the CLI maps parameters onto its flags when it prints them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import numpy as np
+
+from jaxae.errors import JaxaeError
+
+
+def is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(
+    name: str, value, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int, or a ``JaxaeError`` naming ``name`` and the allowed range."""
+    if not is_int(value):
+        raise JaxaeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={minimum} or more")
+    if maximum is not None and value > maximum:
+        bound = f"between {minimum} and {maximum}" if minimum is not None else f"at most {maximum}"
+        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={maximum} or less")
+    return value
+
+
+def check_real(
+    name: str, value, *, positive: bool = False, minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """``value`` as a finite float, or a ``JaxaeError`` naming ``name``."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise JaxaeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise JaxaeError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise JaxaeError(f"{name} must be positive, got {value}")
+    if minimum is not None and value < minimum:
+        raise JaxaeError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise JaxaeError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise JaxaeError(f"unknown {name} {value!r}: use one of {', '.join(map(str, choices))}")
+    return value
+
+
+def check_rows(
+    name: str,
+    x,
+    *,
+    width: int | None = None,
+    floats_only: bool = False,
+    allow_images: bool = True,
+    check_finite: bool = True,
+):
+    """A 2-D ``(N, D)`` numeric, non-empty, finite array (NumPy or ``jax.Array``).
+
+    ``(N, H, W)`` images are flattened to ``(N, H*W)`` when ``allow_images``. Bools
+    count as numbers (0 and 1). A ``jax.Array`` stays on its device.
+    """
+    if not isinstance(x, jax.Array):
+        x = np.asarray(x)
+    if allow_images and x.ndim == 3:
+        x = x.reshape(x.shape[0], -1)
+    if x.ndim != 2:
+        shape = f"(N, {width})" if width else "(N, D)"
+        raise JaxaeError(
+            f"{name} must be a 2-D array {shape}, got shape {x.shape}: "
+            f"reshape with {name}.reshape(len({name}), -1)"
+        )
+    kind = np.dtype(x.dtype).kind
+    if floats_only and kind != "f":
+        raise JaxaeError(
+            f"{name} must be floats, got {x.dtype}: cast with {name}.astype(np.float32)"
+        )
+    if kind not in "biuf":
+        raise JaxaeError(f"{name} must hold numbers, got dtype {x.dtype}")
+    if 0 in x.shape:
+        raise JaxaeError(
+            f"{name} is empty, shape {x.shape}: pass at least one row and one column"
+        )
+    if width is not None and x.shape[1] != width:
+        raise JaxaeError(
+            f"{name} has {x.shape[1]} columns but {width} are expected: "
+            f"pass rows of width {width} (the model's input_dim)"
+        )
+    if check_finite and kind == "f":
+        xp = jax.numpy if isinstance(x, jax.Array) else np
+        if not bool(xp.isfinite(x).all()):
+            raise JaxaeError(
+                f"{name} contains non-finite values (NaN or inf): clean the data first "
+                "(e.g. np.nan_to_num)"
+            )
+    return x
