@@ -5,13 +5,9 @@ Strict dtype promotion is not switched on: optax's Adam itself relies on
 standard promotion (``decay ** count`` with an int32 count).
 """
 
-import sys
-from pathlib import Path
-
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 
 import pytest  # noqa: E402

@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
-from helpers import save_trained
 
 from jaxae.checkpoint import FILENAME, load, load_checkpoint
 from jaxae.config import TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
+from tests.helpers import save_trained
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from helpers import TINY_MODEL, mnist_5k
 
 from jaxae.cli import main, summary
+from tests.helpers import TINY_MODEL, mnist_5k
 
 TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", *TINY_MODEL]
 

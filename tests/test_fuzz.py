@@ -34,7 +34,6 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
-from helpers import save_trained
 from hypothesis import HealthCheck, event, given, settings
 
 from jaxae.checkpoint import FILENAME, load_checkpoint
@@ -43,6 +42,7 @@ from jaxae.config import ClusterConfig
 from jaxae.data import load_dataset, read_idx, read_npz
 from jaxae.errors import JaxaeError
 from jaxae.stream import open_rows
+from tests.helpers import save_trained
 
 # A reader may hold a few chunks of a small file; MNIST itself is 47 MB.
 PEAK_BYTES = 64 * 2**20

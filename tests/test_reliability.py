@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from helpers import TINY_MODEL
 
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainingStopped, fit
+from tests.helpers import TINY_MODEL
 
 SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
 

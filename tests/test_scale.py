@@ -10,12 +10,12 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from helpers import TINY_MODEL
 
 from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import fit
+from tests.helpers import TINY_MODEL
 
 MODEL = ModelConfig.tiny()
 TRAIN = TrainConfig(epochs=3, batch_size=32)

@@ -3,7 +3,6 @@ import functools
 import jax
 import numpy as np
 import pytest
-from helpers import digits, mnist_5k
 
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.data import load_dataset
@@ -20,6 +19,7 @@ from jaxae.train import (
     split_seed,
     train_step,
 )
+from tests.helpers import digits, mnist_5k
 
 MODEL = ModelConfig.tiny()
 TRAIN = TrainConfig.tiny()
