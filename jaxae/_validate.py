@@ -26,11 +26,13 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
         raise JaxaeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={minimum} or more")
+        raise JaxaeError(
+            f"{name} must be at least {minimum}, got {value}: pass {name}={minimum} or more"
+        )
     if maximum is not None and value > maximum:
-        bound = f"between {minimum} and {maximum}" if minimum is not None else f"at most {maximum}"
-        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={maximum} or less")
+        raise JaxaeError(
+            f"{name} must be at most {maximum}, got {value}: pass {name}={maximum} or less"
+        )
     return value
 
 

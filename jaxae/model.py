@@ -49,6 +49,7 @@ class AutoEncoder(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
         dense = functools.partial(
             nn.Dense,
             dtype=self.dtype,
@@ -57,11 +58,11 @@ class AutoEncoder(nn.Module):
             bias_init=nn.initializers.zeros,
         )
         self.encoder_layers = [
-            dense(w, name=_layer_name("encoder", i)) for i, w in enumerate(self.hidden)
+            dense(w, name=_layer_name("encoder", i)) for i, w in enumerate(hidden)
         ]
         self.encoder_code = dense(self.code_dim)
         self.decoder_layers = [
-            dense(w, name=_layer_name("decoder", i)) for i, w in enumerate(self.hidden[::-1])
+            dense(w, name=_layer_name("decoder", i)) for i, w in enumerate(hidden[::-1])
         ]
         self.decoder_output = dense(self.input_dim)
 

@@ -166,8 +166,15 @@ class RunFolder:
             self._clear = False
         return self.path
 
+    def close(self) -> None:
+        """Release the claim (the lock); the process ending releases it too."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def release(self) -> None:
         """After a failure with nothing saved: remove a folder this run made, if empty."""
+        self.close()
         if self._made and not any(p.name not in (LOCK, MARKER) for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
 

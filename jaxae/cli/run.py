@@ -204,17 +204,8 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from jaxae.experiment import fingerprint, load_data, plan_chunk, resolve, run_experiment
-    from jaxae.rundir import (
-        REPORT,
-        Checkpointer,
-        RunFolder,
-        checkpoint_bytes,
-        resume_point,
-        save_run,
-        stop_on_signals,
-    )
-    from jaxae.train import TrainingStopped
+    from jaxae.experiment import fingerprint, load_data, plan_chunk, resolve
+    from jaxae.rundir import REPORT, RunFolder, checkpoint_bytes, resume_point
 
     setup_jax(args)
     resume = None
@@ -242,6 +233,17 @@ def handle(args: argparse.Namespace) -> int:
         protect = (Path(config.data.source),) if Path(config.data.source).exists() else ()
         folder = RunFolder(out, force=args.force, protect=protect)
     folder.claim(reserve=checkpoint_bytes(config))
+    try:
+        return _train_and_save(args, config, dataset, folder, resume, chunk)
+    finally:
+        folder.close()
+
+
+def _train_and_save(args, config, dataset, folder, resume, chunk) -> int:
+    from jaxae.experiment import fingerprint, run_experiment
+    from jaxae.rundir import Checkpointer, save_run, stop_on_signals
+    from jaxae.train import TrainingStopped
+
     checkpointer = Checkpointer(
         folder,
         config,
