@@ -107,7 +107,6 @@ def test_read_idx_fuzz_returns_or_raises_jaxae_error(
     assert got.shape == tuple(dims) and got.nbytes == len(payload)
 
 
-
 @fuzz(200)
 @given(idx_files())
 def test_idx_reader_gives_the_declared_array_or_a_jaxae_error(case):
@@ -138,7 +137,6 @@ def test_idx_zero_beside_overflowing_dims(tmp_path):
         read_idx(path)
     with pytest.raises(JaxaeError, match=re.escape(str(path))):  # the streaming reader too
         open_rows(path)
-
 
 
 # --- one parser and one reader for loading and streaming ---------------------------------

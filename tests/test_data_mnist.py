@@ -11,7 +11,6 @@ from jaxae.data import data_dir, load_dataset
 from jaxae.errors import JaxaeError
 
 
-
 def test_mnist_download_is_cached(tmp_path, monkeypatch):
     calls = []
 
@@ -54,8 +53,6 @@ def test_data_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("JAXAE_DATA")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert data_dir() == tmp_path / ".cache" / "jaxae"
-
-
 
 
 def offline(name, **kwargs):

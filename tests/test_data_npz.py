@@ -77,7 +77,6 @@ def test_read_npz_rejects_object_arrays_and_non_archives(tmp_path):
         read_npz(tmp_path / "a.npz")
 
 
-
 def check_dataset(ds, path: Path, images: np.ndarray, labels: np.ndarray | None):
     assert ds.name == str(path)
     assert isinstance(ds.images, np.ndarray) and ds.images.dtype == np.float32
@@ -146,7 +145,6 @@ def test_npz_never_unpickles(tmp_path, key):
     with pytest.raises(JaxaeError):
         read_npz(path)
     assert not UNPICKLED
-
 
 
 @pytest.mark.parametrize("shape", [(0, 2, 2), (0, 0, 0)])
@@ -242,7 +240,6 @@ def test_npz_values_beyond_the_cast(tmp_path, arrays):
         assert str(path) in str(e)
         return
     assert np.array_equal(ds.labels, arrays["y"])  # loaded: then exactly the stored labels
-
 
 
 def npz_bytes(**arrays) -> bytes:

@@ -184,9 +184,7 @@ def open_idx(
             return _open_raw(path, f, max_bytes=max_bytes, images=images)
     except OSError as e:
         f.close()
-        raise JaxaeError(
-            f"cannot read {path} ({e.strerror or e}): pass a readable IDX file"
-        ) from e
+        raise JaxaeError(f"cannot read {path} ({e.strerror or e}): pass a readable IDX file") from e
     except BaseException:
         f.close()
         raise

@@ -58,9 +58,7 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
         try:
             # A .npy would be read whole by np.load before it is refused.
             if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
-                raise JaxaeError(
-                    f"{path} is a single .npy array, not a .npz archive: {_SAVE_NPZ}"
-                )
+                raise JaxaeError(f"{path} is a single .npy array, not a .npz archive: {_SAVE_NPZ}")
             f.seek(0)
             with np.load(f, allow_pickle=False) as loaded:
                 _check_members(loaded.zip, path)

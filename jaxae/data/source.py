@@ -139,8 +139,7 @@ def gzip_errors(path: Path) -> Iterator[None]:
         yield
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise JaxaeError(
-            f"{path} is a corrupt gzip file ({one_line(e)}): "
-            "download it again or pass the raw file"
+            f"{path} is a corrupt gzip file ({one_line(e)}): download it again or pass the raw file"
         ) from e
     except OSError as e:  # after BadGzipFile, which is one
         raise JaxaeError(
@@ -187,8 +186,7 @@ def check_n(n: int | None, available: int, source: str | os.PathLike) -> int:
     n = check_int("n", n, minimum=1)
     if n > available:
         raise JaxaeError(
-            f"n={n} is larger than the {available} images in {source}: "
-            f"pass n={available} or less"
+            f"n={n} is larger than the {available} images in {source}: pass n={available} or less"
         )
     return n
 
