@@ -11,8 +11,8 @@ import pytest
 from jaxae.config import ModelConfig
 from jaxae.encoder import Encoder, _encode
 from jaxae.errors import JaxaeError
+from jaxae.model import build_model
 from jaxae.stream import encode_file, is_streamable, open_rows
-from jaxae.train import build_model
 from tests.helpers import idx_bytes, idx_header, write_idx
 
 # 4 million 28 x 28 images (3.1 GB) in a file of a few dozen bytes.
