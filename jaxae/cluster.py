@@ -74,3 +74,39 @@ def scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
         "nmi": float(normalized_mutual_info_score(labels, clusters)),
         "ari": float(adjusted_rand_score(labels, clusters)),
     }
+
+
+def kmeans_fit(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``kmeans`` that also returns the (clusters, F) centres: (labels, centres)."""
+    check_clusters(config.clusters, features.shape[0])
+    if backend == "jax":
+        from jaxae.jax_kmeans import kmeans_jax
+
+        result = kmeans_jax(
+            features,
+            clusters=config.clusters,
+            n_init=config.n_init,
+            max_iter=config.max_iter,
+            tol=config.tol,
+            seed=config.seed,
+        )
+        return np.asarray(result.labels), np.asarray(result.centers, np.float32)
+    km = KMeans(
+        n_clusters=config.clusters,
+        init="k-means++",
+        n_init=config.n_init,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        random_state=config.seed,
+    ).fit(np.asarray(features, np.float64))
+    return km.labels_, km.cluster_centers_.astype(np.float32)
+
+
+def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(N,) index of the nearest of the (K, F) centres for each of the (N, F) features."""
+    f = np.asarray(features, np.float64)
+    c = np.asarray(centers, np.float64)
+    d = (f**2).sum(1, keepdims=True) - 2 * f @ c.T + (c**2).sum(1)[None]
+    return d.argmin(axis=1)
