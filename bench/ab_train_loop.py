@@ -10,6 +10,7 @@ variant's time over the plain scan's in the same round (below 1: faster than the
   python bench/ab_train_loop.py --batch 1024,4096,16384 --variants jaxae,scan,no-losses
 
 Variants (``jaxae`` is the library's own ``run_epochs``):
+  scan-const    ``scan`` with the learning rate a Python constant, as the peer has it
   scan          the plain peer: params as (W, b) pairs, matmuls, ``x[i]``, a static
                 ``lax.scan`` over epochs (``jaxae.bench.peers.jax_plain``'s program)
   jaxae         ``jaxae.train.run_epochs`` as it is
@@ -34,10 +35,10 @@ import optax
 
 from jaxae.bench.data import load_images
 from jaxae.bench.peers.common import SEED_RECIPE, init_params
-from jaxae.config import ModelConfig
+from jaxae.config import ModelConfig, TrainConfig
+from jaxae.model import build_model
 from jaxae.preprocess import standardize
 from jaxae.train import (
-    build_model,
     build_optimizer,
     create_train_state,
     epoch_batches,
@@ -66,27 +67,33 @@ def plain_step(state, batch, optimizer):
     return (optax.apply_updates(params, updates), opt_state), loss
 
 
-def variant_program(name, *, model_config, batch_size, chunk):
+def variant_program(name, *, model_config, batch_size, chunk, n):
     """(init(seed) -> state, run(state, x, shuffle_key, lr, first, count) -> (state, losses))."""
-    if name == "jaxae":
+    train_config = TrainConfig(epochs=chunk, batch_size=batch_size, lr=LR, eps=EPS)
+    total_steps = chunk * (n // batch_size)
+    lr0 = jnp.float32(LR)
+    if name == "jaxae":  # the library's program, model axis M = 1
+
+        def init(seed):
+            state = create_train_state(split_seed(seed)[0], lr0, model_config, train_config)
+            return jax.tree.map(lambda a: a[None], state)
 
         def run(state, x, key, lr, first, count):
             return run_epochs(
                 state,
                 x,
-                key,
-                lr,
+                key[None],
                 first,
                 count,
                 model_config=model_config,
-                batch_size=batch_size,
-                eps=EPS,
+                train_config=train_config,
+                total_steps=total_steps,
                 chunk=chunk,
             )
 
-        return (lambda seed: create_train_state(split_seed(seed)[0], model_config)), run
+        return init, run
 
-    plain = name in ("scan", "plain-model")
+    plain = name in ("scan", "scan-const", "plain-model")
     if plain:
 
         def init(seed):
@@ -94,16 +101,19 @@ def variant_program(name, *, model_config, batch_size, chunk):
             return params, optax.adam(LR, eps=EPS).init(params)
 
     else:
-        init = lambda seed: create_train_state(split_seed(seed)[0], model_config)
+        init = lambda seed: create_train_state(split_seed(seed)[0], lr0, model_config, train_config)
 
     def program(state, x, key, lr, first, count):
-        if plain:
+        if name == "scan-const":  # the peer's optimiser: the rate a Python constant
+            step = functools.partial(plain_step, optimizer=optax.adam(LR, eps=EPS))
+        elif plain:
             step = functools.partial(plain_step, optimizer=optax.adam(lr, eps=EPS))
         else:
+            optimizer = build_optimizer(train_config, total_steps)
             step = functools.partial(
-                train_step, model=build_model(model_config), optimizer=build_optimizer(lr, EPS)
+                train_step, model=build_model(model_config), optimizer=optimizer
             )
-        if name == "scan":  # the peer: static epochs, x[i], no loss bookkeeping
+        if name in ("scan", "scan-const"):  # the peer: static epochs, x[i], no loss bookkeeping
             n_steps = x.shape[0] // batch_size
             keys = jax.vmap(lambda e: epoch_key(key, first + e))(jnp.arange(chunk))
 
@@ -129,6 +139,7 @@ def variant_program(name, *, model_config, batch_size, chunk):
         def one_epoch(state, i):
             idx = epoch_batches(epoch_key(key, first + i), x.shape[0], batch_size)
             if name == "mean-loss":
+
                 def summed(carry, j):
                     state, loss = batch_step(carry[0], j)
                     return (state, carry[1] + loss), None
@@ -176,7 +187,7 @@ def main() -> int:
         programs, inits = {}, {}
         for name in names:
             init, run = variant_program(
-                name, model_config=model_config, batch_size=batch, chunk=args.epochs
+                name, model_config=model_config, batch_size=batch, chunk=args.epochs, n=args.n
             )
             state = init(0)
             start = time.perf_counter()

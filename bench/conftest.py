@@ -41,7 +41,7 @@ def sizes() -> suite.Sizes:
 
 @functools.cache
 def _images() -> tuple[np.ndarray, str]:
-    return load_images(data_source(), SIZES.rows)
+    return load_images(data_source(), SIZES.rows())
 
 
 @pytest.fixture(scope="session")

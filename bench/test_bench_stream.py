@@ -30,8 +30,8 @@ import pytest
 
 from jaxae.config import ModelConfig
 from jaxae.encoder import Encoder
+from jaxae.model import build_model
 from jaxae.stream import encode_file
-from jaxae.train import build_model
 
 QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
 N = int(os.environ.get("JAXAE_BENCH_N", 20_000 if QUICK else 1_000_000))

@@ -16,7 +16,8 @@ from jaxae.bench.data import load_images
 from jaxae.bench.peers.common import Workload
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
-from jaxae.train import build_model, loss_fn
+from jaxae.model import build_model
+from jaxae.train import loss_fn
 
 DEFAULT_FLOPS = 6 * 452_608  # PERF.md: 6 x the default model's kernel weights
 

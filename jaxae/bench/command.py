@@ -79,7 +79,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = suite.sizes_for(mode)
-    images, source = load_images(args.data, sizes.rows)
+    images, source = load_images(args.data, sizes.rows(sections))
     inputs = suite.Inputs(images)
     result: dict[str, Any] = dict(
         metadata=report.metadata(data=source, sizes=dataclasses.asdict(sizes)),

@@ -11,8 +11,9 @@ import os
 import numpy as np
 
 from jaxae.data import data_dir, load_dataset
+from jaxae.data.mnist import CACHE_NAME
 
-MNIST_CACHE = "mnist_784.npz"  # what load_dataset("mnist") keeps in data_dir()
+MNIST_CACHE = CACHE_NAME  # what load_dataset("mnist") keeps in data_dir()
 
 
 def load_images(source: str | os.PathLike | None, n: int) -> tuple[np.ndarray, str]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxae.config import ModelConfig
 from jaxae.encoder import Encoder, encode_fn
-from jaxae.train import build_model
+from jaxae.model import build_model
 
 INPUTS = ("float32", "uint8")
 PATHS = {"host": "with copies", "device": "on device"}

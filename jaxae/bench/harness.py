@@ -3,12 +3,13 @@
 ``measure`` prepares each implementation of a group (builds, compiles, warms up: untimed),
 then times them in rounds: round r runs each implementation once, in turn, so that a
 machine whose speed drifts (shared CPUs, GPU clocks) shifts all of them alike. Each
-run ends with the device synchronised (``Runner.run`` blocks); the process's CPU time
-is taken around it too. ``add_ratios`` then divides each implementation's time by
-jaxae's *in the same round*, and reports the median, min and max of those ratios: the
-spread says how far a ratio can be trusted. On a CPU shared with other work the wall
-time of a run swings with the load, while the CPU time it took swings far less: the
-CPU-time ratio is the steadier of the two there (on a GPU it means little).
+run ends with the device synchronised (``Runner.run`` blocks). ``add_ratios`` then
+divides each implementation's time by jaxae's *in the same round*, and reports the
+median, min and max of those ratios: the spread says how far a ratio can be trusted.
+
+The process's CPU time is also taken around each whole ``run()`` call (bench.json's
+``cpu_seconds``): on a shared CPU it swings far less than wall time, but for jaxae it
+covers all of ``fit`` (checks, scaling, tracing), so it is an upper bound there.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def measure(
             for name, s in seconds.items()
             if name in runners and len(s) > r
         )
-        log(f"round {r + 1}: ms/step {done}")
+        if done:
+            log(f"round {r + 1}: ms/step {done}")
     timings = []
     for entry in entries:
         if entry.name not in runners:

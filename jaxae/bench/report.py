@@ -151,9 +151,8 @@ def markdown(report: dict) -> str:
             f"## {title}, {rows[0]['n']:,} rows",
             "",
             f"| implementation | dtype | batch | {unit}/step | s/epoch | samples/s | TFLOP/s "
-            "| compile s | epochs x runs | final loss | CPU-time ratio "
-            "| ratio vs jaxae [min, max] |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| compile s | epochs x runs | final loss | ratio vs jaxae [min, max] |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in rows:
             lines.append(
@@ -161,17 +160,14 @@ def markdown(report: dict) -> str:
                 f"| {_fmt(scale * r['seconds_per_step'], '.4g')} "
                 f"| {_fmt(r['seconds_per_epoch'], '.3g')} | {r['samples_per_second']:,.0f} "
                 f"| {r['tflops']:.3g} | {r['compile_seconds']:.2f} "
-                f"| {r['epochs']} x {r['repeats']} | {r['final_loss']:.4f} "
-                f"| {_fmt(r['cpu_ratio_vs_jaxae'], '.2f')} | {_ratio(r)} |"
+                f"| {r['epochs']} x {r['repeats']} | {r['final_loss']:.4f} | {_ratio(r)} |"
             )
         lines += [
             "",
             "Time per step: the median over the timed runs. ratio vs jaxae = the "
             "implementation's time per step / jaxae's in the same round (the implementations "
             "run in turn, round after round), median [min, max] over the rounds; above 1, "
-            "jaxae is faster. CPU-time ratio: the same from the process's CPU time over each run, "
-            "steadier than wall time on a shared CPU (OpenMP peers that spin count their "
-            "spinning). TFLOP/s counts 6 x kernel weights per sample (the usual rule; "
+            "jaxae is faster. TFLOP/s counts 6 x kernel weights per sample (the usual rule; "
             "the model does less, as the input needs no gradient). jaxae and jax-scan are "
             "warmed up by one identical run, the others by one epoch.",
             "",

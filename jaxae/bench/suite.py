@@ -63,10 +63,16 @@ class Sizes:
     encode_seconds: float = 1.0  # timing budget per encode case
     cache_n: int = 3000
 
-    @property
-    def rows(self) -> int:
-        """Rows of images the largest measurement needs."""
-        return max(self.recipe_n, self.sweep_n, self.dec_n, *self.encode_ns)
+    def rows(self, sections: Sequence[str] = SECTIONS) -> int:
+        """Rows of images the largest measurement of ``sections`` needs."""
+        needs = {
+            "recipe": [self.recipe_n],
+            "encode": list(self.encode_ns),
+            "compile": [],
+            "sweep": [self.sweep_n],
+            "dec": [self.dec_n],
+        }
+        return max([1, *(n for section in sections for n in needs[section])])
 
 
 SIZES = {

@@ -10,8 +10,6 @@ identical call.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from jaxae.bench.peers.common import Recipe, Workload
@@ -21,45 +19,27 @@ from jaxae.errors import JaxaeError
 from jaxae.train import fit
 
 
-def _has(cls, field: str) -> bool:
-    return field in {f.name for f in dataclasses.fields(cls)}
-
-
 def model_config_for(recipe: Recipe, input_dim: int, *, dtype: str = "float32") -> ModelConfig:
-    """The jaxae ``ModelConfig`` of ``recipe``.
-
-    Written against the general ModelConfig (``hidden`` a tuple of widths,
-    ``code_activation``, ``scaling``); a ModelConfig without them takes only the
-    original recipe's shape, one hidden width with a ReLU code on standardised images.
-    """
-    if _has(ModelConfig, "code_activation"):
-        return ModelConfig(
-            input_dim=input_dim,
-            hidden=tuple(recipe.hidden),
-            code_dim=recipe.code_dim,
-            code_activation=recipe.code_activation,
-            scaling=recipe.scaling,
-            dtype=dtype,
-        )
-    if len(recipe.hidden) != 1 or (recipe.code_activation, recipe.scaling) != (
-        "relu",
-        "standardize",
-    ):
-        raise JaxaeError(
-            "this jaxae's ModelConfig takes one hidden width, a ReLU code and standardised "
-            f"images; the {recipe.name} recipe needs hidden={recipe.hidden}, "
-            f"code_activation={recipe.code_activation!r}, scaling={recipe.scaling!r}"
-        )
+    """The jaxae ``ModelConfig`` of ``recipe``."""
     return ModelConfig(
-        input_dim=input_dim, hidden=recipe.hidden[0], code_dim=recipe.code_dim, dtype=dtype
+        input_dim=input_dim,
+        hidden=tuple(recipe.hidden),
+        code_dim=recipe.code_dim,
+        code_activation=recipe.code_activation,
+        scaling=recipe.scaling,
+        dtype=dtype,
     )
 
 
 def train_config_for(recipe: Recipe, *, epochs: int, batch_size: int, seed: int) -> TrainConfig:
-    """The jaxae ``TrainConfig`` of ``recipe`` (Adam, the recipe's rate and epsilon)."""
-    extra = {"optimizer": "adam"} if _has(TrainConfig, "optimizer") else {}
+    """The jaxae ``TrainConfig`` of ``recipe``: Adam with the recipe's rate and epsilon."""
     return TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=recipe.lr, eps=recipe.eps, seed=seed, **extra
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="adam",
+        lr=recipe.lr,
+        eps=recipe.eps,
+        seed=seed,
     )
 
 
