@@ -18,6 +18,8 @@ Variants (``jaxae`` is the library's own ``run_epochs``):
   plain-gather  ``x[idx]`` instead of ``x.at[idx].get(mode="promise_in_bounds")``
   scan-epochs   ``lax.scan`` over a static number of epochs instead of the traced ``fori_loop``
   plain-model   jaxae's loop with the peer's matmul model instead of the Flax module
+  const-rate    jaxae's loop with ``optax.adam`` at a constant rate, not the rate injected
+                into the optimiser state (``optax.inject_hyperparams``)
   mean-loss     the epoch loss as a running sum in the carry, not the stacked step losses
 """
 
@@ -39,6 +41,7 @@ from jaxae.config import ModelConfig, TrainConfig
 from jaxae.model import build_model
 from jaxae.preprocess import standardize
 from jaxae.train import (
+    TrainState,
     build_optimizer,
     create_train_state,
     epoch_batches,
@@ -100,6 +103,12 @@ def variant_program(name, *, model_config, batch_size, chunk, n):
             params = jax.device_put(init_params(SEED_RECIPE.widths(model_config.input_dim), seed))
             return params, optax.adam(LR, eps=EPS).init(params)
 
+    elif name == "const-rate":
+
+        def init(seed):
+            params = create_train_state(split_seed(seed)[0], lr0, model_config, train_config).params
+            return TrainState(params, optax.adam(LR, eps=EPS).init(params))
+
     else:
         init = lambda seed: create_train_state(split_seed(seed)[0], lr0, model_config, train_config)
 
@@ -110,6 +119,8 @@ def variant_program(name, *, model_config, batch_size, chunk, n):
             step = functools.partial(plain_step, optimizer=optax.adam(lr, eps=EPS))
         else:
             optimizer = build_optimizer(train_config, total_steps)
+            if name == "const-rate":  # jaxae's loop with the peer's optimiser
+                optimizer = optax.adam(LR, eps=EPS)
             step = functools.partial(
                 train_step, model=build_model(model_config), optimizer=optimizer
             )
