@@ -86,6 +86,9 @@ def save_checkpoint(
         "run": run or {},
     }
     host_state = jax.device_get(state)
+    if np.ndim(loss_history) == 1:  # one model, as fit returns it: give it its model axis
+        host_state = jax.tree.map(lambda a: np.asarray(a)[None], host_state)
+        loss_history = np.asarray(loss_history)[None]
     body = serialization.msgpack_serialize(
         {
             "loss_history": np.asarray(loss_history, np.float32),
