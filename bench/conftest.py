@@ -4,8 +4,9 @@
   JAXAE_BENCH_QUICK=1 pytest bench --benchmark-disable   # CI: each once, small sizes
   pytest bench --benchmark-json=out.json                 # extra_info: metadata, ratios
 
-The digits come from $JAXAE_BENCH_DATA (default ../shared/data/mnist-5k), tiled
-to the sizes needed; random pixels where that folder is missing.
+The digits come from $JAXAE_BENCH_DATA (default ../shared/data/mnist-5k, the
+repository's test setup), tiled to the sizes needed; where that folder is missing,
+from what ``jaxae.bench.data.load_images`` finds (the MNIST cache, else digits).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from pathlib import Path
 
 # JAX would take 75% of a GPU's memory at its first use, leaving the torch peers too little.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -20,33 +22,44 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import numpy as np
 import pytest
 
-from jaxae import bench
+from jaxae.bench import report, suite
+from jaxae.bench.data import load_images
 
 QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
-SIZES = bench.sizes_for("quick" if QUICK else "full")
+SIZES = suite.sizes_for("quick" if QUICK else "full")
+
+
+def data_source() -> str | None:
+    path = os.environ.get("JAXAE_BENCH_DATA") or "../shared/data/mnist-5k"
+    return path if Path(path).exists() else None
 
 
 @pytest.fixture(scope="session")
-def sizes() -> bench.Sizes:
+def sizes() -> suite.Sizes:
     return SIZES
 
 
 @functools.cache
 def _images() -> tuple[np.ndarray, str]:
-    rows = max(SIZES.recipe_n, SIZES.sweep_n, *SIZES.encode_ns)
-    return bench.load_images(bench.data_path(), rows)
+    return load_images(data_source(), SIZES.rows)
 
 
 @pytest.fixture(scope="session")
 def images() -> np.ndarray:
-    """(rows, 784) float32 raw pixels: real digits, tiled, or random ones."""
+    """(rows, D) float32 raw pixels: real digits, tiled."""
     return _images()[0]
+
+
+@pytest.fixture(scope="session")
+def inputs(images) -> suite.Inputs:
+    """The images and their scaled copies, shared by every training benchmark."""
+    return suite.Inputs(images)
 
 
 @pytest.fixture(scope="session")
 def metadata() -> dict:
     """Backend, device, versions, command, load, data and sizes of this run."""
-    return bench.metadata(data=_images()[1], sizes=dataclasses.asdict(SIZES))
+    return report.metadata(data=_images()[1], sizes=dataclasses.asdict(SIZES))
 
 
 @pytest.fixture

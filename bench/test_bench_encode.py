@@ -14,26 +14,26 @@ import os
 import numpy as np
 import pytest
 
-from jaxae import bench
+from jaxae.bench import encode, harness, suite
 
-SIZES = bench.sizes_for("quick" if os.environ.get("JAXAE_BENCH_QUICK") == "1" else "full")
+SIZES = suite.sizes_for("quick" if os.environ.get("JAXAE_BENCH_QUICK") == "1" else "full")
 _DEVICE_MEDIAN: dict[tuple[int, str], float] = {}
 
 
-@pytest.mark.parametrize("path", ["device", "host"])
-@pytest.mark.parametrize("input_dtype", bench.ENCODE_INPUTS)
+@pytest.mark.parametrize("path", list(encode.PATHS))
+@pytest.mark.parametrize("input_dtype", encode.INPUTS)
 @pytest.mark.parametrize("n", SIZES.encode_ns)
 def test_encode(benchmark, record, images, n, input_dtype, path):
     benchmark.group = f"encode-{n}"
-    call = bench.encode_call(images[:n], input_dtype=input_dtype, path=path)
-    probe = bench.latencies(call, seconds=0.0)  # compiles, then 5 calls to size the rounds
+    call = encode.encode_call(images[:n], input_dtype=input_dtype, path=path)
+    probe = harness.latencies(call, seconds=0.0)  # compiles, then 5 calls to size the rounds
     rounds = int(np.clip(SIZES.encode_seconds / np.median(probe), 5, 1000))
     benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=2)
     stats = getattr(benchmark, "stats", None)
     if stats is None:  # --benchmark-disable: ran once
         record(n=n, input_dtype=input_dtype, path=path)
         return
-    row = bench.encode_row(n, input_dtype, path, np.asarray(stats.stats.data))
+    row = encode.encode_row(n, input_dtype, path, np.asarray(stats.stats.data))
     if path == "device":
         _DEVICE_MEDIAN[n, input_dtype] = row["median_seconds"]
     elif (n, input_dtype) in _DEVICE_MEDIAN:

@@ -9,14 +9,16 @@ of K models relative to one, and of "map" relative to "vmap" at the same K.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import pytest
-from conftest import QUICK
 
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.train import fit
 
+QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
 ROWS = 300 if QUICK else 3000
 EPOCHS = 1 if QUICK else (50 if jax.default_backend() == "gpu" else 5)
 GPU = jax.default_backend() == "gpu"

@@ -7,7 +7,7 @@
 # a NumPy reference within TF32 tolerance); 3. the training loop at batch 100
 # under four XLA_FLAGS variants, one process each; 4. `jaxae bench` at full size.
 # Writes $OUT/{log.txt,nvidia-smi.txt,check.txt,variants.txt,bench.json,bench.md,bench.png}.
-# Environment: JAXAE_BENCH_DATA (default .data/mnist-5k, else random pixels),
+# Environment: JAXAE_BENCH_DATA (default .data/mnist-5k, else the MNIST cache or digits),
 # PYTHON (default python3), BUDGET (seconds for the whole script, default 340),
 # BENCH_ARGS (extra `jaxae bench` flags, e.g. --quick for a dry run), VARIANT_EPOCHS (200).
 # Exit status: 1 if the correctness check failed, else `jaxae bench`'s.
@@ -35,7 +35,7 @@ if ! $PY -c 'import importlib.metadata as m; m.version("jaxae")' 2>/dev/null &&
 fi
 $PY -c 'import jax, jaxlib, jaxae; print("jax", jax.__version__, "jaxlib", jaxlib.__version__,
         "jaxae", jaxae.__version__, jax.devices())'
-ls "$JAXAE_BENCH_DATA" 2>/dev/null || echo "no $JAXAE_BENCH_DATA: random pixels"
+ls "$JAXAE_BENCH_DATA" 2>/dev/null || echo "no $JAXAE_BENCH_DATA: the MNIST cache or digits"
 
 step "correctness"
 $PY - <<'EOF' 2>&1 | tee "$OUT/check.txt"
@@ -43,13 +43,13 @@ import sys
 import jax
 import numpy as np
 import os
-from jaxae.bench import data_path, load_images
+from jaxae.bench.data import load_images
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.train import fit
 
 backend = jax.default_backend()
-images, source = load_images(data_path(), 3000)
+images, source = load_images(os.environ['JAXAE_BENCH_DATA'] if os.path.exists(os.environ['JAXAE_BENCH_DATA']) else None, 3000)
 result = fit(images, model_config=ModelConfig(), train_config=TrainConfig(epochs=2), progress=False)
 loss = np.asarray(result.loss_history)
 fit_ok = bool(np.isfinite(loss).all() and loss[1] < loss[0])
@@ -78,10 +78,10 @@ step "training-loop variants: the original recipe, fit, ${VARIANT_EPOCHS:=200} e
 VARIANT='
 import json, os
 import os
-from jaxae.bench import data_path, load_images
+from jaxae.bench.data import load_images
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.train import fit
-images, _ = load_images(data_path(), 3000)
+images, _ = load_images(os.environ['JAXAE_BENCH_DATA'] if os.path.exists(os.environ['JAXAE_BENCH_DATA']) else None, 3000)
 run = lambda: fit(images, model_config=ModelConfig(), train_config=TrainConfig(epochs=int(os.environ["VARIANT_EPOCHS"])),
                   progress=False)
 first = run()  # compiles; the second call reuses the program
@@ -105,10 +105,10 @@ rm -f "$OUT/variant.err"
 step "many models in one program: K = 1, 8, 64 at batch 100, 3,000 images, 30 epochs"
 $PY - <<'EOF' 2>&1 | tee -a "$OUT/variants.txt"
 import os
-from jaxae.bench import data_path, load_images
+from jaxae.bench.data import load_images
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.train import fit
-images, _ = load_images(data_path(), 3000)
+images, _ = load_images(os.environ['JAXAE_BENCH_DATA'] if os.path.exists(os.environ['JAXAE_BENCH_DATA']) else None, 3000)
 base = None
 for k, vectorize in ((1, None), (8, None), (64, None), (8, False)):
     run = lambda: fit(images, model_config=ModelConfig(), train_config=TrainConfig(epochs=int(os.environ.get("MODEL_EPOCHS", 30))),
@@ -128,7 +128,8 @@ if $PY -m jaxae.cli bench --help >/dev/null 2>&1; then BENCH=($PY -m jaxae.cli b
 left=$((BUDGET - SECONDS))
 limit=$((left - 45 > 60 ? left - 45 : 60))  # stop starting measurements; the last may take ~30 s
 # shellcheck disable=SC2086
-timeout $((left > limit + 30 ? left : limit + 30)) "${BENCH[@]}" --out "$OUT" --time-limit "$limit" \
+DATA=(); [ -e "$JAXAE_BENCH_DATA" ] && DATA=(--data "$JAXAE_BENCH_DATA")
+timeout $((left > limit + 30 ? left : limit + 30)) "${BENCH[@]}" --out "$OUT" "${DATA[@]}" --time-limit "$limit" \
     ${BENCH_ARGS:-}
 status=$?
 step "done: correctness $check, bench $status"

@@ -25,15 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import jaxae
 from jaxae._files import atomic_write, write_json
+from jaxae.bench.peers import SEED_RECIPE
+from jaxae.bench.peers import keras as keras_peer
 from jaxae.figures import save_figure
 
 
@@ -56,21 +55,16 @@ def jaxae_codes(images, seed: int, epochs: int) -> tuple[np.ndarray, float]:
 
 
 def keras_codes(images, seed: int, epochs: int) -> tuple[np.ndarray, float]:
-    """The original Keras code: Keras' Glorot init, Adam(0.01), fit(shuffle=True)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
+    """The original Keras code (jaxae.bench's Keras peer): Keras' Glorot init, Adam(0.01),
+    fit(shuffle=True)."""
+    keras = keras_peer.import_keras()
     x = np.asarray(jaxae.standardize(images))
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((x.shape[1],))
-    code = keras.layers.Dense(256, activation="relu")(inputs)
-    code = keras.layers.Dense(100, activation="relu")(code)
-    hidden = keras.layers.Dense(256, activation="relu")(code)
-    outputs = keras.layers.Dense(x.shape[1])(hidden)
-    autoencoder = keras.Model(inputs, outputs)
-    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse")
-    history = autoencoder.fit(x, x, batch_size=100, epochs=epochs, shuffle=True, verbose=0)
-    codes = keras.Model(inputs, code).predict(x, batch_size=1000, verbose=0)
+    autoencoder, encoder = keras_peer.build_model(SEED_RECIPE, x.shape[1])
+    history = autoencoder.fit(
+        x, x, batch_size=SEED_RECIPE.batch_size, epochs=epochs, shuffle=True, verbose=0
+    )
+    codes = encoder.predict(x, batch_size=1000, verbose=0)
     return codes, float(history.history["loss"][-1])
 
 
@@ -150,7 +144,8 @@ def markdown(results: dict) -> str:
 
 
 def figure(results: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.subplots()
     for name, marker, colour, dx in (("jaxae", "o", "C0", -0.12), ("keras", "s", "C2", 0.12)):
         rows = results.get(name) or []
         for r in rows:

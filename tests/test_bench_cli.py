@@ -1,5 +1,6 @@
-"""jaxae.bench: the report ``jaxae bench`` writes, run in-process at tiny sizes, and the
-arithmetic behind its columns. Nothing here judges speed."""
+"""jaxae.bench: the report ``jaxae bench`` writes, run in-process at tiny sizes, the harness
+that times every implementation, and the arithmetic behind the columns. Nothing here judges
+speed."""
 
 import functools
 import json
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 from jaxae import bench
+from jaxae.bench import harness, peers, report, suite
+from jaxae.bench.data import load_images
+from jaxae.bench.peers.common import Workload
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import build_model, loss_fn
@@ -17,40 +21,49 @@ from jaxae.train import build_model, loss_fn
 DEFAULT_FLOPS = 6 * 452_608  # PERF.md: 6 x the default model's kernel weights
 
 
-def test_main_writes_report_with_ratios_from_measured_times(tmp_path):
+@pytest.fixture(scope="module")
+def data_source(tmp_path_factory):
+    """A .npz of 300 random 28x28 images: speed does not depend on the pixels."""
+    path = tmp_path_factory.mktemp("bench-data") / "pixels.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (300, 784), dtype=np.uint8))
+    return str(path)
+
+
+def test_main_writes_report_with_ratios_from_measured_times(tmp_path, data_source):
     argv = ["--tiny", "--peers", "jax-python-loop", "--sections", "recipe,encode,sweep"]
-    assert bench.main([*argv, "--out", str(tmp_path)]) == 0
+    assert bench.main([*argv, "--data", data_source, "--out", str(tmp_path)]) == 0
 
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = json.loads((tmp_path / "bench.json").read_text())
-    meta = report["metadata"]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    meta = result["metadata"]
     keys = {"backend", "device_kind", "device_count", "versions", "command", "date", "host_cpus"}
     assert keys <= meta.keys()
     assert meta["backend"] == jax.default_backend()
     assert meta["versions"]["jax"] == jax.__version__
-    assert report["flops_per_sample"] == DEFAULT_FLOPS
+    assert "targets" not in result  # they live in bench/results/targets.md
 
-    recipe = {r["implementation"]: r for r in report["train"] if r["section"] == "recipe"}
+    recipe = {r["implementation"]: r for r in result["train"] if r["section"] == "recipe"}
     assert set(recipe) == {"jaxae", "jax-python-loop"}
     jaxae, loop = recipe["jaxae"], recipe["jax-python-loop"]
     assert jaxae["ratio_vs_jaxae"] == 1.0
     assert loop["ratio_vs_jaxae"] == pytest.approx(
         loop["seconds_per_step"] / jaxae["seconds_per_step"], rel=1e-12
     )
-    assert [r["implementation"] for r in report["train"] if r["section"] == "sweep"] == ["jaxae"]
-    for r in report["train"]:
+    assert [r["implementation"] for r in result["train"] if r["section"] == "sweep"] == ["jaxae"]
+    for r in result["train"]:
+        assert r["flops_per_sample"] == DEFAULT_FLOPS
         assert r["samples_per_second"] == pytest.approx(r["batch"] / r["seconds_per_step"])
         assert r["tflops"] == pytest.approx(r["samples_per_second"] * DEFAULT_FLOPS / 1e12)
         assert r["steps"] == r["epochs"] * (r["n"] // r["batch"])
+        assert r["seconds_per_step"] == pytest.approx(np.median(r["seconds"]) / r["steps"])
         assert np.isfinite(r["final_loss"]) and r["compile_seconds"] > 0
 
-    encode = {(r["n"], r["input_dtype"], r["path"]): r for r in report["encode"]}
+    encode = {(r["n"], r["input_dtype"], r["path"]): r for r in result["encode"]}
     assert set(encode) == {
-        (n, dtype, path)
-        for n in (1, 100)
-        for dtype in ("float32", "uint8")
-        for path in ("host", "device", "folded")
-    }
+        (n, dtype, path) for n in (1, 100) for dtype in ("float32", "uint8")
+        for path in ("host", "device")
+    }  # fmt: skip
     assert all(0 < r["median_seconds"] <= r["p99_seconds"] for r in encode.values())
 
     md = (tmp_path / "bench.md").read_text()
@@ -58,6 +71,22 @@ def test_main_writes_report_with_ratios_from_measured_times(tmp_path):
     assert f"| jax-python-loop | float32 | 100 | {scale * loop['seconds_per_step']:.4g} |" in md
     assert f"| {loop['ratio_vs_jaxae']:.2f} |" in md
     assert "## Encoding latency" in md and "## Metadata" in md
+
+
+def test_sweep_alternates_and_reports_the_spread_of_the_ratio(tmp_path, data_source):
+    argv = ["--tiny", "--peers", "jax-scan", "--sections", "sweep", "--data", data_source]
+    assert bench.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["train"]
+    by_name = {r["implementation"]: r for r in rows}
+    assert list(by_name) == ["jaxae", "jax-scan"]
+    jaxae, scan = by_name["jaxae"], by_name["jax-scan"]
+    repeats = suite.SIZES["tiny"].sweep_repeats
+    assert len(jaxae["seconds"]) == len(scan["seconds"]) == repeats == 2
+    ratios = [a / b for a, b in zip(scan["seconds"], jaxae["seconds"])]  # same steps, per round
+    assert scan["ratio_vs_jaxae"] == pytest.approx(np.median(ratios))
+    assert (scan["ratio_min"], scan["ratio_max"]) == pytest.approx((min(ratios), max(ratios)))
+    md = (tmp_path / "bench.md").read_text()
+    assert f"| {scan['ratio_vs_jaxae']:.2f} [{min(ratios):.2f}, {max(ratios):.2f}] |" in md
 
 
 def test_main_rejects_unknown_peer(tmp_path):
@@ -68,9 +97,8 @@ def test_main_rejects_unknown_peer(tmp_path):
 def test_flops_per_sample_against_xla_cost_analysis():
     """The 6 x kernel-weights rule, and what XLA counts for a gradient of the loss: the
     same less the input's gradient through the first layer (2 x 784 x 256 per sample)."""
-    model_config = ModelConfig()
-    assert bench.flops_per_sample(model_config) == DEFAULT_FLOPS
-    model = build_model(model_config)
+    assert peers.SEED_RECIPE.flops_per_sample(784) == DEFAULT_FLOPS
+    model = build_model(ModelConfig())
     params = model.init(jax.random.key(0), jnp.zeros((1, 784)))
     batch = jnp.zeros((100, 784))
     grad = jax.jit(jax.value_and_grad(functools.partial(loss_fn, model=model, batch=batch)))
@@ -85,15 +113,64 @@ def test_add_ratios_divides_by_jaxae_in_the_same_group():
         section="sweep", dtype="float32", n=70_000, batch=batch, implementation=impl,
         seconds_per_step=seconds,
     )  # fmt: skip
-    rows = bench.add_ratios(
+    rows = harness.add_ratios(
         [row("jaxae", 100, 2.0), row("keras", 100, 9.0), row("keras", 1024, 5.0)]
     )
     assert [r["ratio_vs_jaxae"] for r in rows] == [1.0, 4.5, None]
 
 
+def test_add_ratios_pairs_rounds_and_divides_per_step():
+    base = dict(section="dec", dtype="float32", n=1000, batch=100)
+    rows = harness.add_ratios([
+        dict(base, implementation="jaxae", steps=20, seconds_per_step=0.1, seconds=[2.0, 4.0, 2.0]),
+        dict(base, implementation="keras", steps=10, seconds_per_step=0.3, seconds=[3.0, 3.0]),
+    ])  # fmt: skip
+    # Per step: keras 0.3, 0.3 against jaxae's 0.1, 0.2 in the same rounds; round 3 unpaired.
+    assert rows[1]["ratio_vs_jaxae"] == pytest.approx(2.25)
+    assert (rows[1]["ratio_min"], rows[1]["ratio_max"]) == pytest.approx((1.5, 3.0))
+
+
+class _Fake:
+    """A stand-in implementation: each run records its name and takes the given time."""
+
+    def __init__(self, name, calls, seconds):
+        self.name, self.calls, self._seconds = name, calls, iter(seconds)
+        self.compile_seconds, self.device = 0.5, "fake"
+
+    def run(self):
+        self.calls.append(self.name)
+        return next(self._seconds)
+
+    def final_loss(self):
+        return 0.25
+
+
+def test_measure_alternates_and_keeps_failures_apart(monkeypatch):
+    calls = []
+    fakes = {
+        "jaxae": lambda w: _Fake("jaxae", calls, [1.0, 3.0, 2.0]),
+        "jax-scan": lambda w: _Fake("jax-scan", calls, [2.0, 2.0, 2.0]),
+        "keras": lambda w: (_ for _ in ()).throw(ValueError("no keras\nmore")),
+    }
+    monkeypatch.setattr(peers, "IMPLEMENTATIONS", fakes)
+    monkeypatch.setattr(peers, "available", lambda: {})
+    w = Workload(images=None, x=np.zeros((40, 4), np.float32), batch_size=10, epochs=1)
+    entries = [harness.Entry(n, w, repeats=3) for n in ("jaxae", "keras", "jax-scan")]
+    timings, failures = harness.measure(entries, required=["jaxae"])
+    assert calls == ["jaxae", "jax-scan"] * 3
+    assert failures == {"keras": "ValueError: no keras"}
+    assert [t.name for t in timings] == ["jaxae", "jax-scan"]
+    assert timings[0].seconds == (1.0, 3.0, 2.0) and timings[0].seconds_per_step == 2.0 / 4
+    assert timings[0].final_loss == 0.25 and timings[0].compile_seconds == 0.5
+
+    fakes["jaxae"] = fakes["keras"]
+    with pytest.raises(ValueError, match="no keras"):
+        harness.measure(entries, required=["jaxae"])
+
+
 def test_train_cases_put_jaxae_first_and_peers_where_asked():
-    sizes = bench.SIZES["gpu"]
-    cases = bench.train_cases(sizes, ["jax-scan", "torch-eager", "keras"])
+    sizes = suite.SIZES["gpu"]
+    cases = suite.train_cases(sizes, ["jax-scan", "torch-eager", "keras"])
     recipe32 = [c.name for c in cases if c.section == "recipe" and c.dtype == "float32"]
     # 500 epochs run in several chunks by default, so one-chunk jaxae is timed too.
     assert recipe32 == ["jaxae", "jaxae-1chunk", "jax-scan", "torch-eager", "keras"]
@@ -101,17 +178,39 @@ def test_train_cases_put_jaxae_first_and_peers_where_asked():
     assert sweep16 == {"jaxae", "jax-scan", "torch-eager"}
     for c in cases:
         steps = c.n // c.batch
-        if c.name in bench.WHOLE_RUN and c.section == "sweep":
+        if c.name in suite.WHOLE_RUN and c.section == "sweep":
             assert c.epochs * steps >= sizes.sweep_min_steps and c.warmup_epochs == c.epochs
+            assert c.repeats == sizes.sweep_repeats
+    dec = [c for c in cases if c.section == "dec"]
+    assert [c.name for c in dec] == ["jaxae", "jax-scan", "torch-eager", "keras"]
+    assert {(c.batch, c.n, c.recipe) for c in dec} == {(256, 10_000, peers.DEC_RECIPE)}
+    assert all(c.repeats == sizes.dec_repeats for c in dec)
 
 
 def test_results_name():
-    assert bench.results_name("cpu") == "cpu"
-    assert bench.results_name("NVIDIA H200") == "nvidia-h200"
-    assert bench.results_name("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert report.results_name("cpu") == "cpu"
+    assert report.results_name("NVIDIA H200") == "nvidia-h200"
+    assert report.results_name("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 
 
-def test_load_images_falls_back_to_random_pixels(tmp_path):
-    images, source = bench.load_images(tmp_path / "missing", 7000)
-    assert images.shape == (7000, 784) and images.dtype == np.float32
-    assert source.startswith("random") and 0 <= images.min() and images.max() <= 255
+def test_load_images_falls_back_to_digits_without_an_mnist_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXAE_DATA", str(tmp_path))  # an empty cache folder: no download
+    images, source = load_images(None, 7000)
+    assert images.shape == (7000, 64) and images.dtype == np.float32
+    assert source.startswith("digits") and "no MNIST cache" in source
+    assert 0 <= images.min() and images.max() <= 16
+    np.testing.assert_array_equal(images[1797], images[0])  # tiled
+
+
+def test_load_images_names_a_missing_path(tmp_path):
+    with pytest.raises(JaxaeError, match="no such file"):
+        load_images(tmp_path / "missing", 10)
+
+
+def test_the_figure_leaves_the_matplotlib_backend_alone():
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    meta = dict(device_kind="cpu")
+    png = report.figure_png(dict(metadata=meta, train=[], encode=[]))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.get_backend() == before

@@ -1,4 +1,5 @@
-"""Tests for jaxae.peers: every runnable peer trains and is timed; the peers agree."""
+"""Tests for jaxae.bench.peers: every runnable implementation trains and is timed; the
+peers agree with each other."""
 
 import ast
 import math
@@ -8,8 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from jaxae import peers
+from jaxae.bench import peers
+from jaxae.bench.peers.common import Recipe
 from jaxae.errors import JaxaeError
+
+# DEC's shape in miniature: several hidden layers, a linear code, pixels / 255.
+SMALL_DEC = Recipe(name="small-dec", hidden=(32, 48), code_dim=4, code_activation="linear",
+                   scaling="unit", lr=1e-2)  # fmt: skip
 
 
 def _standardise(x):
@@ -29,8 +35,9 @@ def low_rank():
     return _standardise(x + 0.1 * rng.standard_normal(x.shape))
 
 
-def _initial_loss(x, seed=0):
-    return peers._numpy_loss(peers._init_params(x.shape[1], seed), x)
+def _initial_loss(x, seed=0, recipe=peers.SEED_RECIPE):
+    params = peers.init_params(recipe.widths(x.shape[1]), seed)
+    return peers.numpy_loss(params, x, recipe.activations())
 
 
 def _require(name):
@@ -44,19 +51,21 @@ def test_available_names_every_peer():
     assert set(status) == set(peers.PEERS)
     assert status["jax-python-loop"] is None and status["jax-scan"] is None
     assert all(v is None or (isinstance(v, str) and v) for v in status.values())
+    assert set(peers.IMPLEMENTATIONS) == {"jaxae", "jaxae-1chunk", *peers.PEERS}
 
 
-def test_peer_frameworks_are_imported_lazily():
+@pytest.mark.parametrize("module", ["__init__", "common", "jax_plain", "torch", "keras"])
+def test_peer_frameworks_are_imported_lazily(module):
     # Read the source rather than import it in a subprocess: cheaper, and not fooled by
     # other tests having imported torch already.
-    tree = ast.parse(Path(peers.__file__).read_text())
+    tree = ast.parse((Path(peers.__file__).parent / f"{module}.py").read_text())
     top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
     assert not top & {"jax", "optax", "torch", "tensorflow", "keras"}
 
 
 def test_init_is_glorot_uniform_with_zero_biases():
-    params = peers._init_params(64, seed=3)
+    params = peers.init_params(peers.SEED_RECIPE.widths(64), seed=3)
     assert [w.shape for w, _ in params] == [(64, 256), (256, 100), (100, 256), (256, 64)]
     assert (
         sum(w.size + b.size for w, b in params) == 64 * 256 * 2 + 256 * 100 * 2 + 256 * 2 + 100 + 64
@@ -68,6 +77,22 @@ def test_init_is_glorot_uniform_with_zero_biases():
         assert not b.any()
 
 
+def test_dec_recipe_is_the_anchors_autoencoder():
+    recipe = peers.DEC_RECIPE
+    assert recipe.widths(784) == (784, 500, 500, 2000, 10, 2000, 500, 500, 784)
+    assert recipe.activations() == ("relu",) * 3 + ("linear",) + ("relu",) * 3 + ("linear",)
+    assert (recipe.scaling, recipe.batch_size, recipe.lr) == ("unit", 256, 1e-3)
+    weights = 2 * (784 * 500 + 500 * 500 + 500 * 2000 + 2000 * 10)
+    assert recipe.flops_per_sample(784) == 6 * weights
+
+
+def test_numpy_loss_applies_each_layers_activation():
+    params = [(np.eye(2, dtype=np.float32), np.zeros(2, np.float32))] * 2
+    x = np.array([[1.0, -1.0]], np.float32)
+    assert peers.numpy_loss(params, x, ("linear", "linear")) == 0.0
+    assert peers.numpy_loss(params, x, ("relu", "linear")) == pytest.approx(0.5)  # -1 -> 0
+
+
 @pytest.mark.parametrize("name", list(peers.PEERS))
 def test_peer_trains_and_is_timed(name, noise):
     _require(name)
@@ -75,9 +100,23 @@ def test_peer_trains_and_is_timed(name, noise):
     assert t.name == name
     assert t.steps == 8
     assert math.isfinite(t.seconds_per_step) and t.seconds_per_step > 0
+    assert t.seconds_per_step == pytest.approx(t.seconds[0] / 8)
     assert math.isfinite(t.compile_seconds) and t.compile_seconds >= 0
     assert math.isfinite(t.final_loss) and t.final_loss < _initial_loss(noise)
     assert isinstance(t.device, str) and t.device
+
+
+def test_jaxae_is_timed_through_fit_like_every_peer():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (256, 64)).astype(np.float32)
+    x = _standardise(images)
+    t = peers.time_peer("jaxae", x, images=images, batch_size=64, epochs=2, warmup_epochs=1)
+    assert (t.name, t.steps) == ("jaxae", 8)
+    assert t.compile_seconds > 0 and t.seconds_per_step > 0
+    # fit's first weights are Flax's, not the peers': compare with a fresh model's loss, ~1.
+    assert math.isfinite(t.final_loss) and t.final_loss < 1.0
+    with pytest.raises(JaxaeError, match="images="):
+        peers.time_peer("jaxae", x)
 
 
 # The JAX peers share their step, so one of them covers bfloat16 for both.
@@ -117,6 +156,26 @@ def test_peers_agree_on_full_batch_training(name, rtol, low_rank, full_batch_ref
         t = peers.time_peer(name, low_rank, batch_size=len(low_rank), epochs=5, warmup_epochs=0)
     assert full_batch_reference.final_loss < 0.5 * _initial_loss(low_rank)
     np.testing.assert_allclose(t.final_loss, full_batch_reference.final_loss, rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def unit_pixels():
+    rng = np.random.default_rng(3)
+    return (rng.integers(0, 256, (128, 64)) / 255.0).astype(np.float32)
+
+
+# The same agreement for DEC's shape (linear code, several hidden layers, pixels / 255).
+@pytest.mark.parametrize(
+    ("name", "rtol"), [("jax-scan", 1e-5), ("torch-eager", 1e-3), ("keras", 1e-2)]
+)
+def test_peers_agree_on_a_linear_code_recipe(name, rtol, unit_pixels):
+    _require(name)
+    run = lambda peer: peers.time_peer(peer, unit_pixels, recipe=SMALL_DEC, batch_size=128,
+                                       epochs=5, warmup_epochs=0)  # fmt: skip
+    with jax.default_matmul_precision("highest"):
+        reference, t = run("jax-python-loop"), run(name)
+    assert reference.final_loss < 0.8 * _initial_loss(unit_pixels, recipe=SMALL_DEC)
+    np.testing.assert_allclose(t.final_loss, reference.final_loss, rtol=rtol)
 
 
 @pytest.mark.parametrize(
