@@ -86,7 +86,7 @@ def check_rows(
     if x.ndim != 2:
         shape = f"(N, {width})" if width else "(N, D)"
         raise JaxaeError(
-            f"{name} must be {shape}, got shape {x.shape}: "
+            f"{name} must be {shape} (a 2-D array), got shape {x.shape}: "
             f"reshape with {name}.reshape(len({name}), -1)"
         )
     kind = np.dtype(x.dtype).kind
