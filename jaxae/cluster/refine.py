@@ -92,7 +92,7 @@ def init_refinement(
         for c, seed in zip(codes, seeds, strict=True)
     ]
     trainable = {
-        "autoencoder": params,
+        "autoencoder": jax.tree.map(jnp.array, params),  # a copy: the state is donated
         "centers": jnp.asarray(np.stack([f.centers for f in fits]), jnp.float32),
     }
     m, n = codes.shape[:2]
@@ -192,7 +192,7 @@ def refine(
             params, x, model_config=model_config, config=config, seeds=seeds
         )
     start_labels = np.asarray(jax.device_get(initial.labels))
-    state = jax.device_put(initial)  # donated below: `initial` is not read again
+    state = jax.tree.map(jnp.array, initial)  # a copy on the device, donated below
     statics = dict(model_config=model_config, config=config, vectorize=bool(vectorize_models))
 
     start = time.perf_counter()
