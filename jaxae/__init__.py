@@ -20,8 +20,8 @@ from jaxae.encoder import Encoder, encode_fn
 from jaxae.errors import JaxaeError
 from jaxae.model import AutoEncoder
 from jaxae.preprocess import standardize
+from jaxae.sklearn_api import AutoEncoderTransformer
 from jaxae.train import TrainResult, TrainState, fit
-from jaxae.transformer import AutoEncoderTransformer
 
 try:
     __version__ = version("jaxae")

@@ -1,28 +1,59 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename."""
+"""Atomic file writes: a temporary file in the same folder, then a rename.
+
+Every writer in jaxae goes through :func:`atomic_path`, so readers see the old
+file or the whole new one, never a partial file, and a failed write leaves no
+temporary file behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def temporary_name(path: str | os.PathLike) -> Path:
+    """The hidden name ``path`` is written under before the rename: ``.NAME.tmp-PID``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renamed onto ``path`` when the block ends.
+
+    Write the file under the yielded name (close it, or unmap it, before the
+    block ends). On a normal exit the file is synced to disk and renamed onto
+    ``path`` in one step; if the block raises, the temporary file is removed
+    and ``path`` is left as it was.
+
+    Raises:
+      OSError: from the sync or the rename (the caller turns it into a message).
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        # Never let the cleanup hide the error that brought us here: on a read-only
+        # file system unlink raises EROFS even for a file that does not exist.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -33,3 +64,18 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     atomic_write(path, buf.getvalue())
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Writes a compressed ``.npz`` of ``arrays`` atomically (never pickling)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # A file object, not a name: np.savez would append ".npz" to the temporary name.
+        np.savez_compressed(f, allow_pickle=False, **arrays)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one existing file (also through symlinks or hard links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing or unreadable: not the same existing file
+        return False

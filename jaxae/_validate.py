@@ -20,24 +20,28 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_int(
-    name: str, value, *, minimum: int | None = None, maximum: int | None = None
-) -> int:
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int, or a ``JaxaeError`` naming ``name`` and the allowed range."""
     if not is_int(value):
         raise JaxaeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={minimum} or more")
+        raise JaxaeError(
+            f"{name} must be at least {minimum}, got {value}: pass {name}={minimum} or more"
+        )
     if maximum is not None and value > maximum:
-        bound = f"between {minimum} and {maximum}" if minimum is not None else f"at most {maximum}"
-        raise JaxaeError(f"{name} must be {bound}, got {value}: pass {name}={maximum} or less")
+        raise JaxaeError(
+            f"{name} must be at most {maximum}, got {value}: pass {name}={maximum} or less"
+        )
     return value
 
 
 def check_real(
-    name: str, value, *, positive: bool = False, minimum: float | None = None,
+    name: str,
+    value,
+    *,
+    positive: bool = False,
+    minimum: float | None = None,
     maximum: float | None = None,
 ) -> float:
     """``value`` as a finite float, or a ``JaxaeError`` naming ``name``."""
@@ -93,9 +97,7 @@ def check_rows(
     if kind not in "biuf":
         raise JaxaeError(f"{name} must hold numbers, got dtype {x.dtype}")
     if 0 in x.shape:
-        raise JaxaeError(
-            f"{name} is empty, shape {x.shape}: pass at least one row and one column"
-        )
+        raise JaxaeError(f"{name} is empty, shape {x.shape}: pass at least one row and one column")
     if width is not None and x.shape[1] != width:
         raise JaxaeError(
             f"{name} has {x.shape[1]} columns but {width} are expected: "

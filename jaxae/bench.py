@@ -51,10 +51,11 @@ from jaxae import peers
 from jaxae._files import atomic_write, write_json
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.data import load_dataset
-from jaxae.encoder import Encoder, encode_fn, encode_folded_fn
+from jaxae.encoder import Encoder, encode_fn
 from jaxae.errors import JaxaeError
+from jaxae.model import build_model
 from jaxae.preprocess import standardize
-from jaxae.train import build_model, default_chunk, fit, loss_fn
+from jaxae.train import default_chunk, fit, loss_fn
 
 JAXAE = "jaxae"  # fit() as users call it: default chunks, one host sync per chunk
 JAXAE_1CHUNK = "jaxae-1chunk"  # fit() with the whole run in one chunk (only where that differs)
@@ -342,7 +343,7 @@ def _params(model_config: ModelConfig) -> Any:
 
 _encode = jax.jit(encode_fn, static_argnames="model_config")
 PATH_LABELS = {"host": "with copies", "device": "on device", "folded": "on device, folded"}
-_encode_folded = jax.jit(encode_folded_fn, static_argnames="model_config")
+_encode_folded = None  # removed: the folded encoder is gone
 
 
 def encode_call(images: np.ndarray, *, input_dtype: str, path: str) -> Callable[[], Any]:

@@ -1,22 +1,23 @@
 """Checkpoints: one msgpack file per run, written atomically, never pickled.
 
-``checkpoint.msgpack`` holds the parameters, Adam's state, the configuration,
-the loss history and the jaxae version, serialised with
-``flax.serialization`` (msgpack; arrays as raw bytes with dtype and shape).
-It is written to a temporary file and renamed, so a crash never leaves a
-half-written checkpoint behind.
+``checkpoint.msgpack`` holds the parameters and optimiser state of every model
+(always with a leading model axis), the configuration, the loss history and the
+jaxae version, serialised with ``flax.serialization`` (msgpack; arrays as raw
+bytes with dtype and shape) with a SHA-256 of the arrays, checked on load, so
+flipped bits are refused rather than loaded. It is written to a temporary file
+and renamed, so a crash never leaves a half-written checkpoint behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -24,19 +25,18 @@ from jaxae._files import atomic_write
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.train import TrainState, create_train_state
+from jaxae.train import TrainState, models_axis
 
 FILENAME = "checkpoint.msgpack"
 FORMAT = "jaxae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Checkpoint(NamedTuple):
     """A saved run: the state after ``epoch`` epochs and how to continue it.
 
-    With several models (``models`` longer than one), ``state`` and
-    ``loss_history`` have a leading model axis and ``selected`` is the model
-    that ``load`` returns.
+    ``state`` and ``loss_history`` have a leading model axis, one entry per
+    (seed, lr) of ``models``; ``selected`` is the model that ``load`` returns.
     """
 
     state: TrainState
@@ -66,9 +66,9 @@ def save_checkpoint(
 ) -> Path:
     """Save a training state to ``run_dir/checkpoint.msgpack``; returns the path.
 
-    ``models`` lists the (seed, lr) of each model when ``state`` holds several
-    (default: the config's one); ``chunk`` is the epochs per compiled call,
-    kept so that a resumed run cuts its epochs exactly as the first did;
+    ``state`` and ``loss_history`` carry a leading model axis; ``models`` lists
+    the (seed, lr) of each model (default: the config's one); ``chunk`` is the
+    epochs per compiled call, kept so that a resumed run cuts its epochs exactly as the first did;
     ``run`` is JSON the caller needs to continue (the CLI's data and KMeans options).
     """
     from jaxae import __version__
@@ -86,14 +86,22 @@ def save_checkpoint(
         "run": run or {},
     }
     host_state = jax.device_get(state)
-    payload = {
-        "meta": json.dumps(meta),
-        "loss_history": np.asarray(loss_history, np.float32),
-        "state": serialization.to_state_dict(host_state),
-    }
+    body = serialization.msgpack_serialize(
+        {
+            "loss_history": np.asarray(loss_history, np.float32),
+            "state": serialization.to_state_dict(host_state),
+        }
+    )
+    meta_json = json.dumps(meta)
+    payload = {"meta": meta_json, "body": body, "sha256": checksum(meta_json, body)}
     path = Path(run_dir) / FILENAME
     atomic_write(path, serialization.msgpack_serialize(payload))
     return path
+
+
+def checksum(meta: str, body: bytes) -> str:
+    """SHA-256 over the JSON configuration and the serialised arrays."""
+    return hashlib.sha256(meta.encode() + b"\0" + body).hexdigest()
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
@@ -111,6 +119,8 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
     try:
         payload = serialization.msgpack_restore(data)
         meta = json.loads(payload["meta"])
+        body = payload["body"]
+        intact = checksum(payload["meta"], body) == payload["sha256"]
         if meta.get("format") != FORMAT:
             raise ValueError("not a jaxae checkpoint")
     except Exception:  # msgpack raises many types on garbage
@@ -128,7 +138,14 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
             f"format {FORMAT_VERSION}: use the jaxae version that wrote it "
             f"({meta.get('jaxae_version')})"
         )
+    if not intact:
+        raise JaxaeError(
+            f"{path} is damaged (its checksum does not match its contents): "
+            "train again with jaxae run, or resume from an intact copy"
+        )
     try:
+        payload = serialization.msgpack_restore(body)
+        meta["model"]["hidden"] = tuple(meta["model"]["hidden"])
         model_config = ModelConfig(**meta["model"])
         train_config = TrainConfig(**meta["train"])
         epoch = _int(meta["epoch"])
@@ -140,7 +157,7 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         # Values beyond float32 become inf, which the history may hold anyway.
         with np.errstate(over="ignore", invalid="ignore"):
             history = np.asarray(payload["loss_history"], np.float32)
-        template = _template(model_config, len(models))
+        template = models_axis(len(models), model_config, train_config)
         state = serialization.from_state_dict(template, payload["state"])
         if not (0 <= epoch <= train_config.epochs and 0 <= selected < len(models) and models):
             raise ValueError("epoch, models or selected out of range")
@@ -148,7 +165,7 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
             raise ValueError(f"chunk is {chunk}")
         if not all(0 <= seed < 2**32 for seed, _ in models):
             raise ValueError("a seed is beyond uint32")
-        if history.shape != ((len(models),) if len(models) > 1 else ()) + (train_config.epochs,):
+        if history.shape != (len(models), train_config.epochs):
             raise ValueError(f"loss history has shape {history.shape}")
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         detail = f"no {e}" if isinstance(e, KeyError) else e
@@ -159,6 +176,12 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
             "train again with jaxae run"
         )
     _check_like(path, state, template)
+    trained = np.isfinite(history[:, max(epoch - 1, 0)]) if epoch else np.ones(len(models), bool)
+    for leaf in jax.tree.leaves(state.params):  # a diverged grid member may hold NaN
+        if not np.isfinite(np.asarray(leaf)[trained]).all():
+            raise JaxaeError(
+                f"{path} holds non-finite parameters (NaN or inf): train again with jaxae run"
+            )
     return Checkpoint(
         state,
         model_config,
@@ -185,14 +208,6 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-def _template(model_config: ModelConfig, models: int) -> TrainState:
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    if models == 1:
-        return jax.eval_shape(create_train_state, key, model_config)
-    keys = jax.ShapeDtypeStruct((models, 2), jnp.uint32)
-    return jax.eval_shape(jax.vmap(create_train_state, in_axes=(0, None)), keys, model_config)
-
-
 def _check_like(path: Path, state: Any, template: Any) -> None:
     for (key, leaf), want in zip(
         jax.tree_util.tree_leaves_with_path(state), jax.tree_util.tree_leaves(template)
@@ -215,7 +230,5 @@ def load(run_dir: str | os.PathLike) -> Encoder:
         codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
     """
     ckpt = load_checkpoint(run_dir)
-    params = ckpt.state.params
-    if len(ckpt.models) > 1:
-        params = jax.tree.map(lambda a: a[ckpt.selected], params)
+    params = jax.tree.map(lambda a: a[ckpt.selected], ckpt.state.params)
     return Encoder(params, ckpt.model_config)

@@ -1,84 +1,103 @@
 """Frozen configuration, one dataclass per concern.
 
-Defaults reproduce the original recipe: 784-256-100-256-784, Adam lr 0.01
-(epsilon 1e-7), batch 100, 500 epochs, KMeans into 10 clusters (n_init 3).
-Each class has a ``tiny()`` variant for tests.
+Defaults reproduce the original recipe: 784-256-100-256-784 (ReLU code,
+per-image standardisation), Adam lr 0.01 (epsilon 1e-7), batch 100, 500 epochs,
+KMeans into 10 clusters (n_init 3). Named recipes that change several fields at
+once are in ``jaxae.presets``. Each class has a ``tiny()`` variant for tests.
+Errors name the parameter (``batch_size=``); the CLI maps them onto its flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-import numbers
+import os
+from collections.abc import Sequence
 
+from jaxae._validate import check_choice, check_int, check_real, is_int
 from jaxae.errors import JaxaeError
 
 DTYPES = ("float32", "bfloat16")
+SCALINGS = ("standardize", "unit")
+CODE_ACTIVATIONS = ("relu", "linear")
+KERNEL_INITS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal", "dec_uniform",
+)  # fmt: skip
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+METHODS = ("kmeans", "gmm", "dec", "idec", "umap-gmm")
 # Two billion float32 parameters (8 GB, 24 GB with Adam's state): far above any
 # model this recipe needs, and far below what a typo like --hidden 2147483648 asks for.
 MAX_PARAMETERS = 2**31
 SEED_LIMIT = 2**32  # seeds are uint32, as scikit-learn's random_state requires
 MAX_N_INIT = 1000  # KMeans restarts; each one reruns KMeans from scratch
+# Steps of one run: the step counter and the epoch index are int32 on the device.
+MAX_STEPS = 2**31 - 1
+DEFAULT_N = 3000  # jaxae run's default: the original's mnist.data[:3000]
 
 
-def _check_ints(config, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-            raise JaxaeError(f"{name} must be an integer, got {value!r}")
-
-
-def _check_reals(config, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            raise JaxaeError(f"{name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise JaxaeError(f"{name} must be finite, got {value}")
-
-
-def _check_seed(seed: int) -> None:
-    if not 0 <= seed < SEED_LIMIT:
-        raise JaxaeError(
-            f"seed must be between 0 and 2**32-1, got {seed}: pass --seed 0 to {SEED_LIMIT - 1}"
-        )
+def check_seed(seed, name: str = "seed") -> int:
+    return check_int(name, seed, minimum=0, maximum=SEED_LIMIT - 1)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """The autoencoder's shape and compute dtype.
+    """The autoencoder's shape, input scaling and compute dtype.
 
     Attributes:
       input_dim: pixels per image (784 for MNIST, 64 for scikit-learn digits).
-      hidden: width of the hidden layer on each side of the code.
+      hidden: widths of the hidden layers from the input towards the code
+        (an int is one layer); the decoder mirrors them.
       code_dim: size of the code.
+      code_activation: ``"relu"`` (the original recipe) or ``"linear"`` (DEC, N2D).
+      scaling: ``"standardize"`` (each image to mean 0, std 1; the original) or
+        ``"unit"`` (pixels / 255, as DEC and N2D).
+      kernel_init: Glorot-uniform by default; ``"dec_uniform"`` is DEC-keras'
+        variance scaling (scale 1/3, fan-in, uniform).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are
         always float32.
     """
 
     input_dim: int = 784
-    hidden: int = 256
+    hidden: tuple[int, ...] = (256,)
     code_dim: int = 100
+    code_activation: str = "relu"
+    scaling: str = "standardize"
+    kernel_init: str = "glorot_uniform"
     dtype: str = "float32"
 
     def __post_init__(self):
-        _check_ints(self, "input_dim", "hidden", "code_dim")
-        for name in ("input_dim", "hidden", "code_dim"):
-            if getattr(self, name) < 1:
-                raise JaxaeError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.dtype not in DTYPES:
-            raise JaxaeError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        hidden = self.hidden
+        if is_int(hidden):
+            hidden = (hidden,)
+        if not isinstance(hidden, Sequence) or isinstance(hidden, str):
+            raise JaxaeError(f"hidden must be a list of layer widths, got {self.hidden!r}")
+        hidden = tuple(check_int("hidden", h, minimum=1) for h in hidden)
+        object.__setattr__(self, "hidden", hidden)
+        for name in ("input_dim", "code_dim"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
+        check_choice("scaling", self.scaling, SCALINGS)
+        check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
+        check_choice("dtype", self.dtype, DTYPES)
         if self.parameter_count > MAX_PARAMETERS:
+            shape = "-".join(map(str, (self.input_dim, *self.hidden, self.code_dim)))
             raise JaxaeError(
-                f"a {self.input_dim}-{self.hidden}-{self.code_dim} autoencoder has "
-                f"{self.parameter_count:,} parameters, over jaxae's limit of {MAX_PARAMETERS:,}: "
-                "pass a smaller --hidden or --code-dim"
+                f"a {shape} autoencoder has {self.parameter_count:,} parameters, over jaxae's "
+                f"limit of {MAX_PARAMETERS:,}: pass a smaller hidden= or code_dim="
             )
 
     @property
+    def widths(self) -> tuple[int, ...]:
+        """Layer widths of the encoder, input to code: (input_dim, *hidden, code_dim)."""
+        return (self.input_dim, *self.hidden, self.code_dim)
+
+    @property
     def parameter_count(self) -> int:
-        d, h, c = self.input_dim, self.hidden, self.code_dim
-        return 2 * (d * h + h * c) + d + 2 * h + c
+        w = self.widths
+        weights = sum(a * b for a, b in itertools.pairwise(w))
+        return 2 * weights + sum(w[1:]) + sum(w[:-1])
 
     @classmethod
     def tiny(cls, input_dim: int = 64) -> ModelConfig:
@@ -94,35 +113,39 @@ class TrainConfig:
       batch_size: images per step. Each epoch is shuffled and cut into
         ``n // batch_size`` full batches; the remainder of that epoch's
         permutation is dropped (a different remainder every epoch).
-      lr: Adam learning rate.
+      optimizer: ``"adam"`` (the original) or ``"sgd"`` (with ``momentum``).
+      lr: peak learning rate.
       eps: Adam epsilon (Keras' default, 1e-7).
+      momentum: SGD momentum (0 for none).
+      schedule: ``"constant"``, or ``"cosine"`` decay from ``lr`` to 0 over the run.
       seed: seeds initialisation and shuffling.
     """
 
     epochs: int = 500
     batch_size: int = 100
+    optimizer: str = "adam"
     lr: float = 0.01
     eps: float = 1e-7
+    momentum: float = 0.9
+    schedule: str = "constant"
     seed: int = 0
 
     def __post_init__(self):
-        _check_ints(self, "epochs", "batch_size", "seed")
-        if not isinstance(self.lr, numbers.Real) or isinstance(self.lr, bool):
-            raise JaxaeError(f"learning rate must be a number, got {self.lr!r}")
-        _check_reals(self, "eps")
-        if self.epochs < 1:
+        check_int("epochs", self.epochs, minimum=1, maximum=MAX_STEPS)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        if (
+            not isinstance(self.lr, (int, float))
+            or isinstance(self.lr, bool)
+            or not (0 < self.lr < math.inf)
+        ):
             raise JaxaeError(
-                f"epochs must be at least 1, got {self.epochs}: pass --epochs 1 or more"
+                f"learning rate must be positive and finite, got {self.lr!r}: pass lr=0.01 or so"
             )
-        if self.batch_size < 1:
-            raise JaxaeError(
-                f"batch size must be at least 1, got {self.batch_size}: pass --batch-size 1 or more"
-            )
-        if not 0 < self.lr < math.inf:
-            raise JaxaeError(
-                f"learning rate must be positive and finite, got {self.lr}: pass --lr 0.01 or so"
-            )
-        _check_seed(self.seed)
+        check_real("eps", self.eps)
+        check_real("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        check_seed(self.seed)
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -131,26 +154,126 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClusterConfig:
-    """KMeans settings (scikit-learn's k-means++ with the original's options)."""
+    """How the codes are clustered.
 
+    Attributes:
+      method: ``"kmeans"`` (scikit-learn's k-means++ with the original's options),
+        ``"gmm"`` (a Gaussian mixture), ``"dec"`` / ``"idec"`` (KMeans, then the
+        encoder refined with DEC's clustering loss, IDEC keeping the
+        reconstruction loss), ``"umap-gmm"`` (N2D: UMAP, then a Gaussian mixture).
+      clusters: how many clusters.
+      n_init: KMeans restarts (also for the centres DEC starts from) and
+        Gaussian-mixture initialisations; the best is chosen without labels.
+      kmeans_backend: ``"sklearn"`` or ``"jax"`` (on the device) for the codes;
+        the pixel baseline always uses scikit-learn.
+      umap_dim, umap_neighbors, umap_min_dist: the UMAP embedding (N2D: 10, 20, 0).
+      update_interval, tol, max_steps, gamma, dec_lr, dec_batch_size: DEC and IDEC
+        refinement (DEC-keras: target every 140 steps, stop below 0.1% changed
+        assignments or at 20,000 steps; IDEC's KL weight 0.1; SGD 0.01, batch 256).
+    """
+
+    method: str = "kmeans"
     clusters: int = 10
     n_init: int = 3
     max_iter: int = 300
     tol: float = 1e-4
+    kmeans_backend: str = "sklearn"
+    umap_dim: int = 10
+    umap_neighbors: int = 20
+    umap_min_dist: float = 0.0
+    update_interval: int = 140
+    dec_tol: float = 0.001
+    max_steps: int = 20000
+    gamma: float = 0.1
+    dec_lr: float = 0.01
+    dec_batch_size: int = 256
     seed: int = 0
 
     def __post_init__(self):
-        _check_ints(self, "clusters", "n_init", "max_iter", "seed")
-        _check_reals(self, "tol")
-        if self.clusters < 1:
-            raise JaxaeError(f"clusters must be at least 1, got {self.clusters}")
-        if not 1 <= self.n_init <= MAX_N_INIT:
-            raise JaxaeError(
-                f"n_init must be between 1 and {MAX_N_INIT}, got {self.n_init}: "
-                f"pass --n-init 1 to {MAX_N_INIT}"
-            )
-        _check_seed(self.seed)
+        check_choice("method", self.method, METHODS)
+        check_int("clusters", self.clusters, minimum=1)
+        check_int("n_init", self.n_init, minimum=1, maximum=MAX_N_INIT)
+        check_int("max_iter", self.max_iter, minimum=1)
+        check_real("tol", self.tol, minimum=0.0)
+        check_choice("kmeans_backend", self.kmeans_backend, ("sklearn", "jax"))
+        check_int("umap_dim", self.umap_dim, minimum=1)
+        check_int("umap_neighbors", self.umap_neighbors, minimum=2)
+        check_real("umap_min_dist", self.umap_min_dist, minimum=0.0)
+        check_int("update_interval", self.update_interval, minimum=1)
+        check_real("dec_tol", self.dec_tol, minimum=0.0, maximum=1.0)
+        check_int("max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
+        check_real("gamma", self.gamma, minimum=0.0)
+        check_real("dec_lr", self.dec_lr, positive=True)
+        check_int("dec_batch_size", self.dec_batch_size, minimum=1)
+        check_seed(self.seed)
 
     @classmethod
     def tiny(cls) -> ClusterConfig:
         return cls(n_init=1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which images: a dataset name or path, how many, and where downloads are cached.
+
+    ``n=None`` takes the first ``DEFAULT_N`` (3,000) images where there are more,
+    like the original ``mnist.data[:3000]``; ``n="all"`` takes every image.
+    """
+
+    source: str = "digits"
+    n: int | str | None = None
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.source, (str, os.PathLike)) or not str(self.source):
+            raise JaxaeError(f"source must be a dataset name or path, got {self.source!r}")
+        if self.n not in (None, "all"):
+            check_int("n", self.n, minimum=1)
+
+    @classmethod
+    def tiny(cls) -> DataConfig:
+        return cls(source="digits", n=256)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """A whole run: data, model, training, clustering, and which models to train.
+
+    ``seeds`` models (seeds ``seed .. seed + seeds - 1``) times the learning rates
+    in ``lrs`` (default: ``train.lr``) train together in one program.
+    """
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig | None = None  # None: ModelConfig() with the data's input_dim
+    train: TrainConfig = TrainConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    seeds: int = 1
+    lrs: tuple[float, ...] | None = None
+    devices: int | str | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self):
+        check_int("seeds", self.seeds, minimum=1)
+        last = self.train.seed + self.seeds - 1
+        if last >= SEED_LIMIT:
+            raise JaxaeError(
+                f"seeds must be between 0 and 2**32-1, but seed={self.train.seed} "
+                f"seeds={self.seeds} reaches {last}: pass seeds={SEED_LIMIT - self.train.seed} "
+                "or fewer"
+            )
+        if self.lrs is not None:
+            object.__setattr__(self, "lrs", tuple(self.lrs))
+            for lr in self.lrs:
+                dataclasses.replace(self.train, lr=lr)  # TrainConfig's own check
+        if self.checkpoint_every is not None:
+            check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        if self.devices not in (None, "all"):
+            check_int("devices", self.devices, minimum=1)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.train.seed, self.train.seed + self.seeds))
+
+    @property
+    def lr_list(self) -> list[float]:
+        return list(self.lrs or (self.train.lr,))

@@ -1,4 +1,4 @@
-"""The encoder people import: standardise, encode, on any number of rows.
+"""The encoder people import: scale, encode, on any number of rows.
 
 ``encode_fn`` is the pure, jittable ``(params, pixels) -> codes`` function.
 ``Encoder`` wraps it for arrays of any length N: rows are padded up to a size
@@ -14,41 +14,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae._validate import check_rows
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
-from jaxae.preprocess import row_moments, standardize
-from jaxae.train import build_model
+from jaxae.model import build_model
+from jaxae.preprocess import scale
 
 
 def encode_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
-    """(N, D) raw pixels, uint8 or float -> (N, code_dim) float32 codes."""
-    model = build_model(model_config)
-    return model.apply(params, standardize(pixels), method=model.encode).astype(jnp.float32)
+    """(N, D) raw pixels, uint8, bool or float -> (N, code_dim) float32 codes.
 
-
-def encode_folded_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
-    """``encode_fn`` with the standardisation folded into the first layer.
-
-    ``((x - m) / s) @ W + b == (x @ W - m * W.sum(0)) / s + b``: the pixels
-    (uint8 stays uint8 until the matrix product) go straight into the first
-    matrix product and the standardised images are never written to memory,
-    which on a GPU is most of the traffic of an encode.
+    Scales the pixels as the model was trained (``model_config.scaling``), then
+    encodes. Pure and jittable: ``jax.jit(encode_fn, static_argnames="model_config")``.
     """
-    dtype = jnp.dtype(model_config.dtype)
-    x = jnp.asarray(pixels)
-    mean, inv_std = row_moments(x.astype(jnp.float32))
-    layer = params["params"]["encoder_hidden"]
-    kernel = layer["kernel"]
-    h = jnp.dot(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
-    h = (h - mean * kernel.sum(0, keepdims=True)) * inv_std + layer["bias"][None]
     model = build_model(model_config)
-    h = jax.nn.relu(h).astype(dtype)
-    return model.apply(params, h, method=model.code_from_hidden).astype(jnp.float32)
+    x = scale(pixels, model_config.scaling)
+    return model.apply(params, x, method=model.encode).astype(jnp.float32)
 
 
 def reconstruct_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
-    """(N, D) raw pixels -> (N, D) float32 reconstructions, in standardised units."""
-    return build_model(model_config).apply(params, standardize(pixels)).astype(jnp.float32)
+    """(N, D) raw pixels -> (N, D) float32 reconstructions, in scaled units."""
+    x = scale(pixels, model_config.scaling)
+    return build_model(model_config).apply(params, x).astype(jnp.float32)
 
 
 _encode = jax.jit(encode_fn, static_argnames="model_config")
@@ -72,9 +59,10 @@ class Encoder:
         codes = ae.encode(images)          # (N, 784) uint8 or float -> (N, 100)
     """
 
-    def __init__(self, params: Any, model_config: ModelConfig):
+    def __init__(self, params: Any, model_config: ModelConfig, *, clusterer: Any = None):
         self.params = jax.device_put(params)
         self.model_config = model_config
+        self.clusterer = clusterer
 
     @property
     def code_dim(self) -> int:
@@ -84,8 +72,17 @@ class Encoder:
         """(N, input_dim) raw pixels (uint8 or float) -> (N, code_dim) float32 codes."""
         return self._apply(_encode, images)
 
+    def predict(self, images: np.ndarray | jax.Array) -> np.ndarray:
+        """(N, input_dim) raw pixels -> (N,) int cluster labels, by the run's own method."""
+        if self.clusterer is None:
+            raise JaxaeError(
+                "this encoder has no clusters: load a run folder written by jaxae run "
+                "(jaxae.load(run_dir)) to predict"
+            )
+        return np.asarray(self.clusterer.predict(self.encode(images)))
+
     def reconstruct(self, images: np.ndarray | jax.Array) -> np.ndarray:
-        """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, standardised units."""
+        """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, in scaled units."""
         return self._apply(_reconstruct, images)
 
     def _apply(self, fn, images) -> np.ndarray:
@@ -98,27 +95,7 @@ class Encoder:
         return np.asarray(out)[:n]  # slice on the host: a device slice would compile per n
 
     def _check(self, images):
-        if not isinstance(images, jax.Array):
-            images = np.asarray(images)
-        if images.ndim == 3:  # (N, H, W) images
-            images = images.reshape(images.shape[0], -1)
-        if images.ndim != 2:
-            raise JaxaeError(
-                f"images must be (N, {self.model_config.input_dim}), got shape {images.shape}"
-            )
-        if images.shape[1] != self.model_config.input_dim:
-            raise JaxaeError(
-                f"images have {images.shape[1]} pixels but this model was trained on "
-                f"{self.model_config.input_dim}: pass images of the training data's size"
-            )
-        if not (
-            jnp.issubdtype(images.dtype, jnp.floating) or jnp.issubdtype(images.dtype, jnp.integer)
-        ):
-            raise JaxaeError(f"images must be numbers, got dtype {images.dtype}")
-        if jnp.issubdtype(images.dtype, jnp.floating):
-            xp = jnp if isinstance(images, jax.Array) else np
-            if not bool(xp.isfinite(images).all()):
-                raise JaxaeError(
-                    "images contain non-finite values (NaN or inf): clean the data first"
-                )
+        images = check_rows("images", images, width=self.model_config.input_dim)
+        if images.dtype == bool:
+            images = images.astype(np.uint8)
         return images

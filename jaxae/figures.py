@@ -1,24 +1,24 @@
-"""Figures of a run, drawn with matplotlib's Agg backend and written atomically."""
+"""Figures of a run, drawn on ``matplotlib.figure.Figure`` and written atomically.
+
+No pyplot and no ``matplotlib.use``: importing jaxae leaves the user's backend
+as it was, and a figure drawn here never appears in a notebook by accident.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from jaxae._files import atomic_write
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
-    """Write ``fig`` as a PNG atomically, then close it."""
+    """Write ``fig`` as a PNG atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     atomic_write(path, buf.getvalue())
 
 
@@ -39,9 +39,8 @@ def clusters_figure(
 ) -> None:
     """One row per cluster with up to ``per_cluster`` of its images (the original figure)."""
     ids = np.unique(clusters)
-    fig, axes = plt.subplots(
-        len(ids), per_cluster, figsize=(per_cluster * 0.8, len(ids) * 0.8), squeeze=False
-    )
+    fig = Figure(figsize=(per_cluster * 0.8, len(ids) * 0.8))
+    axes = fig.subplots(len(ids), per_cluster, squeeze=False)
     for row, cluster in zip(axes, ids):
         members = np.flatnonzero(clusters == cluster)[:per_cluster]
         for ax in row:
@@ -61,7 +60,8 @@ def clusters_figure(
 def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: int = 0) -> None:
     """Training loss per epoch, log scale; (models, epochs) draws every model, ``selected`` bold."""
     histories = np.atleast_2d(loss_history)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     epochs = np.arange(1, histories.shape[1] + 1)
     for i, h in enumerate(histories):
         if i != selected:
@@ -73,7 +73,7 @@ def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: 
         ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean squared error (standardised pixels)")
+    ax.set_ylabel("mean squared error (scaled pixels)")
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
@@ -86,10 +86,60 @@ def reconstructions_figure(
 ) -> None:
     """Originals (top row) above their reconstructions (bottom row)."""
     n = len(originals)
-    fig, axes = plt.subplots(2, n, figsize=(n * 0.9, 2.1), squeeze=False)
+    fig = Figure(figsize=(n * 0.9, 2.1))
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         _show(axes[0, i], originals[i], image_shape)
         _show(axes[1, i], reconstructions[i], image_shape)
     axes[0, 0].set_ylabel("original", fontsize=8)
     axes[1, 0].set_ylabel("decoded", fontsize=8)
+    save_figure(fig, path)
+
+
+def codes_figure(
+    codes: np.ndarray, clusters: np.ndarray, path: str | os.PathLike, *, title: str | None = None
+) -> None:
+    """The codes in 2-D (their first two principal components), coloured by cluster."""
+    from sklearn.decomposition import PCA
+
+    xy = PCA(n_components=2, random_state=0).fit_transform(codes) if codes.shape[1] > 2 else codes
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.scatter(xy[:, 0], xy[:, -1], c=clusters, cmap="tab10", s=2, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    if title:
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def confusion_figure(
+    labels: np.ndarray, clusters: np.ndarray, path: str | os.PathLike, *, title: str | None = None
+) -> None:
+    """Counts of each label (rows) in each cluster (columns), clusters ordered by best match."""
+    from scipy.optimize import linear_sum_assignment
+
+    label_ids, cluster_ids = np.unique(labels), np.unique(clusters)
+    counts = np.zeros((len(label_ids), len(cluster_ids)), np.int64)
+    np.add.at(
+        counts, (np.searchsorted(label_ids, labels), np.searchsorted(cluster_ids, clusters)), 1
+    )
+    rows, cols = linear_sum_assignment(-counts)
+    order = list(cols[np.argsort(rows)]) + [c for c in range(len(cluster_ids)) if c not in cols]
+    counts = counts[:, order]
+    fig = Figure(figsize=(0.45 * len(cluster_ids) + 1.5, 0.45 * len(label_ids) + 1))
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), c in np.ndenumerate(counts):
+        if c:
+            ax.text(j, i, str(c), ha="center", va="center", fontsize=6,
+                    color="white" if c > counts.max() / 2 else "black")  # fmt: skip
+    ax.set_xticks(range(len(order)), [str(cluster_ids[c]) for c in order], fontsize=7)
+    ax.set_yticks(range(len(label_ids)), [str(v) for v in label_ids], fontsize=7)
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("label")
+    if title:
+        ax.set_title(title, fontsize=9)
     save_figure(fig, path)

@@ -48,7 +48,6 @@ def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.where(constant, 0.0, jax.lax.rsqrt(jnp.where(constant, 1.0, var)))
 
 
-
 def unit_scale(x: jax.Array | np.ndarray) -> jax.Array:
     """Pixels divided by 255, as float32: MNIST's 0..255 become 0..1."""
     return jnp.asarray(x, jnp.float32) / 255.0

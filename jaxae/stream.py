@@ -4,14 +4,17 @@
 file (raw: memory-mapped; gzip: decompressed a chunk at a time), encodes each
 chunk with :meth:`jaxae.Encoder.encode`, and writes the codes into a
 memory-mapped float32 ``.npy`` that replaces the target only once it is
-complete. :func:`open_rows` gives the row reader on its own.
+complete. The rows come from :func:`jaxae.data.open_rows`, the readers that
+loading uses too.
 
-Memory bound: peak memory depends on the chunk, not on the number of rows.
-With the default 65,536-row chunk, 784 pixels and 100-value codes it is about
-0.5 GB for uint8 pixels (measured on the CPU backend: 0.52 GB at 1,000,000
-rows, against 6 GB for encoding the same file in memory) and at most about
-1.2 GB for float32 pixels, plus the operating system's page cache for the
-memory-mapped input and output, which it reclaims as needed. Per row, with
+Memory bound: peak memory (anonymous: NumPy's and XLA's buffers) depends on
+the chunk, not on the number of rows. With the default 65,536-row chunk, 784
+pixels and 100-value codes it is about 0.5 GB for uint8 pixels (measured on
+the CPU backend: 0.52 GB at 1,000,000 rows, against 6 GB for encoding the same
+file in memory) and at most about 1.2 GB for float32 pixels. The pages of the
+memory-mapped input and output come on top: they count towards the resident
+size (RSS) the OS reports, which grows with the file (12.4 GB was seen at
+10,000,000 rows), though the OS reclaims them as it needs memory. Per row, with
 ``D`` pixels of ``b`` bytes each (1 for uint8, 4 for float32) and the default
 hidden width 256 and code 100:
 
@@ -35,189 +38,24 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import gzip
-import math
 import os
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxae.data import _GZIP_MAGIC, _one_line, read_idx_header
+from jaxae._files import atomic_path, same_file
+from jaxae._validate import check_int
+from jaxae.data.rows import is_streamable, open_rows
+from jaxae.data.source import RowSource, check_n, one_line
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 
-_NPY_MAGIC = b"\x93NUMPY"
-# Deflate cannot compress better than 1032:1, so a gzip file of S bytes holds
-# at most 1032 * S: a corrupt IDX header that declares more is caught up front.
-_DEFLATE_MAX_RATIO = 1032
+__all__ = ["RowSource", "encode_file", "is_streamable", "open_rows"]
+
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
-
-
-class RowSource:
-    """Rows of an image file, read a slice at a time without loading the file.
-
-    Attributes:
-      path: the file.
-      n_rows: number of rows (images).
-      width: values per row (``H * W`` for image grids).
-      dtype: the stored dtype, in native byte order.
-
-    Use as a context manager, or call :meth:`close`.
-    """
-
-    def __init__(self, path: Path, n_rows: int, width: int, dtype: np.dtype):
-        self.path = path
-        self.n_rows = n_rows
-        self.width = width
-        self.dtype = np.dtype(dtype)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as a new ``(stop - start, width)`` array of :attr:`dtype`."""
-        raise NotImplementedError
-
-    def verify_end(self) -> None:
-        """Raises :class:`JaxaeError` if the file turns out corrupt past the rows read."""
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> RowSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class _ArraySource(RowSource):
-    """A memory-mapped ``(N, ...)`` array: a ``.npy``, or a raw IDX file."""
-
-    def __init__(self, path: Path, array: np.ndarray):
-        width = math.prod(array.shape[1:])
-        super().__init__(path, array.shape[0], width, array.dtype.newbyteorder("="))
-        self._array = array.reshape(array.shape[0], self.width)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return np.array(self._array[start:stop], dtype=self.dtype, order="C")
-
-    def close(self) -> None:
-        self._array = None  # unmaps once the last view is gone
-
-
-class _GzipIdxSource(RowSource):
-    """A gzip IDX file, decompressed a slice at a time (forward reads are cheap)."""
-
-    def __init__(self, path, raw, n_rows, width, stored: np.dtype, offset: int):
-        super().__init__(path, n_rows, width, stored.newbyteorder("="))
-        self._raw = raw
-        self._file = gzip.GzipFile(fileobj=raw)
-        self._stored = stored
-        self._offset = offset
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        row_bytes = self.width * self._stored.itemsize
-        rows = np.empty((stop - start, self.width), self._stored)
-        buf = memoryview(rows).cast("B")
-        got = 0
-        with _gzip_errors(self.path):
-            self._file.seek(self._offset + start * row_bytes)
-            # Decompressed straight into the array: no second copy of the chunk.
-            while got < len(buf) and (count := self._file.readinto(buf[got:])):
-                got += count
-        if got < len(buf):
-            raise JaxaeError(
-                f"{self.path} is truncated: header declares {self.n_rows * row_bytes} bytes "
-                f"of data, found {start * row_bytes + got}: download it again"
-            )
-        return rows if self._stored.isnative else rows.astype(self.dtype)
-
-    def verify_end(self) -> None:
-        # Reading to the end also checks the gzip CRC and length trailer.
-        with _gzip_errors(self.path):
-            self._file.seek(self._offset + self.n_rows * self.width * self._stored.itemsize)
-            extra = 0
-            while chunk := self._file.read(2**20):
-                extra += len(chunk)
-        if extra:
-            raise JaxaeError(
-                f"{self.path} has {extra} unexpected bytes after the data: the file is corrupt; "
-                "download it again"
-            )
-
-    def close(self) -> None:
-        self._file.close()
-        self._raw.close()
-
-
-def is_streamable(path: str | os.PathLike) -> bool:
-    """Whether :func:`encode_file` reads ``path``: a ``.npy`` or an IDX file, raw or gzip.
-
-    Decided from the first bytes, not the name; folders, ``.npz`` archives and
-    dataset names (``digits``, ``mnist``) are not streamable.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_NPY_MAGIC))
-            if head[:2] == _GZIP_MAGIC:
-                f.seek(0)
-                with gzip.GzipFile(fileobj=f) as g:
-                    head = g.read(4)
-            elif head.startswith(_NPY_MAGIC):
-                return True
-    except (OSError, EOFError, zlib.error):
-        return False
-    return len(head) >= 4 and head[:2] == b"\0\0"
-
-
-def open_rows(path: str | os.PathLike) -> RowSource:
-    """Opens a ``.npy`` or IDX images file for reading rows without loading it.
-
-    A ``.npy`` must hold a numeric ``(N, D)`` or ``(N, H, W)`` array; an IDX
-    file 2 to 4 dimensions, rows first. ``.npy`` and raw IDX files are
-    memory-mapped; gzip IDX files are decompressed as rows are read.
-
-    Returns:
-      A :class:`RowSource`; ``read(start, stop)`` gives ``(stop - start, width)``
-      rows in the stored dtype (native byte order).
-
-    Raises:
-      JaxaeError: the file is missing, unreadable, neither ``.npy`` nor IDX,
-        malformed, truncated, has bytes after the data, or is not numeric rows.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_NPY_MAGIC))
-            if head.startswith(_NPY_MAGIC):
-                return _open_npy(path)
-            if head[:2] == _GZIP_MAGIC:
-                return _open_gzip_idx(path)
-            f.seek(0)
-            n_rows, width, stored, offset = _read_idx_header(f, path)
-            size = os.fstat(f.fileno()).st_size
-        declared = n_rows * width * stored.itemsize
-        if size - offset < declared:
-            raise JaxaeError(
-                f"{path} is truncated: header declares {declared} bytes of data, "
-                f"found {size - offset}: download it again"
-            )
-        if size - offset > declared:
-            raise JaxaeError(
-                f"{path} has {size - offset - declared} unexpected bytes after the data: "
-                "the file is corrupt; download it again"
-            )
-        array = np.memmap(path, dtype=stored, mode="r", offset=offset, shape=(n_rows, width))
-        return _ArraySource(path, array)
-    except FileNotFoundError as e:
-        raise JaxaeError(f"{path} does not exist: check the path") from e
-    except OSError as e:
-        raise JaxaeError(
-            f"cannot read {path} ({e.strerror or _one_line(e)}): pass a readable .npy or IDX file"
-        ) from e
 
 
 def encode_file(
@@ -234,17 +72,18 @@ def encode_file(
     Memory stays bounded whatever the file's length (see the module
     docstring). Each chunk goes through ``encoder.encode`` as stored when it is
     uint8, int8 or float32 (uint8 sends a quarter of the bytes to the device)
-    and as float32 otherwise. A fixed ``chunk_rows`` means at most two compiled
-    programs: full chunks and the last, shorter one. The next chunk is read on
-    a background thread while the current one is encoded.
+    and as float32 otherwise (bools as 0 and 1). A fixed ``chunk_rows`` means at
+    most two compiled programs: full chunks and the last, shorter one. The next
+    chunk is read on a background thread while the current one is encoded.
 
     Args:
       encoder: the trained encoder.
       input_path: a ``.npy`` holding ``(N, D)`` or ``(N, H, W)`` numbers, or
-        an IDX images file, raw or gzip; see :func:`open_rows`.
-      out_path: the ``.npy`` to write, ``(N, code_dim)`` float32. Codes go to a
-        temporary file next to it, renamed to ``out_path`` once complete: the
-        target is never half-written, and an error leaves no temporary file.
+        an IDX images file, raw or gzip; see :func:`jaxae.data.open_rows`.
+      out_path: the ``.npy`` to write, ``(N, code_dim)`` float32; never the
+        input itself. Codes go to a temporary file next to it, renamed to
+        ``out_path`` once complete: the target is never half-written, and an
+        error leaves no temporary file.
       n: encode only the first ``n`` rows; all when ``None``.
       chunk_rows: rows per chunk; memory grows with it, not with ``N``.
       progress: show a tqdm bar over rows (after 1 s).
@@ -253,99 +92,64 @@ def encode_file(
       ``(rows, code_dim)``, the shape written.
 
     Raises:
-      JaxaeError: unreadable or malformed input (see :func:`open_rows`), rows
-        of the wrong width, non-finite values (the message names the rows),
-        bad ``n`` or ``chunk_rows``, or an output that cannot be written.
+      JaxaeError: unreadable or malformed input (see
+        :func:`jaxae.data.open_rows`), rows of the wrong width, non-finite
+        values (the message names the rows), bad ``n`` or ``chunk_rows``, an
+        ``out_path`` that is the input file (also through a link), or an output
+        that cannot be written.
     """
-    if chunk_rows < 1:
-        raise JaxaeError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    chunk_rows = check_int("chunk_rows", chunk_rows, minimum=1)
+    if n is not None:
+        n = check_int("n", n, minimum=1)
     out_path = Path(out_path)
+    if same_file(input_path, out_path):
+        raise JaxaeError(
+            f"out_path={out_path} is the input file {input_path}: the codes would replace "
+            "the images; pass another out_path"
+        )
     with open_rows(input_path) as source:
         rows = _checked_rows(source, encoder, n)
         code_dim = encoder.code_dim
-        tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
         try:
-            with _write_errors(out_path):
+            with atomic_path(out_path) as tmp:
                 out = _open_output(tmp, (rows, code_dim))
-            bounds = [(s, min(s + chunk_rows, rows)) for s in range(0, rows, chunk_rows)]
-            with (
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxae-read") as reader,
-                tqdm(
-                    total=rows,
-                    unit="row",
-                    unit_scale=True,
-                    delay=1,
-                    disable=not progress,
-                    desc=f"encoding {source.path.name}",
-                ) as bar,
-            ):
-                pending = reader.submit(_prepared, source, *bounds[0])
-                for i, (start, stop) in enumerate(bounds):
-                    chunk = pending.result()
-                    if i + 1 < len(bounds):
-                        pending = reader.submit(_prepared, source, *bounds[i + 1])
-                    out[start:stop] = encoder.encode(chunk)
-                    del chunk  # dropped before the next is taken: two chunks in flight at most
-                    bar.update(stop - start)
-            if rows == source.n_rows:
-                source.verify_end()
-            with _write_errors(out_path):
+                _encode_into(out, source, encoder, rows, chunk_rows, progress=progress)
+                if rows == source.n_rows:
+                    source.verify_end()
                 out.flush()
                 del out  # unmapped before the rename
-                os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except OSError as e:
+            raise JaxaeError(
+                f"cannot write {out_path} ({e.strerror or one_line(e)}): "
+                "pass a path in an existing, writable folder with enough free space"
+            ) from e
     return rows, code_dim
 
 
-def _open_npy(path: Path) -> RowSource:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:  # object (pickled) arrays, malformed headers
-        raise JaxaeError(
-            f"{path} is not a .npy of numbers ({_one_line(e)}): "
-            "save images with np.save(path, images) as uint8 or float32"
-        ) from e
-    if array.dtype.kind not in "biuf":
-        raise JaxaeError(f"images in {path} have dtype {array.dtype}: store numeric pixels")
-    if array.ndim not in (2, 3):
-        raise JaxaeError(
-            f"images in {path} have shape {array.shape}: store them as (N, D) or (N, H, W)"
-        )
-    return _ArraySource(path, array)
-
-
-def _open_gzip_idx(path: Path) -> RowSource:
-    raw = open(path, "rb")
-    try:
-        size = os.fstat(raw.fileno()).st_size
-        with _gzip_errors(path), gzip.GzipFile(fileobj=raw) as head:
-            n_rows, width, stored, offset = _read_idx_header(head, path)
-        declared = n_rows * width * stored.itemsize
-        if offset + declared > _DEFLATE_MAX_RATIO * size:
-            raise JaxaeError(
-                f"{path} declares {declared} bytes of data, more than its {size} compressed "
-                "bytes can hold: the header is corrupt; download the file again"
-            )
-        raw.seek(0)
-        return _GzipIdxSource(path, raw, n_rows, width, stored, offset)
-    except BaseException:
-        raw.close()
-        raise
-
-
-def _read_idx_header(f, path: Path) -> tuple[int, int, np.dtype, int]:
-    """Parses an IDX images header: ``(rows, values per row, stored dtype, data offset)``.
-
-    No size limit beyond what NumPy can address: streaming is for big files.
-    """
-    dims, dtype = read_idx_header(f, path, max_bytes=2**63 - 1)
-    if len(dims) < 2:
-        raise JaxaeError(
-            f"{path} declares 1 dimensions: an IDX images file needs 2 to 4 "
-            "(a labels file has 1); pass the images file"
-        )
-    return dims[0], math.prod(dims[1:]), dtype, 4 + 4 * len(dims)
+def _encode_into(
+    out: np.ndarray, source: RowSource, encoder: Encoder, rows: int, chunk_rows: int, *,
+    progress: bool,
+) -> None:  # fmt: skip
+    bounds = [(s, min(s + chunk_rows, rows)) for s in range(0, rows, chunk_rows)]
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxae-read") as reader,
+        tqdm(
+            total=rows,
+            unit="row",
+            unit_scale=True,
+            delay=1,
+            disable=not progress,
+            desc=f"encoding {source.path.name}",
+        ) as bar,
+    ):
+        pending = reader.submit(_prepared, source, *bounds[0])
+        for i, (start, stop) in enumerate(bounds):
+            chunk = pending.result()
+            if i + 1 < len(bounds):
+                pending = reader.submit(_prepared, source, *bounds[i + 1])
+            out[start:stop] = encoder.encode(chunk)
+            del chunk  # dropped before the next is taken: two chunks in flight at most
+            bar.update(stop - start)
 
 
 def _checked_rows(source: RowSource, encoder: Encoder, n: int | None) -> int:
@@ -357,16 +161,7 @@ def _checked_rows(source: RowSource, encoder: Encoder, n: int | None) -> int:
         )
     if source.n_rows == 0:
         raise JaxaeError(f"{source.path} has no images: pass a non-empty file")
-    if n is None:
-        return source.n_rows
-    if n < 1:
-        raise JaxaeError(f"n must be at least 1, got {n}: pass --n 1 or more")
-    if n > source.n_rows:
-        raise JaxaeError(
-            f"n={n} is larger than the {source.n_rows} images in {source.path}: "
-            f"pass --n {source.n_rows} or less"
-        )
-    return n
+    return check_n(n, source.n_rows, source.path)
 
 
 def _prepared(source: RowSource, start: int, stop: int) -> np.ndarray:
@@ -399,25 +194,3 @@ def _open_output(tmp: Path, shape: tuple[int, int]) -> np.memmap:
                 if e.errno not in _NO_FALLOCATE:  # the file system cannot reserve: go on
                     raise
     return out
-
-
-@contextlib.contextmanager
-def _write_errors(out_path: Path):
-    try:
-        yield
-    except OSError as e:
-        raise JaxaeError(
-            f"cannot write {out_path} ({e.strerror or _one_line(e)}): "
-            "pass a path in an existing, writable folder with enough free space"
-        ) from e
-
-
-@contextlib.contextmanager
-def _gzip_errors(path: Path):
-    try:
-        yield
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise JaxaeError(
-            f"{path} is a corrupt gzip file ({_one_line(e)}): "
-            "download it again or pass the raw file"
-        ) from e

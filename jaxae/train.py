@@ -7,12 +7,16 @@ donated. Epoch ``e`` of a model is shuffled with ``fold_in(shuffle_key, e)``,
 so a run depends only on its seed, however it is cut into chunks, which is what
 makes resuming exact.
 
-Many models (seeds, learning rates) train together in one program: ``vmap``-ed
-on GPU and TPU, where batching the small matmuls is what makes K models cheap;
-one after another (``lax.map``) on CPU, where that is faster and gives each
-model bit for bit the result of training it alone. Many devices share each
-batch over a ``jax.sharding.Mesh`` axis ``"data"`` (batch sharded, parameters
-replicated, gradients reduced by XLA).
+Every state carries a leading model axis M (M = 1 for one model); ``fit``
+squeezes it for a single model, at the public surface. Many models (seeds,
+learning rates) train together in one program: ``vmap``-ed on GPU and TPU,
+where batching the small matmuls is what makes K models cheap; one after
+another (``lax.map``) on CPU, where that is faster and gives each model bit for
+bit the result of training it alone. The learning rate lives in the optimiser
+state (``optax.inject_hyperparams``), so a grid of rates is one more model axis
+and is saved with the checkpoint. Many devices share each batch over a
+``jax.sharding.Mesh`` axis ``"data"`` (batch sharded, parameters replicated,
+gradients reduced by XLA).
 """
 
 from __future__ import annotations
@@ -29,17 +33,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
-from jaxae.config import ModelConfig, TrainConfig
+from jaxae._validate import check_rows
+from jaxae.config import MAX_STEPS, ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
-from jaxae.model import AutoEncoder
-from jaxae.preprocess import standardize
+from jaxae.model import AutoEncoder, build_model
+from jaxae.parallel import batch_sharding, first_device, make_mesh, replicate, to_host
+from jaxae.preprocess import scale
+
+# Loss-history values one run may hold (models x epochs): 512 MB of float32.
+MAX_HISTORY = 2**27
 
 
 class TrainState(NamedTuple):
-    """Everything a step updates: parameters and Adam's state."""
+    """Everything a step updates: parameters and the optimiser's state."""
 
     params: Any
     opt_state: Any
@@ -75,17 +84,34 @@ class TrainingStopped(JaxaeError):
         self.epoch = epoch
 
 
-def build_model(config: ModelConfig) -> AutoEncoder:
-    return AutoEncoder(
-        input_dim=config.input_dim,
-        hidden=config.hidden,
-        code_dim=config.code_dim,
-        dtype=jnp.dtype(config.dtype),
-    )
+# Only the learning rate is injected: Adam's betas and epsilon stay Python floats,
+# whose float32 rounding (1 - 0.9 in double, then cast) the original recipe has.
+_ADAM_STATIC = ("b1", "b2", "eps", "eps_root")
 
 
-def build_optimizer(lr: float | jax.Array, eps: float = 1e-7) -> optax.GradientTransformation:
-    return optax.adam(lr, eps=eps)
+def build_optimizer(
+    config: TrainConfig, total_steps: int = 1, lr: float | jax.Array | None = None
+) -> optax.GradientTransformation:
+    """The optax optimiser a ``TrainConfig`` names, its learning rate injected into its state.
+
+    The rate in the state is what the update uses, so models initialised with
+    different rates share one update function. ``total_steps`` sets the length of
+    a cosine schedule, applied as a factor after the optimiser; ``lr`` (a traced
+    rate, when initialising a grid) overrides ``config.lr``.
+    """
+    lr = config.lr if lr is None else lr
+    if config.optimizer == "adam":
+        opt = optax.inject_hyperparams(optax.adam, static_args=_ADAM_STATIC)(
+            learning_rate=lr, eps=config.eps
+        )
+    else:
+        opt = optax.inject_hyperparams(optax.sgd, static_args=("momentum", "nesterov"))(
+            learning_rate=lr, momentum=config.momentum or None
+        )
+    if config.schedule == "cosine":
+        factor = optax.cosine_decay_schedule(1.0, max(total_steps, 1))
+        opt = optax.chain(opt, optax.scale_by_schedule(factor))
+    return opt
 
 
 def split_seed(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -94,14 +120,24 @@ def split_seed(seed: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.key_data(keys[0]), jax.random.key_data(keys[1])
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def create_train_state(key: jax.Array, model_config: ModelConfig) -> TrainState:
-    """Fresh parameters and Adam state from raw key data; jitted, since eager Flax init
-    compiles op by op. Vmap it over keys for several models."""
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def create_train_state(
+    key: jax.Array, lr: jax.Array, model_config: ModelConfig, train_config: TrainConfig
+) -> TrainState:
+    """Fresh parameters and optimiser state (learning rate ``lr``) from raw key data;
+    jitted, since eager Flax init compiles op by op. Vmap it over keys and rates."""
     params = build_model(model_config).init(
         jax.random.wrap_key_data(key), jnp.zeros((1, model_config.input_dim))
     )
-    return TrainState(params, build_optimizer(0.0).init(params))
+    return TrainState(params, build_optimizer(train_config, lr=lr).init(params))
+
+
+def models_axis(models: int, model_config: ModelConfig, train_config: TrainConfig) -> TrainState:
+    """The shapes and dtypes of a ``models``-model state (for checking checkpoints)."""
+    keys = jax.ShapeDtypeStruct((models, 2), jnp.uint32)
+    lrs = jax.ShapeDtypeStruct((models,), jnp.float32)
+    create = jax.vmap(create_train_state, in_axes=(0, 0, None, None))
+    return jax.eval_shape(create, keys, lrs, model_config, train_config)
 
 
 def loss_fn(params: Any, model: AutoEncoder, batch: jax.Array) -> jax.Array:
@@ -117,7 +153,7 @@ def train_step(
     model: AutoEncoder,
     optimizer: optax.GradientTransformation,
 ) -> tuple[TrainState, jax.Array]:
-    """One Adam step on a (B, D) batch of standardised images: (new state, loss)."""
+    """One optimiser step on a (B, D) batch of scaled images: (new state, loss)."""
     loss, grads = jax.value_and_grad(loss_fn)(state.params, model, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
@@ -139,28 +175,11 @@ def epoch_key(shuffle_key: jax.Array, epoch: jax.Array | int) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(shuffle_key), epoch)
 
 
-def _train_epochs(
-    state,
-    x,
-    shuffle_key,
-    lr,
-    first_epoch,
-    count,
-    *,
-    model_config,
-    batch_size,
-    eps,
-    chunk,
-    batch_sharding,
-):
-    step = functools.partial(
-        train_step, model=build_model(model_config), optimizer=build_optimizer(lr, eps)
-    )
-
+def _train_epochs(state, x, shuffle_key, first_epoch, count, *, step, batch_size, chunk, sharding):
     def batch_step(state, idx):
         batch = x.at[idx].get(mode="promise_in_bounds")
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
         return step(state, batch)
 
     def epoch(i, carry):
@@ -177,10 +196,9 @@ def _train_epochs(
     jax.jit,
     static_argnames=(
         "model_config",
-        "batch_size",
-        "eps",
+        "train_config",
+        "total_steps",
         "chunk",
-        "stacked",
         "vectorize",
         "batch_sharding",
     ),
@@ -190,51 +208,54 @@ def run_epochs(
     state: TrainState,
     x: jax.Array,
     shuffle_key: jax.Array,
-    lr: jax.Array,
     first_epoch: jax.Array,
     count: jax.Array,
     *,
     model_config: ModelConfig,
-    batch_size: int,
-    eps: float,
+    train_config: TrainConfig,
+    total_steps: int,
     chunk: int,
-    stacked: bool = False,
     vectorize: bool = True,
     batch_sharding: NamedSharding | None = None,
 ) -> tuple[TrainState, jax.Array]:
-    """Train ``count`` (<= chunk) epochs from ``first_epoch`` in one program.
+    """Train M models ``count`` (<= chunk) epochs from ``first_epoch`` in one program.
 
     Args:
-      state: the ``TrainState`` (donated); with ``stacked``, leaves have a
-        leading model axis M.
-      x: (N, D) standardised float32 images on the device, shared by all models.
-      shuffle_key: raw uint32 key data, (2,) or (M, 2).
-      lr: learning rate, () or (M,) float32.
+      state: the ``TrainState`` (donated), every leaf with a leading model axis M;
+        each model's learning rate is in its optimiser state.
+      x: (N, D) scaled float32 images on the device, shared by all models.
+      shuffle_key: (M, 2) raw uint32 key data.
       first_epoch, count: traced ints, so a shorter last chunk or a resumed
         run does not compile again.
-      vectorize: with ``stacked``, ``vmap`` the models (True) or run them one
-        after another with ``lax.map`` (False).
+      total_steps: steps of the whole run (a cosine schedule's length).
+      vectorize: ``vmap`` the models (True) or run them one after another with
+        ``lax.map`` (False).
       batch_sharding: where to place each batch (data parallelism), or None.
 
     Returns:
-      The new state and the epoch losses, (chunk,) or (M, chunk), NaN past ``count``.
+      The new state and the epoch losses, (M, chunk), NaN past ``count``.
     """
-    train = functools.partial(
-        _train_epochs,
-        model_config=model_config,
-        batch_size=batch_size,
-        eps=eps,
-        chunk=chunk,
-        batch_sharding=batch_sharding,
+    step = functools.partial(
+        train_step,
+        model=build_model(model_config),
+        optimizer=build_optimizer(train_config, total_steps),
     )
-    if stacked and vectorize:
-        train = jax.vmap(train, in_axes=(0, None, 0, 0, None, None))
-    elif stacked:
-        one = train
-        train = lambda state, x, key, lr, first, count: jax.lax.map(
-            lambda m: one(m[0], x, m[1], m[2], first, count), (state, key, lr)
+    one = functools.partial(
+        _train_epochs,
+        step=step,
+        batch_size=train_config.batch_size,
+        chunk=chunk,
+        sharding=batch_sharding,
+    )
+    if shuffle_key.shape[0] == 1:  # one model: no batching or loop around it
+        squeezed = jax.tree.map(lambda a: a[0], (state, shuffle_key))
+        out = one(squeezed[0], x, squeezed[1], first_epoch, count)
+        return jax.tree.map(lambda a: a[None], out)
+    if vectorize:
+        return jax.vmap(one, in_axes=(0, None, 0, None, None))(
+            state, x, shuffle_key, first_epoch, count
         )
-    return train(state, x, shuffle_key, lr, first_epoch, count)
+    return jax.lax.map(lambda m: one(m[0], x, m[1], first_epoch, count), (state, shuffle_key))
 
 
 def default_chunk(epochs: int, steps_per_epoch: int) -> int:
@@ -242,58 +263,80 @@ def default_chunk(epochs: int, steps_per_epoch: int) -> int:
     return max(1, min(epochs, max(math.ceil(epochs / 20), math.ceil(2000 / steps_per_epoch))))
 
 
-def make_mesh(devices: int | Sequence[jax.Device] | None) -> Mesh | None:
-    """A 1-D ``"data"`` mesh over the first ``devices`` devices ("all": every one).
+def chunk_for(train_config: TrainConfig, n: int, checkpoint_every: int | None = None) -> int:
+    """The epochs per compiled call of a run on ``n`` images, at most ``checkpoint_every``."""
+    steps = max(n // train_config.batch_size, 1)
+    return min(default_chunk(train_config.epochs, steps), checkpoint_every or train_config.epochs)
 
-    None for a single device in a single process.
+
+def add_model_axis(tree: Any) -> Any:
+    return jax.tree.map(lambda a: np.asarray(a)[None], tree)
+
+
+def squeeze_model_axis(tree: Any) -> Any:
+    return jax.tree.map(lambda a: a[0], tree)
+
+
+def fit(images: np.ndarray | jax.Array, **kwargs) -> TrainResult:
+    """Train one autoencoder, or several at once, on raw images.
+
+    Args:
+      images: (N, D) pixels, uint8 or float; scaled (``model_config.scaling``)
+        on the device.
+      model_config: the model; ``input_dim`` must equal D.
+      train_config: epochs, batch size, optimiser, learning rate, seed.
+      seeds, lrs: train one model per (seed, lr) pair of these (default: the
+        config's seed and lr) in one program; each model is initialised
+        and shuffled by its own seed exactly as if trained alone.
+      devices: data-parallel over this many local devices (or "all"); the batch
+        size must divide evenly. Under ``jax.distributed``, the global devices.
+      epochs_per_chunk: epochs per compiled call (default: about 20 calls).
+      initial, start_epoch, history: resume from a saved state after
+        ``start_epoch`` epochs with that loss history.
+      progress: show a tqdm bar (after 2 s) advanced once per chunk.
+      on_chunk: called after each chunk with (epochs done, host state,
+        loss history so far), e.g. to save a checkpoint.
+      should_stop: polled after each chunk; True stops with ``TrainingStopped``.
+      vectorize_models: several models are ``vmap``-ed into one batched program
+        (True) or run one after another inside it (False: on CPU each then
+        equals its model trained alone, bit for bit). Default: True on GPU and
+        TPU, where K=8 models cost about 2x one; False on CPU, where vmap is
+        slower than K single models and long vmapped runs drift from single ones.
+
+    Returns:
+      A ``TrainResult``. One model: ``loss_history[e]`` is the mean loss of
+      epoch ``e``. Several: leading model axis everywhere (``initial`` and
+      ``history`` take the same shapes).
+
+    Raises:
+      TrainingStopped: a single model's loss became non-finite (the state
+        passed to the last ``on_chunk`` is the last finite one), or
+        ``should_stop`` returned True.
+
+    Example::
+
+        result = fit(images, model_config=ModelConfig(input_dim=64),
+                     train_config=TrainConfig(epochs=10), seeds=range(8))
     """
-    if devices is None and jax.process_count() == 1:
-        return None
-    available = jax.devices()
-    if devices is None:  # under jax.distributed: every process's devices
-        devices = "all"
-    if devices == "all":
-        devices = len(available)
-    if isinstance(devices, int):
-        if not 1 <= devices <= len(available):
-            raise JaxaeError(
-                f"--devices {devices}: JAX sees {len(available)} device(s); "
-                f"pass 1 to {len(available)} or all"
+    single = len(list(kwargs.get("seeds") or [0])) * len(list(kwargs.get("lrs") or [0])) == 1
+    if single:
+        for name in ("initial", "history"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = add_model_axis(kwargs[name])
+        on_chunk = kwargs.get("on_chunk")
+        if on_chunk is not None:
+            kwargs["on_chunk"] = lambda done, state, history: on_chunk(
+                done, squeeze_model_axis(state), history[0]
             )
-        devices = available[:devices]
-    if len(devices) == 1 and jax.process_count() == 1:
-        return None
-    return Mesh(np.asarray(devices), ("data",))
+    result = fit_models(images, **kwargs)
+    if single:
+        result = result._replace(
+            state=squeeze_model_axis(result.state), loss_history=result.loss_history[0]
+        )
+    return result
 
 
-def to_host(tree: Any) -> Any:
-    """Copy a pytree of (possibly replicated, multi-process) arrays to NumPy, once."""
-
-    def get(a):
-        if isinstance(a, jax.Array) and not a.is_fully_addressable:
-            a = a.addressable_data(0)  # replicated: every shard holds it all
-        return np.asarray(a)
-
-    return jax.tree.map(get, jax.device_get(tree) if _addressable(tree) else tree)
-
-
-def _addressable(tree: Any) -> bool:
-    return all(
-        not isinstance(a, jax.Array) or a.is_fully_addressable for a in jax.tree.leaves(tree)
-    )
-
-
-def _replicate(tree: Any, mesh: Mesh | None) -> Any:
-    if mesh is None:
-        return jax.device_put(tree)
-    sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(
-        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
-        tree,
-    )
-
-
-def fit(
+def fit_models(
     images: np.ndarray | jax.Array,
     *,
     model_config: ModelConfig,
@@ -310,120 +353,93 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     vectorize_models: bool | None = None,
 ) -> TrainResult:
-    """Train one autoencoder, or several at once, on raw images.
-
-    Args:
-      images: (N, D) pixels, uint8 or float; standardised per image on the device.
-      model_config: the model; ``input_dim`` must equal D.
-      train_config: epochs, batch size, learning rate, seed.
-      seeds, lrs: train one model per (seed, lr) pair of these (default: the
-        config's seed and lr) in one vmapped program; each model is initialised
-        and shuffled by its own seed exactly as if trained alone.
-      devices: data-parallel over this many local devices (or "all"); the batch
-        size must divide evenly. Under ``jax.distributed``, the global devices.
-      epochs_per_chunk: epochs per compiled call (default: about 20 calls).
-      initial, start_epoch, history: resume from a saved state after
-        ``start_epoch`` epochs with that loss history.
-      progress: show a tqdm bar (after 2 s) advanced once per chunk.
-      on_chunk: called after each finite chunk with (epochs done, host state,
-        loss history so far), e.g. to save a checkpoint.
-      should_stop: polled after each chunk; True stops with ``TrainingStopped``.
-      vectorize_models: several models are ``vmap``-ed into one batched program
-        (True) or run one after another inside it (False: on CPU each then
-        equals its model trained alone, bit for bit). Default: True on GPU and TPU, where
-        K=8 models cost about 2x one; False on CPU, where vmap is slower than
-        K single models and long vmapped runs drift from single ones.
-
-    Returns:
-      A ``TrainResult``. One model: ``loss_history[e]`` is the mean loss of
-      epoch ``e``. Several: leading model axis everywhere.
-
-    Raises:
-      TrainingStopped: a single model's loss became non-finite (the state
-        passed to the last ``on_chunk`` is the last finite one), or
-        ``should_stop`` returned True.
-
-    Example::
-
-        result = fit(images, model_config=ModelConfig(input_dim=64),
-                     train_config=TrainConfig(epochs=10), seeds=range(8))
-    """
-    n, dim = images.shape
-    if dim != model_config.input_dim:
-        raise JaxaeError(f"images have {dim} pixels but the model expects {model_config.input_dim}")
+    """``fit`` with the model axis kept for every model count (M = 1 included)."""
+    images = check_rows("images", images, width=model_config.input_dim)
+    n = images.shape[0]
     batch_size, epochs = train_config.batch_size, train_config.epochs
     if batch_size > n:
         raise JaxaeError(
-            f"batch size {batch_size} is larger than the {n} images: pass --batch-size {n} or less"
+            f"batch_size={batch_size} is larger than the {n} images: pass batch_size={n} or less"
         )
     models = list(itertools.product(seeds or [train_config.seed], lrs or [train_config.lr]))
     for seed, lr in models:  # TrainConfig's own checks, for every model of the batch
         dataclasses.replace(train_config, seed=seed, lr=lr)
-    stacked = len(models) > 1
+    steps_per_epoch = n // batch_size
+    total_steps = epochs * steps_per_epoch
+    if total_steps > MAX_STEPS:
+        raise JaxaeError(
+            f"epochs={epochs} of {steps_per_epoch} steps are {total_steps:,} steps, over the "
+            f"{MAX_STEPS:,} a run can count: pass epochs={MAX_STEPS // steps_per_epoch} or fewer"
+        )
+    if epochs * len(models) > MAX_HISTORY:
+        raise JaxaeError(
+            f"epochs={epochs} for {len(models)} model(s) would keep {epochs * len(models):,} "
+            f"loss values, over jaxae's {MAX_HISTORY:,}: pass epochs="
+            f"{MAX_HISTORY // len(models)} or fewer"
+        )
     mesh = make_mesh(devices)
     if vectorize_models is None:
-        device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
-        vectorize_models = device.platform != "cpu"
+        vectorize_models = first_device(mesh).platform != "cpu"
     if mesh is not None and batch_size % mesh.size:
         raise JaxaeError(
-            f"batch size {batch_size} does not divide over {mesh.size} devices: "
-            f"pass a batch size that is a multiple of {mesh.size}"
+            f"batch_size={batch_size} does not divide over {mesh.size} devices: "
+            f"pass a batch_size that is a multiple of {mesh.size}"
         )
-    steps_per_epoch = n // batch_size
     chunk = min(epochs_per_chunk or default_chunk(epochs, steps_per_epoch), epochs)
 
     keys = np.stack([np.stack(split_seed(seed)) for seed, _ in models])  # (M, 2, 2)
     init_keys, shuffle_keys = keys[:, 0], keys[:, 1]
-    lr = np.asarray([lr for _, lr in models], np.float32)
-    if not stacked:
-        init_keys, shuffle_keys, lr = init_keys[0], shuffle_keys[0], lr[0]
     if initial is None:
-        create = jax.vmap(create_train_state, in_axes=(0, None)) if stacked else create_train_state
-        initial = create(jnp.asarray(init_keys), model_config)
-    x = jax.jit(standardize)(jax.device_put(images) if mesh is None else np.asarray(images))
+        lr = np.asarray([lr for _, lr in models], np.float32)
+        create = jax.vmap(create_train_state, in_axes=(0, 0, None, None))
+        initial = create(jnp.asarray(init_keys), jnp.asarray(lr), model_config, train_config)
+    x = jax.jit(scale, static_argnums=1)(
+        jax.device_put(images) if mesh is None else np.asarray(images), model_config.scaling
+    )
     if mesh is not None:
-        x = _replicate(to_host(x), mesh)
-    state = _replicate(to_host(initial), mesh)
-    shuffle_keys, lr = _replicate((shuffle_keys, lr), mesh)
+        x = replicate(to_host(x), mesh)
+    state = replicate(to_host(initial), mesh)
+    shuffle_keys = replicate(shuffle_keys, mesh)
     statics = dict(
         model_config=model_config,
-        batch_size=batch_size,
-        eps=train_config.eps,
+        train_config=train_config,
+        total_steps=total_steps,
         chunk=chunk,
-        stacked=stacked,
         vectorize=bool(vectorize_models),
-        batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("data")),
+        batch_sharding=batch_sharding(mesh),
     )
 
     start = time.perf_counter()
-    compiled = run_epochs.lower(state, x, shuffle_keys, lr, 0, 0, **statics).compile()
+    compiled = run_epochs.lower(state, x, shuffle_keys, 0, 0, **statics).compile()
     compile_seconds = time.perf_counter() - start
 
-    shape = (len(models), epochs) if stacked else (epochs,)
-    full_history = np.full(shape, np.nan, np.float32)
+    full_history = np.full((len(models), epochs), np.nan, np.float32)
     if history is not None:
-        full_history[..., :start_epoch] = np.asarray(history)[..., :start_epoch]
+        full_history[:, :start_epoch] = np.asarray(history)[:, :start_epoch]
+    hint = " or use dtype=float32" if model_config.dtype != "float32" else ""
     start = time.perf_counter()
     with tqdm(
         total=epochs, initial=start_epoch, unit="epoch", delay=2, disable=not progress, leave=False
     ) as bar:
         for first in range(start_epoch, epochs, chunk):
             count = min(chunk, epochs - first)
-            state, losses = compiled(state, x, shuffle_keys, lr, first, count)
-            losses = to_host(losses)[..., :count]
-            full_history[..., first : first + count] = losses
+            state, losses = compiled(state, x, shuffle_keys, first, count)
+            losses = to_host(losses)[:, :count]
+            full_history[:, first : first + count] = losses
             done = first + count
-            if not stacked and not np.isfinite(losses).all():
-                bad = first + int(np.argmin(np.isfinite(losses)))
+            finite = np.isfinite(losses)
+            if not finite[:, -1].any():  # every model diverged: nothing left to train
+                bad = int(np.argmin(finite.all(axis=0)))
+                value = losses[0, bad] if len(models) == 1 else "non-finite for every model"
                 raise TrainingStopped(
-                    f"training diverged: the loss of epoch {bad + 1} is {losses[bad - first]}; "
-                    "lower the learning rate (--lr) or use --dtype float32",
+                    f"training diverged: the loss of epoch {first + bad + 1} is {value}; "
+                    f"lower the learning rate (lr=){hint}",
                     epoch=first,
                 )
-            bar.set_postfix(loss=f"{np.nanmean(losses[..., -1]):.4f}", refresh=False)
+            bar.set_postfix(loss=f"{np.nanmean(losses[:, -1]):.4f}", refresh=False)
             bar.update(count)
             if on_chunk is not None:
-                on_chunk(done, to_host(state), full_history[..., :done])
+                on_chunk(done, to_host(state), full_history[:, :done])
             if should_stop is not None and done < epochs and should_stop():
                 raise TrainingStopped(f"training stopped after epoch {done}", epoch=done)
     state = to_host(state)

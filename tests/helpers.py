@@ -1,7 +1,10 @@
-"""Shared test data: a small slice of real digits, and the mnist-5k sample."""
+"""Shared test data: a small slice of real digits, the mnist-5k sample, and IDX files."""
 
+import gzip
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxae.checkpoint import save_checkpoint
@@ -15,6 +18,34 @@ def mnist_5k() -> Path:
     if not (MNIST_5K / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST sample not found at {MNIST_5K}")
     return MNIST_5K
+
+
+# From MNIST_5K/README.md: images per digit 0-9 in the sample.
+MNIST_5K_COUNTS = [460, 571, 530, 500, 500, 456, 462, 512, 489, 520]
+
+# IDX dtype codes by NumPy dtype name (byte order aside).
+IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C, "float32": 0x0D}
+IDX_CODES["float64"] = 0x0E
+
+
+def idx_header(code: int, dims) -> bytes:
+    """An IDX header: two zero bytes, the dtype code, the number of dims, big-endian dims."""
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def idx_bytes(array: np.ndarray, *, code: int | None = None, dims=None) -> bytes:
+    """An IDX file's bytes: header (code and dims overridable) then big-endian data."""
+    array = np.asarray(array)
+    code = IDX_CODES[array.dtype.name] if code is None else code
+    dims = array.shape if dims is None else dims
+    return idx_header(code, dims) + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = False, **kwargs) -> Path:
+    """Writes ``array`` as an IDX file at ``path`` (gzip level 1 when ``compress``)."""
+    data = idx_bytes(array, **kwargs)
+    path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
+    return path
 
 
 # `jaxae run` flags for a tiny model that trains in a second on digits.

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxae.cli import main, summary
+from jaxae.cli import main
+from jaxae.cli.run import summary
 from tests.helpers import TINY_MODEL, mnist_5k
 
 TINY = ["--n", "300", "--epochs", "3", "--batch-size", "50", *TINY_MODEL]

@@ -73,7 +73,7 @@ def test_fit_kmeans_predicts_its_own_labels_and_new_points():
         ({"clusters": 0}, "clusters must be at least 1"),
         ({"n_init": 0}, "n_init must be at least 1"),
         ({"tol": -1.0}, "tol must be at least 0"),
-        ({"seed": -1}, "seed must be between"),
+        ({"seed": -1}, "seed must be at least 0"),
         ({"backend": "cuda"}, "unknown backend 'cuda'"),
     ],
 )

@@ -289,7 +289,7 @@ def test_bad_config_values_give_one_line(overrides, match):
         ({"config": dataclasses.replace(RUN, batch_size=500)}, "batch_size=500 is larger"),
         ({"config": dataclasses.replace(RUN, clusters=300)}, "300 clusters is more than"),
         ({"seeds": [0]}, "leading model axis of 1"),
-        ({"seeds": [0, -1]}, "seed must be between"),
+        ({"seeds": [0, -1]}, "seed must be at least 0"),
         ({"x": np.zeros((200, 5), np.float32)}, "x has 5 columns"),
         ({"x": np.zeros((200, 64), np.int32)}, "x must be floats"),
         ({"start_step": -1}, "start_step must be"),

@@ -5,7 +5,7 @@ import pytest
 
 from jaxae.config import ModelConfig
 from jaxae.model import AutoEncoder
-from jaxae.train import build_model
+from jaxae.model import build_model
 
 
 def count(params) -> int:
@@ -49,5 +49,38 @@ def test_parameter_count_formula_and_limit():
     from jaxae.errors import JaxaeError
 
     assert ModelConfig().parameter_count == 454_004
-    with pytest.raises(JaxaeError, match=r"over jaxae's limit.*smaller --hidden"):
+    with pytest.raises(JaxaeError, match=r"over jaxae's limit.*smaller hidden="):
         ModelConfig(hidden=2**31)
+
+
+def test_deep_linear_code_matches_its_parameter_count():
+    # DEC/N2D's d-500-500-2000-10 with a linear code.
+    config = ModelConfig(hidden=(500, 500, 2000), code_dim=10, code_activation="linear")
+    model = build_model(config)
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 784)))
+    assert (
+        count(params)
+        == config.parameter_count
+        == 2 * (784 * 500 + 500 * 500 + 500 * 2000 + 2000 * 10) + 2 * (500 + 500 + 2000) + 10 + 784
+    )
+    codes = model.apply(
+        params, jax.random.normal(jax.random.key(1), (64, 784)), method=model.encode
+    )
+    assert codes.shape == (64, 10) and bool((codes < 0).any())  # linear: negative codes exist
+    names = set(params["params"])
+    assert {"encoder_hidden", "encoder_hidden_1", "encoder_hidden_2", "encoder_code"} <= names
+    assert params["params"]["decoder_hidden"]["kernel"].shape == (10, 2000)
+
+
+def test_bad_model_fields_name_the_parameter():
+    from jaxae.errors import JaxaeError
+
+    for kwargs, match in [
+        (dict(hidden=(500, 0)), "hidden must be at least 1"),
+        (dict(code_activation="tanh"), "unknown code_activation 'tanh'"),
+        (dict(scaling="minmax"), "unknown scaling 'minmax'"),
+        (dict(kernel_init="zeros"), "unknown kernel_init 'zeros'"),
+        (dict(hidden="wide"), "hidden must be a list of layer widths"),
+    ]:
+        with pytest.raises(JaxaeError, match=match):
+            ModelConfig(**kwargs)

@@ -1,5 +1,6 @@
 import gzip
-import struct
+import os
+import threading
 import tracemalloc
 
 import jax
@@ -10,12 +11,12 @@ import pytest
 from jaxae.config import ModelConfig
 from jaxae.encoder import Encoder, _encode
 from jaxae.errors import JaxaeError
+from jaxae.model import build_model
 from jaxae.stream import encode_file, is_streamable, open_rows
-from jaxae.train import build_model
+from tests.helpers import idx_bytes, idx_header, write_idx
 
 # 4 million 28 x 28 images (3.1 GB) in a file of a few dozen bytes.
-HUGE_HEADER = struct.pack(">BBBB3I", 0, 0, 0x08, 3, 4_000_000, 28, 28)
-IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">f4"): 0x0D}
+HUGE_HEADER = idx_header(0x08, (4_000_000, 28, 28))
 
 
 def make_encoder(input_dim: int) -> Encoder:
@@ -41,21 +42,11 @@ def images(n: int, dtype=np.uint8, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 28, 28)).astype(dtype)
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file: magic (0, 0, dtype code, ndim), big-endian dims, big-endian data."""
-    stored = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
-    head = struct.pack(f">BBBB{array.ndim}I", 0, 0, IDX_CODES[stored], array.ndim, *array.shape)
-    return head + array.astype(stored).tobytes()
-
-
 def write(path, kind: str, array: np.ndarray):
     if kind == "npy":
         np.save(path, array)
-    elif kind == "idx":
-        path.write_bytes(idx_bytes(array))
-    else:
-        path.write_bytes(gzip.compress(idx_bytes(array), compresslevel=1))
-    return path
+        return path
+    return write_idx(path, array, compress=kind == "gz")
 
 
 CASES = {
@@ -239,7 +230,78 @@ def test_malformed_npy(encoder, tmp_path):
 def test_bad_arguments_and_paths(encoder, tmp_path):
     path = write(tmp_path / "in.npy", "npy", images(10))
     assert_fails(encoder, tmp_path / "missing.npy", tmp_path / "c.npy", "does not exist")
-    assert_fails(encoder, path, tmp_path / "c.npy", "n=11 is larger than the 10", n=11)
-    assert_fails(encoder, path, tmp_path / "c.npy", "n must be at least 1", n=0)
+    too_many = r"n=11 is larger than the 10 images in .*in.npy: pass n=10 or less"
+    assert_fails(encoder, path, tmp_path / "c.npy", too_many, n=11)
+    assert_fails(encoder, path, tmp_path / "c.npy", "n must be at least 1, got 0: pass n=1", n=0)
+    assert_fails(encoder, path, tmp_path / "c.npy", "n must be an integer, got True", n=True)
     assert_fails(encoder, path, tmp_path / "c.npy", "chunk_rows must be at least 1", chunk_rows=0)
     assert_fails(encoder, path, tmp_path / "no" / "c.npy", "cannot write")
+
+
+# --- issue 10, rows 15-17 --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["same path", "symlink", "hard link", "relative path"])
+def test_output_that_is_the_input_is_refused(encoder, tmp_path, monkeypatch, link):
+    path = write(tmp_path / "X.npy", "npy", images(10))
+    before = path.read_bytes()
+    out = {"same path": path, "symlink": tmp_path / "link.npy", "hard link": tmp_path / "hard.npy"}
+    out = out.get(link, "X.npy")
+    if link == "symlink":
+        out.symlink_to(path)
+    elif link == "hard link":
+        os.link(path, out)
+    elif link == "relative path":
+        monkeypatch.chdir(tmp_path)
+    with pytest.raises(JaxaeError, match=r"out_path=.* is the input file .*X\.npy") as info:
+        encode_file(encoder, path, out, progress=False)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == before  # the images are still there
+    assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_fifo_input_is_refused_at_once(encoder, tmp_path):
+    fifo = tmp_path / "in.npy"
+    os.mkfifo(fifo)
+    assert not is_streamable(fifo)  # decided without blocking: the CLI asks this first
+    done, errors = threading.Event(), []
+
+    def run():
+        try:
+            encode_file(encoder, fifo, tmp_path / "c.npy", progress=False)
+        except JaxaeError as e:
+            errors.append(str(e))
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(10), "encode_file blocked on a FIFO"
+    assert len(errors) == 1 and "FIFO" in errors[0] and str(fifo) in errors[0]
+    assert not (tmp_path / "c.npy").exists()
+
+
+def test_bool_images_encode_as_zeros_and_ones(encoder, tmp_path):
+    pixels = np.random.default_rng(2).random((300, 784)) > 0.5
+    path = write(tmp_path / "b.npy", "npy", pixels)
+    encode_file(encoder, path, tmp_path / "c.npy", chunk_rows=128, progress=False)
+    expected = encoder.encode(pixels.astype(np.float32))
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_cleanup_does_not_hide_the_error(encoder, tmp_path, monkeypatch):
+    # On a read-only file system unlink raises (EROFS) even for a missing file: the user
+    # must see why the write failed, not the cleanup's error.
+    path = write(tmp_path / "in.npy", "npy", images(10))
+    real_unlink = type(path).unlink
+
+    def unlink(self, missing_ok=False):
+        if ".tmp-" in self.name:
+            raise OSError(30, "Read-only file system")
+        real_unlink(self, missing_ok=missing_ok)
+
+    def no_space(*args, **kwargs):  # a full disk, as posix_fallocate reports it
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(path), "unlink", unlink)
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(JaxaeError, match=r"cannot write .*c\.npy \(No space left on device\)"):
+        encode_file(encoder, path, tmp_path / "c.npy", progress=False)

@@ -8,8 +8,8 @@ from jaxae.config import ModelConfig, TrainConfig
 from jaxae.data import load_dataset
 from jaxae.errors import JaxaeError
 from jaxae.preprocess import standardize
+from jaxae.model import build_model
 from jaxae.train import (
-    build_model,
     build_optimizer,
     create_train_state,
     epoch_batches,
@@ -27,7 +27,7 @@ TRAIN = TrainConfig.tiny()
 
 def test_loss_matches_numpy():
     x = standardize(digits(32).images)
-    params = create_train_state(split_seed(0)[0], MODEL).params["params"]
+    params = create_train_state(split_seed(0)[0], TRAIN.lr, MODEL, TRAIN).params["params"]
     h = np.asarray(x, np.float64)
     for name in ("encoder_hidden", "encoder_code", "decoder_hidden"):
         h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
@@ -41,13 +41,13 @@ def test_loss_matches_numpy():
 
 def _step():
     return functools.partial(
-        train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN.lr, TRAIN.eps)
+        train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN)
     )
 
 
 def test_jitted_step_equals_unjitted():
     x = standardize(digits(32).images)
-    state = create_train_state(split_seed(0)[0], MODEL)
+    state = create_train_state(split_seed(0)[0], TRAIN.lr, MODEL, TRAIN)
     plain_state, plain_loss = _step()(state, x)  # op by op, no jit
     jit_state, jit_loss = jax.jit(_step())(state, x)
     np.testing.assert_allclose(jit_loss, plain_loss, rtol=1e-6)
@@ -70,10 +70,10 @@ def test_scan_loop_equals_python_loop(chunk):
     )
 
     init_key, shuffle_key = split_seed(train.seed)
-    state = create_train_state(init_key, MODEL)
+    state = create_train_state(init_key, train.lr, MODEL, train)
     step = jax.jit(
         functools.partial(
-            train_step, model=build_model(MODEL), optimizer=build_optimizer(train.lr, train.eps)
+            train_step, model=build_model(MODEL), optimizer=build_optimizer(train)
         )
     )
     x = standardize(ds.images)
@@ -130,7 +130,7 @@ def test_bfloat16_training_runs_and_learns():
     "kwargs, match",
     [
         (dict(epochs=0), "epochs must be at least 1"),
-        (dict(batch_size=0), "batch size must be at least 1"),
+        (dict(batch_size=0), "batch_size must be at least 1"),
         (dict(lr=0.0), "learning rate must be positive"),
     ],
 )
@@ -140,7 +140,7 @@ def test_bad_train_config(kwargs, match):
 
 
 def test_batch_larger_than_data_and_width_mismatch():
-    with pytest.raises(JaxaeError, match="batch size 500 is larger than the 100 images"):
+    with pytest.raises(JaxaeError, match="batch_size=500 is larger than the 100 images"):
         fit(digits(100).images, model_config=MODEL, train_config=TrainConfig(batch_size=500))
-    with pytest.raises(JaxaeError, match="images have 64 pixels but the model expects 784"):
+    with pytest.raises(JaxaeError, match="images has 64 columns but 784 are expected"):
         fit(digits(100).images, model_config=ModelConfig(), train_config=TRAIN)

@@ -14,7 +14,15 @@ from jaxae.cluster.dec import (
     target_distribution,
 )
 from jaxae.cluster.jax_kmeans import KMeansResult, kmeans_jax
-from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, kmeans, predict_nearest
+from jaxae.cluster.kmeans import (
+    KMeansFit,
+    check_clusters,
+    fit_kmeans,
+    kmeans,
+    kmeans_fit,
+    nearest_center,
+    predict_nearest,
+)
 from jaxae.cluster.manifold import (
     GMMFit,
     UMAPGMMFit,
@@ -53,7 +61,9 @@ __all__ = [
     "gmm_from_arrays",
     "init_refinement",
     "kmeans",
+    "kmeans_fit",
     "kmeans_jax",
+    "nearest_center",
     "predict_dec",
     "predict_nearest",
     "refine",

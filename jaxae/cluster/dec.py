@@ -44,11 +44,7 @@ import optax
 
 from jaxae._validate import check_choice, check_int, check_real
 from jaxae.config import ModelConfig
-
-try:
-    from jaxae.model import build_model
-except ImportError:  # until the restructure moves it beside the model
-    from jaxae.train import build_model
+from jaxae.model import build_model
 
 METHODS = ("dec", "idec")
 OPTIMIZERS = ("sgd", "adam")

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
-from jaxae.config import ClusterConfig
+from jaxae.config import ClusterConfig, check_seed
 from jaxae.errors import JaxaeError
 
 BACKENDS = ("sklearn", "jax")
@@ -69,7 +69,7 @@ def fit_kmeans(
     check_int("n_init", n_init, minimum=1)
     check_int("max_iter", max_iter, minimum=1)
     check_real("tol", tol, minimum=0)
-    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    check_seed(seed)
     if backend == "jax":
         from jaxae.cluster.jax_kmeans import kmeans_jax
 
@@ -105,6 +105,31 @@ def kmeans(
         seed=config.seed,
         backend=backend,
     ).labels
+
+
+def kmeans_fit(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``kmeans`` that also returns the centres: ``(N,)`` labels and ``(K, F)`` float32 centres.
+
+    Kept for ``jaxae.methods``; :func:`fit_kmeans` returns a :class:`KMeansFit`
+    with float64 centres, whose ``predict`` reproduces the labels exactly.
+    """
+    fit = fit_kmeans(
+        features,
+        clusters=config.clusters,
+        n_init=config.n_init,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        seed=config.seed,
+        backend=backend,
+    )
+    return fit.labels, fit.centers.astype(np.float32)
+
+
+def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """``predict_nearest`` with the arguments in ``jaxae.methods``' order."""
+    return predict_nearest(centers, features)
 
 
 def predict_nearest(centers: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from sklearn.mixture import GaussianMixture
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.kmeans import check_clusters
+from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -113,7 +114,7 @@ def fit_gmm(
     features = np.asarray(check_rows("features", features), np.float64)
     check_clusters(clusters, features.shape[0])
     check_int("n_init", n_init, minimum=1)
-    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    check_seed(seed)
     check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
     check_int("max_iter", max_iter, minimum=1)
     check_real("tol", tol, minimum=0)
@@ -160,7 +161,7 @@ def fit_umap_gmm(
     n = features.shape[0]
     check_clusters(clusters, n)
     check_int("n_init", n_init, minimum=1)
-    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    check_seed(seed)
     check_int("n_neighbors", n_neighbors, minimum=2)
     if n_neighbors >= n:
         raise JaxaeError(

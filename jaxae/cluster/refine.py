@@ -26,7 +26,7 @@ from jaxae.cluster.dec import (
     refine_steps,
 )
 from jaxae.cluster.kmeans import check_clusters, fit_kmeans, predict_nearest
-from jaxae.config import ModelConfig
+from jaxae.config import ModelConfig, check_seed
 from jaxae.errors import JaxaeError
 
 
@@ -172,7 +172,7 @@ def refine(
             f"batch_size={config.batch_size} is larger than the {n} rows: "
             f"pass batch_size={n} or less"
         )
-    seeds = [check_int("seed", s, minimum=0, maximum=2**32 - 1) for s in seeds]
+    seeds = [check_seed(s) for s in seeds]
     models = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(params)}
     if models != {len(seeds)}:
         raise JaxaeError(

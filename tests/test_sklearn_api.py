@@ -3,7 +3,7 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 
-from jaxae.transformer import AutoEncoderTransformer
+from jaxae.sklearn_api import AutoEncoderTransformer
 
 
 def test_pipeline_with_kmeans():

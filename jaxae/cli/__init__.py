@@ -1,0 +1,96 @@
+"""The ``jaxae`` command: run, encode, predict, info, bench.
+
+Each subcommand is a module here with ``add_args(parser)`` and ``handle(args)``;
+``main(argv)`` returns the exit status. The subcommands map flags onto
+configuration and print what the library returns. Bad input (``JaxaeError``) is
+one line on stderr, with the library's parameter names turned into the flags
+that set them, and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from jaxae.errors import JaxaeError
+
+# Library parameters whose flag is not simply --name-with-dashes.
+RENAMED = {"source": "--dataset", "kmeans_backend": "--kmeans", "images": "INPUT"}
+
+
+def _subcommands():
+    from jaxae.cli import encode, info, run
+
+    def bench_args(p):
+        from jaxae import bench
+
+        bench.add_args(p)
+
+    def bench_handle(args):
+        from jaxae import bench
+
+        return bench.main(args)
+
+    return {
+        "run": (run.add_args, run.handle, "train, encode, cluster and score; write a run folder"),
+        "encode": (encode.add_args, encode.handle, "encode images with a trained run"),
+        "predict": (
+            encode.add_predict_args,
+            encode.handle_predict,
+            "assign images to a trained run's clusters",
+        ),
+        "info": (info.add_args, info.handle, "JAX version, backend and devices"),
+        "bench": (
+            bench_args,
+            bench_handle,
+            "time training and encoding beside the peers; write bench.json/.md/.png",
+        ),
+    }
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``batch_size=0`` in a library message becomes ``--batch-size 0`` (a flag of ``parser``)."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    flags.update({k: v for k, v in RENAMED.items()})
+
+    def swap(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        flag = flags.get(name)
+        if flag is None:
+            return m.group(0)
+        return flag if value == "True" else f"{flag} "
+
+    return re.sub(r"\b([a-z][a-z0-9_]*)=(True\b)?", swap, message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jaxae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    subparsers = {}
+    for name, (add_args, handler, help_) in _subcommands().items():
+        p = subparsers[name] = sub.add_parser(
+            name, help=help_, description=help_, formatter_class=argparse.RawTextHelpFormatter
+        )
+        add_args(p)
+        p.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    # Python 3.11's argparse turns a value of "--" (e.g. --epochs=--) into [].
+    empty = [name for name, value in vars(args).items() if isinstance(value, list) and not value]
+    if empty:
+        flag = "--" + empty[0].replace("_", "-")
+        subparsers[args.command].error(f"argument {flag}: expected one argument")
+    args.parser = subparsers[args.command]
+    try:
+        return args.handler(args)
+    except JaxaeError as e:
+        message = as_flags(" ".join(str(e).split()), args.parser)
+        print(f"jaxae {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"jaxae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""``jaxae encode`` and ``jaxae predict``: a trained run applied to images."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from jaxae.cli.run import setup_jax
+
+
+def add_args(p: argparse.ArgumentParser, *, what: str = "codes") -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder written by jaxae run")
+    p.add_argument("input", help="images: a dataset name or path, as for jaxae run --dataset")
+    p.add_argument("--out", type=Path, required=True, help=f"{what} .npy to write")
+    p.add_argument("--n", type=int, default=None, help="first N images")
+    if what == "codes":
+        p.add_argument("--chunk-rows", type=int, default=65536, help="rows per streamed chunk")
+    p.add_argument(
+        "--compilation-cache", default=os.environ.get("JAXAE_COMPILATION_CACHE"), metavar="DIR",
+        help="persistent XLA compilation cache",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from jaxae._files import save_npy
+    from jaxae.checkpoint import load
+    from jaxae.data import load_dataset
+    from jaxae.stream import encode_file, is_streamable
+
+    setup_jax(args)
+    encoder = load(args.run_dir)
+    if is_streamable(args.input):  # .npy and IDX: in chunks, bounded memory
+        rows, code_dim = encode_file(
+            encoder, args.input, args.out, n=args.n, chunk_rows=args.chunk_rows,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    else:  # folders of IDX files, .npz, digits, mnist: in memory
+        codes = encoder.encode(load_dataset(args.input, n=args.n).images)
+        save_npy(args.out, codes)
+        rows, code_dim = codes.shape
+    print(f"wrote {args.out}: codes {rows} x {code_dim} float32")
+    return 0
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    add_args(p, what="cluster labels")
+
+
+def handle_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from jaxae._files import save_npy
+    from jaxae.checkpoint import load
+    from jaxae.data import load_dataset
+
+    setup_jax(args)
+    model = load(args.run_dir)
+    labels = model.predict(load_dataset(args.input, n=args.n).images).astype(np.int64)
+    save_npy(args.out, labels)
+    print(f"wrote {args.out}: {len(labels)} cluster labels (int64)")
+    return 0

@@ -1,0 +1,343 @@
+"""``jaxae run``: flags onto an ``ExperimentConfig``, the experiment, the run folder, a summary."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+
+from jaxae.errors import JaxaeError
+from jaxae.presets import DEFAULT_PRESET, PRESETS, describe
+
+METRIC_NAMES = ("acc", "nmi", "ari")
+# Flags that only change how a run is shown or compiled: --resume accepts them.
+RESUME_FLAGS = {"resume", "no_progress", "compilation_cache", "distributed", "coordinator",
+                "num_processes", "process_id", "parser", "handler", "command"}  # fmt: skip
+# Flag -> (config section, field) for the fields a preset may set.
+PRESET_FIELDS = {
+    "hidden": ("model", "hidden"),
+    "code_dim": ("model", "code_dim"),
+    "code_activation": ("model", "code_activation"),
+    "scaling": ("model", "scaling"),
+    "init": ("model", "kernel_init"),
+    "dtype": ("model", "dtype"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "optimizer": ("train", "optimizer"),
+    "momentum": ("train", "momentum"),
+    "schedule": ("train", "schedule"),
+    "method": ("cluster", "method"),
+    "clusters": ("cluster", "clusters"),
+    "n_init": ("cluster", "n_init"),
+    "kmeans": ("cluster", "kmeans_backend"),
+    "update_interval": ("cluster", "update_interval"),
+    "max_steps": ("cluster", "max_steps"),
+    "gamma": ("cluster", "gamma"),
+    "dec_tol": ("cluster", "dec_tol"),
+}
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    presets = "\n".join(f"  {name}: {describe(name)}" for name in PRESETS)
+    p.epilog = f"presets (every flag overrides its preset's value):\n{presets}"
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, choices=tuple(PRESETS),
+        help="a named recipe (default seed, the original experiment); listed below",
+    )  # fmt: skip
+    p.add_argument(
+        "--dataset", default="digits", help="digits (default, offline), mnist, or a path"
+    )
+    p.add_argument("--n", type=int, default=None, help="first N images (default 3000 where more)")
+    p.add_argument("--epochs", type=int, default=None, help="default 500 (seed preset)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 100")
+    p.add_argument("--lr", type=_floats, default=None, help="learning rate, or a grid: 0.01,0.003")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=None)
+    p.add_argument("--hidden", type=_ints, default=None, help="hidden widths, e.g. 500,500,2000")
+    p.add_argument("--code-dim", type=int, default=None)
+    p.add_argument("--code-activation", choices=("relu", "linear"), default=None)
+    p.add_argument(
+        "--scaling", choices=("standardize", "unit"), default=None,
+        help="standardize each image (seed) or pixels / 255 (unit)",
+    )  # fmt: skip
+    p.add_argument("--init", default=None, help="kernel initialiser, e.g. glorot_uniform")
+    p.add_argument(
+        "--method", choices=("kmeans", "gmm", "dec", "idec", "umap-gmm"), default=None,
+        help="how the codes are clustered (default kmeans)",
+    )  # fmt: skip
+    p.add_argument("--clusters", type=int, default=None)
+    p.add_argument("--n-init", type=int, default=None)
+    p.add_argument(
+        "--kmeans", choices=("sklearn", "jax"), default=None,
+        help="KMeans on the codes: scikit-learn (default) or on the device",
+    )  # fmt: skip
+    p.add_argument("--update-interval", type=int, default=None, help="DEC: steps per target")
+    p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")
+    p.add_argument("--gamma", type=float, default=None, help="IDEC: weight of the KL loss")
+    p.add_argument("--dec-tol", type=float, default=None, help="DEC: stop below this change")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=1, help="train K models (seeds S..S+K-1) together")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    p.add_argument("--devices", default=None, help="data-parallel over N local devices, or all")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: new, under runs/)")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint",
+    )  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every", type=int, default=None, metavar="E",
+        help="save the training state every E epochs (default: every 60 s)",
+    )  # fmt: skip
+    p.add_argument("--data-dir", default=None, help="cache folder for downloads ($JAXAE_DATA)")
+    p.add_argument(
+        "--compilation-cache", default=os.environ.get("JAXAE_COMPILATION_CACHE"), metavar="DIR",
+        help="persistent XLA compilation cache ($JAXAE_COMPILATION_CACHE)",
+    )  # fmt: skip
+    p.add_argument(
+        "--distributed", action="store_true",
+        help="multi-process: call jax.distributed.initialize (see README)",
+    )  # fmt: skip
+    p.add_argument("--coordinator", default=None, help="with --distributed: HOST:PORT of process 0")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number or comma-separated numbers: {text!r}"
+        ) from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an integer or comma-separated integers: {text!r}"
+        ) from None
+
+
+def setup_jax(args: argparse.Namespace) -> None:
+    """Process-wide JAX settings, before anything compiles."""
+    import jax
+
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", str(args.compilation_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if getattr(args, "distributed", False):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise JaxaeError(
+                f"jax.distributed.initialize failed ({str(e).splitlines()[0]}): pass --coordinator "
+                "HOST:PORT --num-processes N --process-id I, or run under SLURM/a TPU pod"
+            ) from None
+
+
+def experiment_config(args: argparse.Namespace):
+    """The ``ExperimentConfig`` the flags describe: the preset, then every flag given."""
+    from jaxae.config import (
+        ClusterConfig,
+        DataConfig,
+        ExperimentConfig,
+        ModelConfig,
+        TrainConfig,
+    )
+    from jaxae.presets import preset_fields
+
+    fields = preset_fields(args.preset)
+    for flag, (section, name) in PRESET_FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            fields[section][name] = value
+    if args.lr is not None:
+        fields["train"]["lr"] = args.lr[0]
+    source = args.dataset
+    if source not in ("digits", "mnist") and Path(source).expanduser().exists():
+        source = str(Path(source).expanduser().resolve())  # resumable from any folder
+    return ExperimentConfig(
+        data=DataConfig(source=source, n=args.n, data_dir=args.data_dir),
+        model=ModelConfig(input_dim=1, **fields["model"]),  # input_dim from the data
+        train=TrainConfig(seed=args.seed, **fields["train"]),
+        cluster=ClusterConfig(seed=args.seed, **fields["cluster"]),
+        seeds=args.seeds,
+        lrs=None if args.lr is None else tuple(args.lr),
+        devices=_devices(args.devices),
+        checkpoint_every=args.checkpoint_every,
+    )
+
+
+def _devices(value):
+    if value in (None, "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise JaxaeError(f"--devices takes a number or all, got {value!r}") from None
+
+
+def _check_resume_flags(args: argparse.Namespace) -> None:
+    changed = [
+        "--" + dest.replace("_", "-")
+        for dest, value in vars(args).items()
+        if dest not in RESUME_FLAGS and value != args.parser.get_default(dest)
+    ]
+    if changed:
+        raise JaxaeError(
+            f"--resume continues a run exactly as it was configured; {', '.join(changed)} "
+            "would change it: drop them, or start a new run with --out"
+        )
+
+
+def handle(args: argparse.Namespace) -> int:
+    from jaxae.experiment import fingerprint, load_data, plan_chunk, resolve
+    from jaxae.rundir import REPORT, RunFolder, checkpoint_bytes, resume_point
+
+    setup_jax(args)
+    resume = None
+    if args.resume is not None:
+        _check_resume_flags(args)
+        config, resume, run = resume_point(args.resume)
+        if resume.epoch >= config.train.epochs and (args.resume / REPORT).is_file():
+            print(f"{args.resume} is a finished run ({resume.epoch} epochs): nothing to resume")
+            return 0
+        folder = RunFolder(args.resume, resume=True)
+    else:
+        config = experiment_config(args)
+    dataset = load_data(config.data)
+    if resume is not None and fingerprint(dataset) != run.get("fingerprint"):
+        raise JaxaeError(
+            f"the data of {args.resume} ({config.data.source}) has changed since the run "
+            "began: restore it, or start a new run"
+        )
+    config = resolve(config, dataset)
+    chunk = resume.chunk if resume is not None else plan_chunk(config, dataset)
+    if resume is None:
+        out = args.out or Path("runs") / (
+            datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + Path(args.dataset).name
+        )
+        protect = (Path(config.data.source),) if Path(config.data.source).exists() else ()
+        folder = RunFolder(out, force=args.force, protect=protect)
+    folder.claim(reserve=checkpoint_bytes(config))
+    try:
+        return _train_and_save(args, config, dataset, folder, resume, chunk)
+    finally:
+        folder.close()
+
+
+def _train_and_save(args, config, dataset, folder, resume, chunk) -> int:
+    from jaxae.experiment import fingerprint, run_experiment
+    from jaxae.rundir import Checkpointer, save_run, stop_on_signals
+    from jaxae.train import TrainingStopped
+
+    checkpointer = Checkpointer(
+        folder,
+        config,
+        chunk=chunk,
+        fingerprint=fingerprint(dataset),
+        saved_epoch=None if resume is None else resume.epoch,
+        train_seconds=0.0 if resume is None else resume.train_seconds,
+    )
+    with stop_on_signals() as stopped:
+        try:
+            experiment = run_experiment(
+                config,
+                dataset=dataset,
+                resume=resume,
+                progress=not args.no_progress,
+                on_chunk=checkpointer,
+                should_stop=stopped,
+            )
+        except TrainingStopped as e:
+            saved = checkpointer.save_latest()
+            where = folder.path / "checkpoint.msgpack"
+            if saved is None:
+                folder.release()
+                raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
+            if stopped():
+                print(
+                    f"jaxae run: {e}; saved epoch {saved} in {where}; "
+                    f"resume with: jaxae run --resume {folder.path}",
+                    file=sys.stderr,
+                )
+                return 130
+            raise JaxaeError(f"{e}; the last finite state (epoch {saved}) is in {where}") from None
+        except Exception:
+            if checkpointer.saved_epoch is None:
+                folder.release()
+            raise
+    save_run(experiment, folder)
+    if _is_main():
+        print(summary(experiment.report.to_dict(), folder.path))
+    return 0
+
+
+def _is_main() -> bool:
+    import jax
+
+    return jax.process_index() == 0
+
+
+LABELS = {"kmeans": "KMeans", "gmm": "GMM", "dec": "DEC", "idec": "IDEC", "umap_gmm": "UMAP + GMM"}
+
+
+def _label(key: str) -> str:
+    source, _, method = key.partition("_")
+    return (
+        f"{'autoencoder' if source == 'autoencoder' else 'pixels'} + {LABELS.get(method, method)}"
+    )
+
+
+def summary(report: dict, out: Path) -> str:
+    """The lines ``jaxae run`` prints: data, training, scores beside the baselines, files."""
+    r = report
+    lines = [
+        f"{r['dataset']}: {r['n']} x {r['input_dim']}, {r['epochs']} epochs, "
+        f"batch {r['batch_size']}, "
+        f"{r['dtype']} on {r['backend']} ({r['device_kind']})",
+        f"train {r['train_seconds']:.2f} s ({r['steps_per_second']:,.0f} steps/s, "
+        f"compile {r['compile_seconds']:.2f} s), final loss {r['final_loss']:.4f}"
+        + (f", {r['models_trained']} models together" if r["models_trained"] > 1 else ""),
+    ]
+    if r["method"] != "kmeans" or r["cluster_seconds"] > 5:
+        lines.append(
+            f"{r['method']} {r['cluster_seconds']:.1f} s, baselines {r['baseline_seconds']:.1f} s"
+        )
+    by_lr = r.get("metrics_by_lr") or ({str(r["lr"]): r["metrics"]} if r["metrics"] else {})
+    several = r["models_trained"] > len(by_lr)
+    for lr, metrics in by_lr.items():
+        if not metrics:
+            continue
+        head = f"lr {lr}, " if len(by_lr) > 1 else ""
+        first = next(iter(metrics))
+        if several:
+            head += f"mean ± std over seeds {metrics[first]['seeds']}"
+        width = 20 if several else 8
+        lines.append(
+            f"{head or 'clustering':<34}" + "".join(f"{k.upper():>{width}}" for k in METRIC_NAMES)
+        )
+        for name, m in metrics.items():
+            cells = (
+                f"{m[k]:.3f} ± {m['std'][k]:.3f}".rjust(20) if several else f"{m[k]:>8.3f}"
+                for k in METRIC_NAMES
+            )
+            lines.append(f"{_label(name):<34}" + "".join(cells))
+    if by_lr and not several:
+        lines.append("one seed is one draw: --seeds 5 trains five at once and shows mean ± std")
+    files = ", ".join(p.name for p in sorted(out.glob("*.png")))
+    lines.append(f"wrote {out}/ (report.json, {files}, checkpoint)")
+    return "\n".join(lines)

@@ -1,0 +1,352 @@
+"""The whole experiment, computed: data, pretraining, clustering, scores.
+
+``run_experiment(config)`` loads the data, trains one autoencoder per seed and
+learning rate in one program, clusters every model's codes with the configured
+method, scores them against the labels (when there are any) beside the same
+method and KMeans on the pixels, and returns an ``Experiment`` with a typed
+``Report``. It writes nothing: ``jaxae.rundir`` writes run folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxae import cluster, methods
+from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
+from jaxae.data import Dataset, load_dataset
+from jaxae.encoder import Encoder
+from jaxae.errors import JaxaeError
+from jaxae.preprocess import scale
+from jaxae.train import TrainResult, TrainState, chunk_for, fit_models
+
+METRICS = ("acc", "nmi", "ari")
+
+
+class Resume(NamedTuple):
+    """Where a run stopped: the state (model axis kept) after ``epoch`` epochs."""
+
+    state: TrainState
+    epoch: int
+    history: np.ndarray  # (models, epochs)
+    chunk: int
+    train_seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Report:
+    """What a run found; ``to_dict()`` is report.json.
+
+    ``metrics`` holds, per method key (``"autoencoder_kmeans"``, ``"pixel_kmeans"``,
+    and with another method e.g. ``"autoencoder_gmm"``, ``"pixel_gmm"``), the
+    scores as mean with ``std``, ``min``, ``max`` and ``per_seed`` over seeds
+    (a single model: its scores). ``models`` has one entry per trained model.
+    """
+
+    dataset: str
+    n: int
+    input_dim: int
+    image_shape: tuple[int, int]
+    fingerprint: str
+    model: dict
+    train: dict
+    cluster: dict
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    seeds: list[int]
+    lrs: list[float]
+    method: str
+    backend: str
+    device_kind: str
+    device_count: int
+    process_count: int
+    jax_version: str
+    jaxae_version: str
+    compile_seconds: float
+    train_seconds: float
+    steps: int
+    models_trained: int
+    steps_per_second: float
+    samples_per_second: float
+    cluster_seconds: float
+    baseline_seconds: float
+    final_loss: float | None
+    loss_history: list[float | None]
+    selected_model: int
+    alive_code_units: list[int]
+    metrics: dict
+    metrics_by_lr: dict | None
+    models: list[dict]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if out["metrics_by_lr"] is None:
+            del out["metrics_by_lr"]
+        # Keys of the first report format, kept for readers of report.json.
+        out.update(
+            hidden=list(self.model["hidden"]),
+            code_dim=self.model["code_dim"],
+            dtype=self.model["dtype"],
+            clusters=self.cluster["clusters"],
+            n_init=self.cluster["n_init"],
+            kmeans_seconds=self.cluster_seconds,
+        )
+        return out
+
+
+class Experiment(NamedTuple):
+    config: ExperimentConfig  # with the model's input_dim filled in
+    dataset: Dataset
+    result: TrainResult  # leading model axis on every leaf, M = 1 included
+    params: Any  # the models' final encoder parameters (refined by DEC/IDEC), model axis
+    clusterings: list[methods.Clustering | None]  # per model; None where it diverged
+    selected: int
+    chunk: int
+    report: Report
+
+    @property
+    def encoder(self) -> Encoder:
+        """The selected (median-accuracy) model's encoder, with its clusterer."""
+        clustering = self.clusterings[self.selected]
+        params = jax.tree.map(lambda a: a[self.selected], self.params)
+        return Encoder(params, self.config.model, clusterer=clustering)
+
+    @property
+    def clusters(self) -> np.ndarray:
+        return self.clusterings[self.selected].labels
+
+
+def load_data(config: DataConfig) -> Dataset:
+    """The configured images; ``n=None`` keeps the first 3,000 where there are more."""
+    n = None if config.n in (None, "all") else config.n
+    dataset = load_dataset(config.source, n=n, data_dir=config.data_dir)
+    if config.n is None and len(dataset.images) > DEFAULT_N:  # the original's data[:3000]
+        dataset = dataset._replace(
+            images=dataset.images[:DEFAULT_N],
+            labels=None if dataset.labels is None else dataset.labels[:DEFAULT_N],
+        )
+    return dataset
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """Rows, width and a SHA-256 of the images and labels: resume refuses other data."""
+    h = hashlib.sha256(np.ascontiguousarray(dataset.images, np.float32).tobytes())
+    if dataset.labels is not None:
+        h.update(np.ascontiguousarray(dataset.labels, np.int64).tobytes())
+    n, d = dataset.images.shape
+    return f"{n}x{d}:{h.hexdigest()[:32]}"
+
+
+def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
+    """``config`` with the model's ``input_dim`` taken from the data, and checked against it."""
+    n, d = dataset.images.shape
+    model = config.model or ModelConfig(input_dim=d)
+    if model.input_dim != d:
+        model = dataclasses.replace(model, input_dim=d)
+    cluster.check_clusters(config.cluster.clusters, n)
+    if config.train.batch_size > n:
+        raise JaxaeError(
+            f"batch_size={config.train.batch_size} is larger than the {n} images: "
+            f"pass batch_size={n} or less"
+        )
+    return dataclasses.replace(config, model=model)
+
+
+def plan_chunk(config: ExperimentConfig, dataset: Dataset) -> int:
+    """Epochs per compiled call for this run (checkpoints fall between them)."""
+    return chunk_for(config.train, len(dataset.images), config.checkpoint_every)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    dataset: Dataset | None = None,
+    resume: Resume | None = None,
+    progress: bool = True,
+    on_chunk: Callable[[int, TrainState, np.ndarray], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    vectorize_models: bool | None = None,
+) -> Experiment:
+    """Train, cluster and score as ``config`` says; see the module docstring.
+
+    Args:
+      config: the experiment; ``config.model`` may leave ``input_dim`` to the data.
+      dataset: the images, if already loaded (default: ``load_data(config.data)``).
+      resume: continue training from a saved state (see ``jaxae.rundir``).
+      progress, on_chunk, should_stop, vectorize_models: as for ``jaxae.fit``,
+        with the model axis kept for every model count.
+
+    Returns:
+      An ``Experiment``; ``experiment.report.to_dict()`` is what report.json holds.
+
+    Example::
+
+        exp = run_experiment(ExperimentConfig(data=DataConfig(source="digits"), seeds=3))
+        print(exp.report.metrics["autoencoder_kmeans"]["acc"])
+    """
+    dataset = load_data(config.data) if dataset is None else dataset
+    config = resolve(config, dataset)
+    chunk = resume.chunk if resume is not None else plan_chunk(config, dataset)
+    result = fit_models(
+        dataset.images,
+        model_config=config.model,
+        train_config=config.train,
+        seeds=config.seed_list,
+        lrs=config.lr_list,
+        devices=config.devices,
+        epochs_per_chunk=chunk,
+        initial=None if resume is None else resume.state,
+        start_epoch=0 if resume is None else resume.epoch,
+        history=None if resume is None else resume.history,
+        progress=progress,
+        on_chunk=on_chunk,
+        should_stop=should_stop,
+        vectorize_models=vectorize_models,
+    )
+    if resume is not None:  # the report covers the whole run, not only this call
+        steps_per_epoch = len(dataset.images) // config.train.batch_size
+        result = result._replace(
+            steps=config.train.epochs * steps_per_epoch,
+            train_seconds=result.train_seconds + resume.train_seconds,
+        )
+    alive = np.isfinite(result.loss_history[:, -1])
+
+    start = time.perf_counter()
+    params, clusterings = methods.cluster_models(
+        result.state.params,
+        dataset.images,
+        alive=alive,
+        model_config=config.model,
+        cluster_config=config.cluster,
+        seeds=[seed for seed, _ in result.models],
+        progress=progress,
+    )
+    cluster_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    baselines = {}
+    if dataset.labels is not None:
+        pixels = np.asarray(jax.jit(scale, static_argnums=1)(dataset.images, config.model.scaling))
+        baselines = methods.pixel_baselines(
+            pixels, config.cluster, seeds=sorted(set(config.seed_list)), labels=dataset.labels
+        )
+    baseline_seconds = time.perf_counter() - start
+
+    models = []
+    for i, (seed, lr) in enumerate(result.models):
+        entry = {"seed": seed, "lr": lr, "final_loss": _finite_or_none(result.loss_history[i, -1])}
+        if clusterings[i] is None:
+            entry["diverged"] = True
+        else:
+            entry.update(clusterings[i].summary())
+            if dataset.labels is not None:
+                entry["metrics"] = {
+                    f"autoencoder_{_key(config.cluster.method)}": cluster.scores(
+                        dataset.labels, clusterings[i].labels
+                    ),
+                    **{name: per_seed[seed] for name, per_seed in baselines.items()},
+                }
+        models.append(entry)
+
+    selected = _median_model(models, config.model.dtype)
+    codes_alive = [m.get("alive_code_units") for m in models]
+    metrics, metrics_by_lr = {}, None
+    if dataset.labels is not None:
+        by_lr = {lr: _summary([m for m in models if m["lr"] == lr]) for lr in config.lr_list}
+        metrics = by_lr[models[selected]["lr"]]
+        if len(by_lr) > 1:
+            metrics_by_lr = {str(lr): s for lr, s in by_lr.items()}
+    from jaxae import __version__
+
+    device = jax.devices()[0]
+    n = len(dataset.images)
+    report = Report(
+        dataset=dataset.name,
+        n=n,
+        input_dim=config.model.input_dim,
+        image_shape=tuple(dataset.image_shape),
+        fingerprint=fingerprint(dataset),
+        model=dataclasses.asdict(config.model),
+        train=dataclasses.asdict(config.train),
+        cluster=dataclasses.asdict(config.cluster),
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        lr=models[selected]["lr"],
+        seed=models[selected]["seed"],
+        seeds=config.seed_list,
+        lrs=config.lr_list,
+        method=config.cluster.method,
+        backend=jax.default_backend(),
+        device_kind=device.device_kind,
+        device_count=jax.device_count(),
+        process_count=jax.process_count(),
+        jax_version=jax.__version__,
+        jaxae_version=__version__,
+        compile_seconds=result.compile_seconds,
+        train_seconds=result.train_seconds,
+        steps=result.steps,
+        models_trained=len(result.models),
+        steps_per_second=result.steps / max(result.train_seconds, 1e-9),
+        samples_per_second=result.steps * config.train.batch_size / max(result.train_seconds, 1e-9),
+        cluster_seconds=cluster_seconds,
+        baseline_seconds=baseline_seconds,
+        final_loss=models[selected]["final_loss"],
+        loss_history=[_finite_or_none(v) for v in result.loss_history[selected]],
+        selected_model=selected,
+        alive_code_units=[a for a in codes_alive if a is not None],
+        metrics=metrics,
+        metrics_by_lr=metrics_by_lr,
+        models=models,
+    )
+    return Experiment(config, dataset, result, params, clusterings, selected, chunk, report)
+
+
+def _key(method: str) -> str:
+    return method.replace("-", "_")
+
+
+def _finite_or_none(v) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _median_model(models: list[dict], dtype: str) -> int:
+    """The model at the median of accuracy (or of final loss without labels)."""
+    alive = [i for i, m in enumerate(models) if not m.get("diverged")]
+    if not alive:
+        hint = " or use dtype=float32" if dtype != "float32" else ""
+        raise JaxaeError(f"every model diverged: lower the learning rate (lr=){hint}")
+    if "metrics" in models[alive[0]]:
+        first = next(iter(models[alive[0]]["metrics"]))
+        key = lambda i: models[i]["metrics"][first]["acc"]
+    else:
+        key = lambda i: models[i]["final_loss"]
+    ordered = sorted(alive, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _summary(models: list[dict]) -> dict:
+    """Scores of one model as they are; of several as mean, std, min, max and per-seed values."""
+    scored = [m for m in models if "metrics" in m]
+    if not scored:
+        return {}
+    out = {}
+    for method in scored[0]["metrics"]:
+        values = {k: np.array([m["metrics"][method][k] for m in scored]) for k in METRICS}
+        if len(models) == 1:
+            out[method] = {k: float(v[0]) for k, v in values.items()}
+            continue
+        out[method] = {k: float(v.mean()) for k, v in values.items()}
+        for stat in ("std", "min", "max"):
+            out[method][stat] = {k: float(getattr(np, stat)(v)) for k, v in values.items()}
+        out[method]["per_seed"] = {k: v.tolist() for k, v in values.items()}
+        out[method]["seeds"] = [m["seed"] for m in scored]
+        out[method]["diverged"] = len(models) - len(scored)
+    return out

@@ -1,0 +1,379 @@
+"""Run folders: claimed for the life of a run, written atomically, report last.
+
+``RunFolder`` claims ``--out`` (an exclusive lock held until the run ends, so a
+second run on it refuses), refuses to replace anything that is not a jaxae run,
+and cleans the temporary files a killed run left. ``Checkpointer`` saves the
+training state between chunks of epochs; ``save_run`` writes the figures, the
+final checkpoint and ``report.json`` last, so a folder with a report is a
+complete run. ``resume_point`` reads a checkpoint back into the configuration
+and state that ``run_experiment`` continues from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxae._files import write_json
+from jaxae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
+from jaxae.errors import JaxaeError
+from jaxae.experiment import Experiment, Resume
+from jaxae.figures import (
+    clusters_figure,
+    codes_figure,
+    confusion_figure,
+    loss_figure,
+    reconstructions_figure,
+)
+from jaxae.preprocess import scale
+
+MARKER = ".jaxae-run"
+LOCK = ".jaxae-lock"
+REPORT = "report.json"
+FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
+RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, *FIGURES}
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp" in name
+
+
+def _is_leftover(name: str) -> bool:
+    return name in (MARKER, LOCK) or _is_temporary(name)
+
+
+def _is_run_folder(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return bool(names & {MARKER, FILENAME, REPORT}) and all(
+        n in RUN_FILES or _is_temporary(n) for n in names
+    )
+
+
+def check_out_dir(
+    out: str | os.PathLike, *, force: bool = False, protect: tuple[Path, ...] = ()
+) -> Path:
+    """Refuse an output folder that holds files, unless ``force`` and it is a jaxae run.
+
+    ``force`` never replaces the working directory or a folder above it, nor a
+    folder that holds anything but a jaxae run's files, nor one of ``protect``
+    (the dataset's own files).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise JaxaeError(f"out={out} is a file: pass a folder name")
+    if not (out.is_dir() and any(not _is_leftover(p.name) for p in out.iterdir())):
+        return out  # new, empty, or only what a run that saved nothing left
+    if not force:
+        raise JaxaeError(
+            f"out={out} already holds files: pass another folder, force=True to replace a run "
+            f"there, or resume={out} to continue it"
+        )
+    real, cwd = out.resolve(), Path.cwd().resolve()
+    if out.is_symlink():
+        raise JaxaeError(f"out={out} is a symbolic link: pass the folder itself, or another one")
+    if real == cwd or real in cwd.parents:
+        raise JaxaeError(
+            f"out={out} is the working directory or a folder above it: force=True replaces "
+            "only run folders; pass another folder"
+        )
+    for path in protect:
+        path = path.resolve()
+        if path == real or real in path.parents:
+            raise JaxaeError(f"out={out} holds the dataset {path}: pass another folder for the run")
+    if not _is_run_folder(out):
+        raise JaxaeError(
+            f"out={out} holds files that are not a jaxae run: force=True replaces only run "
+            "folders; pass another folder"
+        )
+    return out
+
+
+class RunFolder:
+    """A run's folder, claimed by ``claim()`` just before training.
+
+    ``claim`` makes the folder, takes an exclusive lock on it (released when the
+    process ends), removes the temporary files of a killed run, and checks that
+    the disk has room for ``reserve`` bytes; ``ready`` clears a run replaced with
+    ``force`` at the first write. A run
+    that fails before anything is saved leaves no folder behind (``release``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        protect: tuple[Path, ...] = (),
+    ):
+        self.path = Path(path) if resume else check_out_dir(path, force=force, protect=protect)
+        self._clear = force and not resume
+        self._lock = None
+        self._made = False
+
+    def claim(self, *, reserve: int = 0) -> Path:
+        if self._lock is not None:
+            return self.path
+        try:
+            self._made = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / LOCK, "a")
+        except OSError as e:
+            raise _write_error(self.path, e) from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise JaxaeError(
+                f"out={self.path} is in use by another jaxae run: wait for it, or pass "
+                "another folder"
+            ) from None
+        for p in self.path.iterdir():  # what a killed run left
+            if _is_temporary(p.name):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        try:
+            (self.path / MARKER).touch()
+        except OSError as e:
+            raise _write_error(self.path, e) from None
+        free = shutil.disk_usage(self.path).free
+        if free < reserve:
+            raise JaxaeError(
+                f"out={self.path} has {free / 1e6:.1f} MB free, a checkpoint needs "
+                f"{reserve / 1e6:.1f} MB: free disk space or pass another folder"
+            )
+        return self.path
+
+    def ready(self) -> Path:
+        """The claimed folder, for writing; a run replaced with ``force`` is cleared first,
+        at this first write, so a run that fails before saving anything replaces nothing."""
+        self.claim()
+        if self._clear:
+            for p in self.path.iterdir():
+                if p.name not in (LOCK, MARKER):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            self._clear = False
+        return self.path
+
+    def close(self) -> None:
+        """Release the claim (the lock); the process ending releases it too."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def release(self) -> None:
+        """After a failure with nothing saved: remove a folder this run made, if empty."""
+        self.close()
+        if self._made and not any(p.name not in (LOCK, MARKER) for p in self.path.iterdir()):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _write_error(path: Path, e: OSError) -> JaxaeError:
+    where = e.filename or path
+    return JaxaeError(
+        f"cannot write {where}: {e.strerror or e}; free disk space, fix the folder's "
+        "permissions, or pass another folder"
+    )
+
+
+def checkpoint_bytes(experiment_config: ExperimentConfig) -> int:
+    """About how many bytes a checkpoint of this run takes (parameters and Adam's moments)."""
+    models = experiment_config.seeds * len(experiment_config.lr_list)
+    return (
+        3 * 4 * experiment_config.model.parameter_count * models
+        + 4 * models * (experiment_config.train.epochs)
+        + (1 << 16)
+    )
+
+
+def run_meta(config: ExperimentConfig, fingerprint: str, train_seconds: float = 0.0) -> dict:
+    """What a checkpoint keeps beside the model to continue the run exactly."""
+    return {
+        "data": dataclasses.asdict(config.data),
+        "cluster": dataclasses.asdict(config.cluster),
+        "seeds": config.seeds,
+        "lrs": list(config.lr_list),
+        "devices": config.devices,
+        "checkpoint_every": config.checkpoint_every,
+        "fingerprint": fingerprint,
+        "train_seconds": train_seconds,
+    }
+
+
+class Checkpointer:
+    """``fit``'s ``on_chunk``: saves the training state between chunks.
+
+    Saves at the first chunk boundary at least ``config.checkpoint_every`` epochs
+    after the last save (or, when None, ``every_seconds`` seconds after it), and on
+    demand (``save_latest``) after an interrupt or a divergence. Only process 0
+    writes. ``saved_epoch`` is the epoch already on disk (a resumed run's), if any.
+    """
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        config: ExperimentConfig,
+        *,
+        chunk: int,
+        fingerprint: str,
+        every_seconds: float = 60.0,
+        saved_epoch: int | None = None,
+        train_seconds: float = 0.0,
+    ):
+        self.folder, self.config, self.chunk = folder, config, chunk
+        self.fingerprint, self.every_seconds = fingerprint, every_seconds
+        self.latest = None
+        self.saved_epoch, self.saved_time = saved_epoch, time.monotonic()
+        self.prior_seconds, self.started = train_seconds, time.monotonic()
+
+    def __call__(self, epoch: int, state, history: np.ndarray) -> None:
+        self.latest = (epoch, state, np.array(history))
+        if self.config.checkpoint_every is not None:
+            due = epoch - (self.saved_epoch or 0) >= self.config.checkpoint_every
+        else:
+            due = time.monotonic() - self.saved_time >= self.every_seconds
+        if due:
+            self.save_latest()
+
+    def save_latest(self) -> int | None:
+        """Save the last state seen (if not saved yet); returns its epoch, or None."""
+        if self.latest is None:
+            return self.saved_epoch
+        epoch, state, history = self.latest
+        if epoch != self.saved_epoch and jax.process_index() == 0:
+            full = np.full((history.shape[0], self.config.train.epochs), np.nan, np.float32)
+            full[:, :epoch] = history
+            seconds = self.prior_seconds + time.monotonic() - self.started
+            self._save(state, full, epoch, run_meta(self.config, self.fingerprint, seconds))
+        self.saved_epoch, self.saved_time = epoch, time.monotonic()
+        return epoch
+
+    def _save(self, state, history, epoch, run, selected: int = 0) -> None:
+        c = self.config
+        try:
+            save_checkpoint(
+                self.folder.ready(),
+                state,
+                model_config=c.model,
+                train_config=c.train,
+                loss_history=history,
+                epoch=epoch,
+                models=[(s, lr) for s in c.seed_list for lr in c.lr_list],
+                chunk=self.chunk,
+                selected=selected,
+                run=run,
+            )
+        except OSError as e:
+            raise _write_error(self.folder.path, e) from None
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While active, SIGINT and SIGTERM set a flag instead of killing the process.
+
+    Yields a callable that says whether a signal came; a second signal
+    interrupts at once (``KeyboardInterrupt``) at the next host step, within
+    one device call of a couple of seconds.
+    """
+    received = []
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(received)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, dict]:
+    """The configuration and state to continue ``run_dir`` from, and its saved run meta."""
+    ckpt = load_checkpoint(run_dir)
+    run = ckpt.run
+    try:
+        config = ExperimentConfig(
+            data=DataConfig(**run["data"]),
+            model=ckpt.model_config,
+            train=ckpt.train_config,
+            cluster=ClusterConfig(**run["cluster"]),
+            seeds=run["seeds"],
+            lrs=tuple(run["lrs"]),
+            devices=run["devices"],
+            checkpoint_every=run["checkpoint_every"],
+        )
+    except (KeyError, TypeError) as e:
+        raise JaxaeError(
+            f"{run_dir} was saved without its run settings ({e}): train again with jaxae run"
+        ) from None
+    chunk = ckpt.chunk or 1
+    resume = Resume(
+        ckpt.state, ckpt.epoch, ckpt.loss_history, chunk, float(run.get("train_seconds", 0.0))
+    )
+    return config, resume, run
+
+
+def save_run(experiment: Experiment, folder: RunFolder) -> Path:
+    """Write the final checkpoint, the figures and report.json (last) into the folder."""
+    if jax.process_index() != 0:
+        return folder.path
+    try:
+        return _save_run(experiment, folder)
+    except OSError as e:
+        raise _write_error(folder.path, e) from None
+
+
+def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
+    out = folder.ready()
+    ds, res, config, report = (
+        experiment.dataset,
+        experiment.result,
+        experiment.config,
+        experiment.report,
+    )
+    ckpt = Checkpointer(folder, config, chunk=experiment.chunk, fingerprint=report.fingerprint)
+    run = run_meta(config, report.fingerprint, res.train_seconds)
+    state = res.state._replace(params=experiment.params)
+    ckpt._save(state, res.loss_history, config.train.epochs, run, selected=experiment.selected)
+    chosen = report.models[experiment.selected]
+    metrics = chosen.get("metrics", {})
+    acc = next(iter(metrics.values()), {}).get("acc") if metrics else None
+    name = Path(ds.name).name
+    method = config.cluster.method
+    title = f"{method} on autoencoder codes, {name}" + (f", ACC {acc:.3f}" if acc else "")
+    clusters_figure(
+        ds.images, experiment.clusters, ds.image_shape, out / "clusters.png", title=title
+    )
+    loss_figure(res.loss_history, out / "loss.png", selected=experiment.selected)
+    encoder = experiment.encoder
+    sample = ds.images[:10]
+    reconstructions_figure(
+        np.asarray(scale(sample, config.model.scaling)),
+        encoder.reconstruct(sample),
+        ds.image_shape,
+        out / "reconstructions.png",
+    )
+    codes = encoder.encode(ds.images)
+    codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
+    if ds.labels is not None:
+        confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
+    write_json(out / REPORT, report.to_dict())
+    return out
