@@ -27,6 +27,8 @@ def test_run_end_to_end(run_dir, capsys):
         "codes.png",
         "confusion.png",
         "checkpoint.msgpack",
+        "clusters.npy",
+        "centers.npy",
         ".jaxae-run",
         ".jaxae-lock",
     }
@@ -154,3 +156,11 @@ def test_encode_streams_npy_in_chunks(run_dir, tmp_path, capsys):
     np.testing.assert_allclose(
         np.load(out, allow_pickle=False), load(run_dir).encode(images), rtol=1e-5, atol=1e-6
     )
+
+
+def test_predict_on_the_training_images_gives_the_runs_clusters(run_dir, tmp_path, capsys):
+    out = tmp_path / "pred.npy"
+    assert main(["predict", str(run_dir), "digits", "--n", "300", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(run_dir / "clusters.npy"))
+    assert main(["predict", str(run_dir), str(out), "--out", str(out)]) == 2
+    assert "is the input file" in capsys.readouterr().err

@@ -106,8 +106,9 @@ def test_masked_loss_is_the_loss_of_the_real_rows(data, params, config):
     loss = jax.jit(refine_loss, static_argnames=("model_config", "config"))
     mask = np.array([1, 1, 1, 1, 0, 0], np.float32)
     padded = np.concatenate([x[:4], x[:2]])
-    short = loss(trainable, x[:4], target[:4], np.ones(4, np.float32),
-                 model_config=MODEL, config=config)
+    short = loss(
+        trainable, x[:4], target[:4], np.ones(4, np.float32), model_config=MODEL, config=config
+    )
     masked = loss(trainable, padded, target, mask, model_config=MODEL, config=config)
     np.testing.assert_allclose(masked, short, rtol=1e-6)
 
@@ -165,8 +166,14 @@ def whole(data, params):
     x, _ = data
     chunks = []
     result = refine(
-        x, params, model_config=MODEL, config=FULL, seeds=SEEDS, steps_per_chunk=FULL.max_iter,
-        progress=False, on_chunk=lambda done, state: chunks.append(done),
+        x,
+        params,
+        model_config=MODEL,
+        config=FULL,
+        seeds=SEEDS,
+        steps_per_chunk=FULL.max_iter,
+        progress=False,
+        on_chunk=lambda done, state: chunks.append(done),
     )
     assert chunks == [FULL.max_iter]
     return result
@@ -176,8 +183,14 @@ def test_chunked_equals_one_chunk_bitwise(data, params, whole):
     x, _ = data
     seen = []
     chunked = refine(
-        x, params, model_config=MODEL, config=FULL, seeds=SEEDS, steps_per_chunk=5,
-        progress=False, on_chunk=lambda done, state: seen.append(done),
+        x,
+        params,
+        model_config=MODEL,
+        config=FULL,
+        seeds=SEEDS,
+        steps_per_chunk=5,
+        progress=False,
+        on_chunk=lambda done, state: seen.append(done),
     )
     assert seen == [5, 10, 15, 20, 24]
     assert np.asarray(whole.steps).tolist() == [FULL.max_iter] * 2
@@ -194,13 +207,27 @@ def test_resume_from_a_host_state_is_exact(data, params, whole):
 
     with pytest.raises(RefinementStopped, match="stopped after step 7") as stop:
         refine(
-            x, params, model_config=MODEL, config=FULL, seeds=SEEDS, steps_per_chunk=7,
-            progress=False, on_chunk=on_chunk, should_stop=lambda: True,
+            x,
+            params,
+            model_config=MODEL,
+            config=FULL,
+            seeds=SEEDS,
+            steps_per_chunk=7,
+            progress=False,
+            on_chunk=on_chunk,
+            should_stop=lambda: True,
         )
     assert stop.value.step == 7
     resumed = refine(
-        x, params, model_config=MODEL, config=FULL, seeds=SEEDS, steps_per_chunk=7,
-        progress=False, initial=saved[7], start_step=7,
+        x,
+        params,
+        model_config=MODEL,
+        config=FULL,
+        seeds=SEEDS,
+        steps_per_chunk=7,
+        progress=False,
+        initial=saved[7],
+        start_step=7,
     )
     assert tree_equal(resumed.state, whole.state)
     np.testing.assert_array_equal(resumed.labels, whole.labels)
@@ -209,7 +236,11 @@ def test_resume_from_a_host_state_is_exact(data, params, whole):
 def test_each_model_equals_it_refined_alone(data, params, whole):
     x, _ = data
     alone = refine(
-        x, jax.tree.map(lambda a: a[1:], params), model_config=MODEL, config=FULL, seeds=[1],
+        x,
+        jax.tree.map(lambda a: a[1:], params),
+        model_config=MODEL,
+        config=FULL,
+        seeds=[1],
         progress=False,
     )
     assert tree_equal(alone.state, jax.tree.map(lambda a: a[1:], whole.state))
@@ -218,7 +249,12 @@ def test_each_model_equals_it_refined_alone(data, params, whole):
 def test_vmapped_models_agree_with_mapped(data, params, whole):
     x, _ = data
     vmapped = refine(
-        x, params, model_config=MODEL, config=FULL, seeds=SEEDS, progress=False,
+        x,
+        params,
+        model_config=MODEL,
+        config=FULL,
+        seeds=SEEDS,
+        progress=False,
         vectorize_models=True,
     )
     for a, b in zip(jax.tree.leaves(vmapped.state), jax.tree.leaves(whole.state), strict=True):

@@ -65,8 +65,8 @@ def test_missing_umap_learn_gives_one_line(blobs, monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)
     with pytest.raises(JaxaeError) as error:
         fit_umap_gmm(blobs[0], clusters=4)
-    assert str(error.value) == UMAP_MISSING == (
-        "umap-gmm needs umap-learn: pip install 'jaxae[umap]'"
+    assert (
+        str(error.value) == UMAP_MISSING == ("umap-gmm needs umap-learn: pip install 'jaxae[umap]'")
     )
 
 

@@ -74,7 +74,12 @@ def fit_kmeans(
         from jaxae.cluster.jax_kmeans import kmeans_jax
 
         result = kmeans_jax(
-            features, clusters=clusters, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed,
+            features,
+            clusters=clusters,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
         )
         return KMeansFit(result.labels, result.centers.astype(np.float64), result.inertia)
     model = KMeans(
@@ -110,7 +115,7 @@ def kmeans(
 def kmeans_fit(
     features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``kmeans`` that also returns the centres: ``(N,)`` labels and ``(K, F)`` float32 centres.
+    """``kmeans`` that also returns the centres: ``(N,)`` labels and ``(K, F)`` centres (float64 from scikit-learn).
 
     Kept for ``jaxae.methods``; :func:`fit_kmeans` returns a :class:`KMeansFit`
     with float64 centres, whose ``predict`` reproduces the labels exactly.
@@ -124,7 +129,7 @@ def kmeans_fit(
         seed=config.seed,
         backend=backend,
     )
-    return fit.labels, fit.centers.astype(np.float32)
+    return fit.labels, fit.centers
 
 
 def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:

@@ -188,9 +188,7 @@ def refine(
 
     x = jnp.asarray(x, jnp.float32)
     if initial is None:
-        initial = init_refinement(
-            params, x, model_config=model_config, config=config, seeds=seeds
-        )
+        initial = init_refinement(params, x, model_config=model_config, config=config, seeds=seeds)
     start_labels = np.asarray(jax.device_get(initial.labels))
     state = jax.tree.map(jnp.array, initial)  # a copy on the device, donated below
     statics = dict(model_config=model_config, config=config, vectorize=bool(vectorize_models))
@@ -202,8 +200,12 @@ def refine(
     start = time.perf_counter()
     done = start_step
     with tqdm(
-        total=config.max_iter, initial=start_step, unit="step", delay=2,
-        disable=not progress, leave=False,
+        total=config.max_iter,
+        initial=start_step,
+        unit="step",
+        delay=2,
+        disable=not progress,
+        leave=False,
     ) as bar:
         while done < config.max_iter and not bool(np.all(jax.device_get(state.converged))):
             count = min(chunk, config.max_iter - done)
@@ -214,19 +216,23 @@ def refine(
                 bad = int(np.argmin(np.isfinite(host.loss)))
                 raise RefinementStopped(
                     f"refinement diverged: model {bad}'s loss is {host.loss[bad]} by step "
-                    f"{done + ran}; pass a smaller lr", step=done,
+                    f"{done + ran}; pass a smaller lr",
+                    step=done,
                 )
             done += ran
             bar.set_postfix(
-                loss=f"{np.mean(host.loss):.4f}", changed=f"{np.max(host.delta):.4f}",
+                loss=f"{np.mean(host.loss):.4f}",
+                changed=f"{np.max(host.delta):.4f}",
                 refresh=False,
             )
             bar.update(ran)
             if on_chunk is not None:
                 on_chunk(done, host)
             if (
-                should_stop is not None and done < config.max_iter
-                and not host.converged.all() and should_stop()
+                should_stop is not None
+                and done < config.max_iter
+                and not host.converged.all()
+                and should_stop()
             ):
                 raise RefinementStopped(f"refinement stopped after step {done}", step=done)
     host = jax.device_get(state)
