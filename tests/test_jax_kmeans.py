@@ -142,7 +142,7 @@ def test_one_cluster_is_the_mean(blobs):
         (np.zeros((5, 3), np.float32), {"clusters": 6}, "6 clusters is more than the 5 rows"),
         (np.array([[0.0, 1.0], [np.nan, 2.0]]), {"clusters": 1}, "NaN"),
         (np.array([[0.0, np.inf], [1.0, 2.0]]), {"clusters": 1}, "NaN or infinity"),
-        (np.zeros(5, np.float32), {"clusters": 1}, "must be a 2-D array"),
+        (np.zeros(5, np.float32), {"clusters": 1}, "a 2-D array"),
         (np.zeros((5, 3), np.int64), {"clusters": 1}, "must be floats"),
         (np.zeros((0, 3), np.float32), {"clusters": 1}, "empty"),
         (np.zeros((5, 3), np.float32), {"clusters": 0}, "clusters must be at least 1"),
