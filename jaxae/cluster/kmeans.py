@@ -115,7 +115,7 @@ def kmeans(
 def kmeans_fit(
     features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``kmeans`` that also returns the centres: ``(N,)`` labels and ``(K, F)`` centres (float64 from scikit-learn).
+    """``kmeans`` that also returns the centres: (N,) labels and (K, F) float64 centres.
 
     Kept for ``jaxae.methods``; :func:`fit_kmeans` returns a :class:`KMeansFit`
     with float64 centres, whose ``predict`` reproduces the labels exactly.
