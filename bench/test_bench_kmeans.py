@@ -22,7 +22,7 @@ import pytest
 import sklearn
 from sklearn.cluster import KMeans
 
-from jaxae.jax_kmeans import kmeans_jax
+from jaxae.cluster import kmeans_jax
 
 QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
 SIZES = [2_000] if QUICK else [70_000, 1_000_000]

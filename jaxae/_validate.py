@@ -86,7 +86,7 @@ def check_rows(
     if x.ndim != 2:
         shape = f"(N, {width})" if width else "(N, D)"
         raise JaxaeError(
-            f"{name} must be a 2-D array {shape}, got shape {x.shape}: "
+            f"{name} must be {shape} (a 2-D array), got shape {x.shape}: "
             f"reshape with {name}.reshape(len({name}), -1)"
         )
     kind = np.dtype(x.dtype).kind
@@ -95,13 +95,13 @@ def check_rows(
             f"{name} must be floats, got {x.dtype}: cast with {name}.astype(np.float32)"
         )
     if kind not in "biuf":
-        raise JaxaeError(f"{name} must hold numbers, got dtype {x.dtype}")
+        raise JaxaeError(f"{name} must be numbers, got dtype {x.dtype}")
     if 0 in x.shape:
         raise JaxaeError(f"{name} is empty, shape {x.shape}: pass at least one row and one column")
     if width is not None and x.shape[1] != width:
         raise JaxaeError(
-            f"{name} has {x.shape[1]} columns but {width} are expected: "
-            f"pass rows of width {width} (the model's input_dim)"
+            f"{name} have {x.shape[1]} pixels but the model expects {width}: "
+            "pass images of the training data's size"
         )
     if check_finite and kind == "f":
         xp = jax.numpy if isinstance(x, jax.Array) else np

@@ -86,6 +86,9 @@ def save_checkpoint(
         "run": run or {},
     }
     host_state = jax.device_get(state)
+    if np.ndim(loss_history) == 1:  # one model, as fit returns it: give it its model axis
+        host_state = jax.tree.map(lambda a: np.asarray(a)[None], host_state)
+        loss_history = np.asarray(loss_history)[None]
     body = serialization.msgpack_serialize(
         {
             "loss_history": np.asarray(loss_history, np.float32),
@@ -229,6 +232,19 @@ def load(run_dir: str | os.PathLike) -> Encoder:
         ae = jaxae.load("runs/my-run")
         codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
     """
+    from jaxae.methods import Clustering
+
     ckpt = load_checkpoint(run_dir)
     params = jax.tree.map(lambda a: a[ckpt.selected], ckpt.state.params)
-    return Encoder(params, ckpt.model_config)
+    clusterer = None
+    centers = Path(run_dir) / "centers.npy"
+    if Path(run_dir).is_dir() and centers.is_file():
+        try:
+            c = np.load(centers, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise JaxaeError(f"cannot read {centers} ({e}): train again with jaxae run") from None
+        if c.ndim != 2 or c.shape[1] != ckpt.model_config.code_dim or not np.isfinite(c).all():
+            raise JaxaeError(f"{centers} is damaged (shape {c.shape}): train again with jaxae run")
+        method = ckpt.run.get("cluster", {}).get("method", "kmeans")
+        clusterer = Clustering(method, np.zeros(0, np.int64), centers=c)
+    return Encoder(params, ckpt.model_config, clusterer=clusterer)

@@ -18,6 +18,7 @@ import numpy as np
 from jaxae import cluster
 from jaxae.config import ClusterConfig, ModelConfig
 from jaxae.encoder import Encoder
+from jaxae.errors import JaxaeError
 
 # A code unit is alive when it is non-zero for at least this share of the images.
 ALIVE_FRACTION = 0.01
@@ -25,21 +26,30 @@ ALIVE_FRACTION = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class Clustering:
-    """One model's clusters: ``labels`` (N,) on the training images, and the fitted
-    state ``predict`` uses on new codes (``centers`` for KMeans, DEC and IDEC)."""
+    """One model's clusters: ``labels`` (N,) on the training images, and what
+    ``predict`` uses on new codes: ``centers`` (KMeans, DEC, IDEC) or the fitted
+    ``model`` (``GMMFit``, ``UMAPGMMFit``)."""
 
     method: str
     labels: np.ndarray
     centers: np.ndarray | None = None
+    model: Any = None
     alive_code_units: int | None = None
-    extra: dict | None = None
+    details: dict | None = None
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
         """(N, code_dim) codes -> (N,) cluster labels."""
-        return cluster.nearest_center(codes, self.centers)
+        if self.model is not None:
+            return np.asarray(self.model.predict(codes))
+        if self.centers is None:
+            raise JaxaeError(
+                f"this {self.method} run keeps nothing to predict with: UMAP's fitted graph "
+                "is not saved (it would need pickle); predict inside the run's process"
+            )
+        return cluster.predict_nearest(self.centers, codes)
 
     def summary(self) -> dict[str, Any]:
-        out = {"method": self.method}
+        out = {"method": self.method, **(self.details or {})}
         if self.alive_code_units is not None:
             out["alive_code_units"] = self.alive_code_units
         return out
@@ -65,6 +75,9 @@ def cluster_models(
     ``params`` has a leading model axis; models that are not ``alive`` (diverged)
     get ``None``.
     """
+    method = cluster_config.method
+    if method in ("dec", "idec"):
+        return _refine(params, images, alive, model_config, cluster_config, seeds, progress)
     out: list[Clustering | None] = []
     for i, seed in enumerate(seeds):
         if not alive[i]:
@@ -73,9 +86,59 @@ def cluster_models(
         p = jax.tree.map(lambda a, i=i: a[i], params)
         codes = Encoder(p, model_config).encode(images)
         config = dataclasses.replace(cluster_config, seed=seed)
-        labels, centers = cluster.kmeans_fit(codes, config, backend=config.kmeans_backend)
-        out.append(Clustering("kmeans", labels, centers, alive_units(codes)))
+        out.append(dataclasses.replace(_fit(codes, config), alive_code_units=alive_units(codes)))
     return params, out
+
+
+def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
+    """``config.method`` (not DEC/IDEC) on (N, F) features."""
+    c = config
+    if c.method == "gmm":
+        fit = cluster.fit_gmm(features, clusters=c.clusters, n_init=c.n_init, seed=c.seed)
+        return Clustering("gmm", fit.labels, model=fit)
+    if c.method == "umap-gmm":
+        fit = cluster.fit_umap_gmm(
+            features, clusters=c.clusters, n_init=c.n_init, seed=c.seed, n_components=c.umap_dim,
+            n_neighbors=c.umap_neighbors, min_dist=c.umap_min_dist,
+        )  # fmt: skip
+        return Clustering("umap-gmm", fit.labels, model=fit)
+    labels, centers = cluster.kmeans_fit(features, c, backend=c.kmeans_backend)
+    return Clustering("kmeans", labels, centers)
+
+
+def _refine(params, images, alive, model_config, cluster_config, seeds, progress):
+    """DEC or IDEC over every model that did not diverge, in one program."""
+    from jaxae.preprocess import scale
+
+    c = cluster_config
+    keep = np.flatnonzero(alive)
+    if not len(keep):
+        return params, [None] * len(seeds)
+    config = cluster.RefineConfig.for_method(
+        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
+        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, len(images)),
+        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
+    )  # fmt: skip
+    x = scale(images, model_config.scaling)
+    pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
+    result = cluster.refine(
+        x, pretrained, model_config=model_config, config=config,
+        seeds=[seeds[i] for i in keep], progress=progress,
+    )  # fmt: skip
+    refined = jax.tree.map(np.array, params)
+    for j, i in enumerate(keep):
+        for leaf, new in zip(jax.tree.leaves(refined), jax.tree.leaves(result.params)):
+            leaf[i] = new[j]
+    out: list[Clustering | None] = [None] * len(seeds)
+    for j, i in enumerate(keep):
+        p = jax.tree.map(lambda a, i=i: a[i], refined)
+        codes = Encoder(p, model_config).encode(images)
+        details = {"refine_steps": int(result.steps[j]), "converged": bool(result.converged[j])}
+        out[i] = Clustering(
+            c.method, np.asarray(result.labels[j]), np.asarray(result.centers[j]),
+            alive_code_units=alive_units(codes), details=details,
+        )  # fmt: skip
+    return refined, out
 
 
 def pixel_baselines(
@@ -83,7 +146,13 @@ def pixel_baselines(
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per seed."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
+    method = cluster_config.method
+    if method in ("gmm", "umap-gmm"):  # DEC and IDEC need an encoder: KMeans is theirs
+        out[f"pixel_{method.replace('-', '_')}"] = {}
     for seed in seeds:
         config = dataclasses.replace(cluster_config, seed=seed)
         out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
+        if len(out) > 1:
+            key = next(k for k in out if k != "pixel_kmeans")
+            out[key][seed] = cluster.scores(labels, _fit(pixels, config).labels)
     return out

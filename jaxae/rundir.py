@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxae._files import write_json
+from jaxae._files import save_npy, write_json
 from jaxae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
 from jaxae.errors import JaxaeError
@@ -41,7 +41,8 @@ MARKER = ".jaxae-run"
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
 FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
-RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, *FIGURES}
+LABELS, CENTERS = "clusters.npy", "centers.npy"
+RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CENTERS, *FIGURES}
 
 
 def _is_temporary(name: str) -> bool:
@@ -375,5 +376,9 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
     if ds.labels is not None:
         confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
+    chosen_clustering = experiment.clusterings[experiment.selected]
+    save_npy(out / LABELS, np.asarray(chosen_clustering.labels, np.int64))
+    if chosen_clustering.centers is not None:  # what jaxae.load(...).predict needs
+        save_npy(out / CENTERS, np.asarray(chosen_clustering.centers, np.float64))
     write_json(out / REPORT, report.to_dict())
     return out

@@ -136,8 +136,8 @@ def models_axis(models: int, model_config: ModelConfig, train_config: TrainConfi
     """The shapes and dtypes of a ``models``-model state (for checking checkpoints)."""
     keys = jax.ShapeDtypeStruct((models, 2), jnp.uint32)
     lrs = jax.ShapeDtypeStruct((models,), jnp.float32)
-    create = jax.vmap(create_train_state, in_axes=(0, 0, None, None))
-    return jax.eval_shape(create, keys, lrs, model_config, train_config)
+    create = jax.vmap(lambda k, lr: create_train_state(k, lr, model_config, train_config))
+    return jax.eval_shape(create, keys, lrs)
 
 
 def loss_fn(params: Any, model: AutoEncoder, batch: jax.Array) -> jax.Array:

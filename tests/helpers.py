@@ -68,3 +68,13 @@ def save_trained(folder: Path, trained) -> Path:
         epoch=3,
     )
     return folder
+
+
+def with_lr(state, lr: float):
+    """``state`` with the learning rate in its optimiser state set to ``lr``."""
+    import numpy as np
+
+    opt = state.opt_state
+    return state._replace(
+        opt_state=opt._replace(hyperparams={**opt.hyperparams, "learning_rate": np.float32(lr)})
+    )

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from jaxae.checkpoint import FILENAME, load, load_checkpoint
+from jaxae.checkpoint import FILENAME, checksum, load, load_checkpoint
 from jaxae.config import TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
@@ -22,19 +22,27 @@ def test_round_trip(saved, trained):
     ckpt = load_checkpoint(saved)
     assert ckpt.model_config == model_config and ckpt.train_config == TrainConfig.tiny()
     assert ckpt.epoch == 3
-    np.testing.assert_array_equal(ckpt.loss_history, result.loss_history)
+    # One model is saved with its model axis (M = 1).
+    np.testing.assert_array_equal(ckpt.loss_history, result.loss_history[None])
     for a, b in zip(jax.tree_util.tree_leaves(ckpt.state), jax.tree_util.tree_leaves(result.state)):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, np.asarray(b)[None])
     np.testing.assert_array_equal(
         load(saved).encode(ds.images), Encoder(result.state.params, model_config).encode(ds.images)
     )
     assert not [p for p in saved.iterdir() if p.name != FILENAME]  # no temporary files left
 
 
-def _rewrite(path, mutate):
-    payload = serialization.msgpack_restore((path / FILENAME).read_bytes())
+def _rewrite(path, mutate, *, sign=True):
+    """Change a saved checkpoint's meta or arrays, and sign it again (unless not ``sign``)."""
+    outer = serialization.msgpack_restore((path / FILENAME).read_bytes())
+    payload = {"meta": outer["meta"], **serialization.msgpack_restore(outer["body"])}
     mutate(payload)
-    (path / FILENAME).write_bytes(serialization.msgpack_serialize(payload))
+    body = serialization.msgpack_serialize(
+        {"loss_history": payload["loss_history"], "state": payload["state"]}
+    )
+    sha = checksum(payload["meta"], body) if sign else outer["sha256"]
+    outer = {"meta": payload["meta"], "body": body, "sha256": sha}
+    (path / FILENAME).write_bytes(serialization.msgpack_serialize(outer))
 
 
 def _meta(payload, **changes):
@@ -48,7 +56,7 @@ def _meta(payload, **changes):
         (lambda p: _meta(p, format="other"), "not a jaxae checkpoint"),
         (
             lambda p: _meta(
-                p, model={"input_dim": 64, "hidden": 32, "code_dim": 8, "dtype": "float32"}
+                p, model={"input_dim": 64, "hidden": [32], "code_dim": 8, "dtype": "float32"}
             ),
             "damaged",
         ),
@@ -70,6 +78,32 @@ def _meta(payload, **changes):
 def test_refuses_mismatched_checkpoints(saved, mutate, match):
     _rewrite(saved, mutate)
     with pytest.raises(JaxaeError, match=match):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("bit", [0, 7, 100, -1])
+def test_a_flipped_bit_is_refused(saved, bit):
+    # One bit of the arrays, unsigned, as a disk or a copy might flip it.
+    def flip(p):
+        layer = p["state"]["params"]["params"]["encoder_code"]
+        kernel = np.array(layer["kernel"])
+        kernel.view(np.uint8).reshape(-1)[bit] ^= 1
+        layer["kernel"] = kernel
+
+    _rewrite(saved, flip, sign=False)
+    with pytest.raises(JaxaeError, match="checksum does not match"):
+        load_checkpoint(saved)
+
+
+def test_non_finite_parameters_are_refused(saved):
+    def nan(p):
+        layer = p["state"]["params"]["params"]["encoder_code"]
+        kernel = np.array(layer["kernel"])
+        kernel.reshape(-1)[0] = np.nan
+        layer["kernel"] = kernel
+
+    _rewrite(saved, nan)  # signed: only the finiteness check can catch it
+    with pytest.raises(JaxaeError, match="non-finite parameters"):
         load_checkpoint(saved)
 
 

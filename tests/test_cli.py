@@ -24,7 +24,13 @@ def test_run_end_to_end(run_dir, capsys):
         "clusters.png",
         "loss.png",
         "reconstructions.png",
+        "codes.png",
+        "confusion.png",
         "checkpoint.msgpack",
+        "clusters.npy",
+        "centers.npy",
+        ".jaxae-run",
+        ".jaxae-lock",
     }
     report = json.loads((run_dir / "report.json").read_text())
     keys = """dataset n input_dim epochs batch_size lr seed dtype backend device_kind jax_version
@@ -89,11 +95,11 @@ def bad(tmp_path, *args) -> str:
     [
         (["--dataset", "nope"], "unknown dataset 'nope'"),
         (["--dataset", "{tmp}/missing.npz"], "unknown dataset|no such file"),
-        (["--n", "5000"], "n=5000 is larger than the 1797 images"),
-        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--n", "5000"], "--n 5000 is larger than the 1797 images"),
+        (["--batch-size", "0"], "batch_size must be at least 1"),
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--n", "20", "--clusters", "30"], "30 clusters is more than the 20 samples"),
-        (["--n", "20", "--batch-size", "50"], "batch size 50 is larger than the 20 images"),
+        (["--n", "20", "--batch-size", "50"], "--batch-size 50 is larger than the 20 images"),
         (["--dataset", "{tmp}/bad.idx"], "not an IDX file"),
         (["--dataset", "{tmp}/nan.npz"], "non-finite"),
         (["--dataset", "{tmp}/counts.npz"], "labels"),
@@ -126,7 +132,7 @@ def test_encode_bad_input(run_dir, tmp_path, capsys):
     np.savez(tmp_path / "wide.npz", x=np.zeros((3, 784)))
     out = tmp_path / "codes.npy"
     assert main(["encode", str(run_dir), str(tmp_path / "wide.npz"), "--out", str(out)]) == 2
-    assert "784 pixels but this model was trained on 64" in capsys.readouterr().err
+    assert "784 pixels but the model expects 64" in capsys.readouterr().err
     assert main(["encode", str(tmp_path), "digits", "--out", str(out)]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
     assert not out.exists()
@@ -150,3 +156,11 @@ def test_encode_streams_npy_in_chunks(run_dir, tmp_path, capsys):
     np.testing.assert_allclose(
         np.load(out, allow_pickle=False), load(run_dir).encode(images), rtol=1e-5, atol=1e-6
     )
+
+
+def test_predict_on_the_training_images_gives_the_runs_clusters(run_dir, tmp_path, capsys):
+    out = tmp_path / "pred.npy"
+    assert main(["predict", str(run_dir), "digits", "--n", "300", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(run_dir / "clusters.npy"))
+    assert main(["predict", str(run_dir), str(out), "--out", str(out)]) == 2
+    assert "is the input file" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -71,7 +72,7 @@ def test_standardisation_is_applied(trained, encoder):
 @pytest.mark.parametrize(
     "images, match",
     [
-        (np.zeros((4, 784)), "images have 784 pixels but this model was trained on 64"),
+        (np.zeros((4, 784)), "images have 784 pixels but the model expects 64"),
         (np.zeros(64), r"images must be \(N, 64\)"),
         (np.full((2, 64), np.nan), "non-finite"),
         (np.array([["a"] * 64]), "must be numbers"),
@@ -82,13 +83,21 @@ def test_bad_input(encoder, images, match):
         encoder.encode(images)
 
 
-def test_folded_standardisation_gives_the_same_codes(trained):
-    from jaxae.encoder import encode_folded_fn
+def test_unit_scaling_and_bool_images():
+    import dataclasses
 
-    ds, model_config, result = trained
-    pixels = np.clip(np.round(ds.images), 0, 255)
-    pixels[3] = 7.0  # a constant row
-    for x in (pixels.astype(np.float32), pixels.astype(np.uint8)):
-        want = jax.jit(encode_fn, static_argnums=2)(result.state.params, x, model_config)
-        got = jax.jit(encode_folded_fn, static_argnums=2)(result.state.params, x, model_config)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    from jaxae.config import ModelConfig, TrainConfig
+    from jaxae.encoder import Encoder
+    from jaxae.model import build_model
+    from jaxae.train import create_train_state, split_seed
+
+    config = dataclasses.replace(ModelConfig.tiny(), scaling="unit", code_activation="linear")
+    params = create_train_state(split_seed(0)[0], 0.01, config, TrainConfig()).params
+    pixels = np.arange(5 * 64, dtype=np.float32).reshape(5, 64) % 256
+    model = build_model(config)
+    want = model.apply(params, jnp.asarray(pixels / 255.0), method=model.encode)
+    ae = Encoder(params, config)
+    np.testing.assert_allclose(ae.encode(pixels), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        ae.encode(pixels > 100), ae.encode((pixels > 100).astype(np.uint8))
+    )

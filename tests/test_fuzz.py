@@ -48,7 +48,23 @@ def checkpoint(tmp_path_factory, trained):
     """(bytes of a real checkpoint, its decoded payload, the Checkpoint it loads as)."""
     folder = save_trained(tmp_path_factory.mktemp("checkpoint"), trained)
     data = (folder / FILENAME).read_bytes()
-    return data, serialization.msgpack_restore(data), load_checkpoint(folder)
+    return data, flat(data), load_checkpoint(folder)
+
+
+def flat(data: bytes) -> dict:
+    """A checkpoint's meta, loss history and state in one dict, for mutating."""
+    outer = serialization.msgpack_restore(data)
+    return {"meta": outer["meta"], **serialization.msgpack_restore(outer["body"])}
+
+
+def pack(payload: dict) -> bytes:
+    """``flat``'s dict as checkpoint bytes, signed again so only the mutation is tested."""
+    from jaxae.checkpoint import checksum
+
+    body = serialization.msgpack_serialize({k: v for k, v in payload.items() if k != "meta"})
+    meta = payload["meta"]
+    sha = checksum(meta, body) if isinstance(meta, str) else ""
+    return serialization.msgpack_serialize({"meta": meta, "body": body, "sha256": sha})
 
 
 def load_mutated(data: bytes, reference) -> None:
@@ -172,7 +188,7 @@ def test_checkpoint_meta_altered(checkpoint, data):
     else:
         node[where[-1]] = data.draw(JSON_VALUES)
     altered = {**payload, "meta": json.dumps(meta)}
-    load_mutated(serialization.msgpack_serialize(altered), reference)
+    load_mutated(pack(altered), reference)
 
 
 def _state_paths(tree, prefix=()):
@@ -218,7 +234,7 @@ def test_checkpoint_state_altered(checkpoint, data):
             )
         )
     altered = {**payload, "state": state}
-    load_mutated(serialization.msgpack_serialize(altered), reference)
+    load_mutated(pack(altered), reference)
 
 
 # --- the CLI ------------------------------------------------------------------------------
@@ -338,7 +354,7 @@ def test_checkpoint_loss_history_beyond_float32(tmp_path, checkpoint):
     """
     _, payload, _ = checkpoint
     altered = {**payload, "loss_history": np.array([1e300, 0.0, 0.0])}
-    (tmp_path / FILENAME).write_bytes(serialization.msgpack_serialize(altered))
+    (tmp_path / FILENAME).write_bytes(pack(altered))
     with contextlib.suppress(JaxaeError):
         load_checkpoint(tmp_path)
 
@@ -349,7 +365,7 @@ def _rewrite_checkpoint(tmp_path, payload, *, meta=None, state=None) -> Path:
         altered["meta"] = meta
     if state is not None:
         altered["state"] = state
-    (tmp_path / FILENAME).write_bytes(serialization.msgpack_serialize(altered))
+    (tmp_path / FILENAME).write_bytes(pack(altered))
     return tmp_path / FILENAME
 
 

@@ -12,9 +12,8 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from jaxae import jax_kmeans
+from jaxae.cluster import KMeansResult, jax_kmeans, kmeans_jax
 from jaxae.errors import JaxaeError
-from jaxae.jax_kmeans import KMeansResult, kmeans_jax
 
 # The acceptance criterion: inertia within 1% of scikit-learn's.
 INERTIA_RTOL = 0.01
@@ -143,10 +142,10 @@ def test_one_cluster_is_the_mean(blobs):
         (np.zeros((5, 3), np.float32), {"clusters": 6}, "6 clusters is more than the 5 rows"),
         (np.array([[0.0, 1.0], [np.nan, 2.0]]), {"clusters": 1}, "NaN"),
         (np.array([[0.0, np.inf], [1.0, 2.0]]), {"clusters": 1}, "NaN or infinity"),
-        (np.zeros(5, np.float32), {"clusters": 1}, "must be 2-D"),
+        (np.zeros(5, np.float32), {"clusters": 1}, "a 2-D array"),
         (np.zeros((5, 3), np.int64), {"clusters": 1}, "must be floats"),
         (np.zeros((0, 3), np.float32), {"clusters": 1}, "empty"),
-        (np.zeros((5, 3), np.float32), {"clusters": 0}, "clusters must be an integer"),
+        (np.zeros((5, 3), np.float32), {"clusters": 0}, "clusters must be at least 1"),
         (np.zeros((5, 3), np.float32), {"clusters": 2, "n_init": 0}, "n_init must be"),
         (np.zeros((5, 3), np.float32), {"clusters": 2, "max_iter": 0}, "max_iter must be"),
         (np.zeros((5, 3), np.float32), {"clusters": 2, "tol": -1.0}, "tol must be"),

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from jaxae.config import ModelConfig
-from jaxae.model import AutoEncoder
-from jaxae.model import build_model
+from jaxae.model import AutoEncoder, build_model
 
 
 def count(params) -> int:

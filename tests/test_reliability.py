@@ -14,7 +14,7 @@ from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainingStopped, fit
-from tests.helpers import TINY_MODEL
+from tests.helpers import TINY_MODEL, with_lr
 
 SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
 
@@ -78,10 +78,12 @@ def test_sigint_saves_and_says_how_to_resume(tmp_path):
     assert f"resume with: jaxae run --resume {out}" in err and "Traceback" not in err
     ckpt = load_checkpoint(out)
     assert ckpt.epoch % 10 == 0 and 10 <= ckpt.epoch < 100000
-    assert np.isfinite(ckpt.loss_history[: ckpt.epoch]).all()
-    assert np.isnan(ckpt.loss_history[ckpt.epoch :]).all()
+    assert np.isfinite(ckpt.loss_history[:, : ckpt.epoch]).all()
+    assert np.isnan(ckpt.loss_history[:, ckpt.epoch :]).all()
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.msgpack"
+        ".jaxae-lock",
+        ".jaxae-run",
+        "checkpoint.msgpack",
     ]  # no report, no temp files
 
 
@@ -96,7 +98,7 @@ def test_divergence_stops_at_the_chunk_and_names_the_epoch(trained):
             progress=False,
             epochs_per_chunk=1,
             train_config=TrainConfig(epochs=6, batch_size=32, lr=1e6),
-            initial=first.state,
+            initial=with_lr(first.state, 1e6),  # the rate lives in the optimiser state
             start_epoch=3,
             history=first.loss_history,
             on_chunk=lambda epoch, state, history: seen.append(epoch),
@@ -129,34 +131,33 @@ def test_cli_divergence_writes_no_nan_checkpoint(tmp_path, capsys):
 
 
 def test_checkpointer_saves_last_finite_state_on_divergence(tmp_path, trained):
-    from jaxae.pipeline import Checkpointer, RunFolder
+    from jaxae.config import ExperimentConfig
+    from jaxae.rundir import Checkpointer, RunFolder
+    from jaxae.train import add_model_axis, fit_models
 
     ds, model_config, first = trained
     train = TrainConfig(epochs=6, batch_size=32, lr=1e6)
-    saver = Checkpointer(
-        RunFolder(tmp_path / "run"),
-        every_epochs=100,
-        model_config=model_config,
-        train_config=train,
-        chunk=1,
-    )
-    saver(3, first.state, first.loss_history)  # not due yet: nothing written
+    config = ExperimentConfig(model=model_config, train=train, checkpoint_every=100)
+    saver = Checkpointer(RunFolder(tmp_path / "run"), config, chunk=1, fingerprint="test")
+    state, history = add_model_axis(with_lr(first.state, 1e6)), first.loss_history[None]
+    saver(3, state, history)  # not due yet: nothing written
     assert not (tmp_path / "run").exists()
     with pytest.raises(TrainingStopped):
-        fit(
+        fit_models(
             ds.images,
             model_config=model_config,
             progress=False,
             epochs_per_chunk=1,
             train_config=train,
-            initial=first.state,
+            initial=state,
             start_epoch=3,
-            history=first.loss_history,
+            history=history,
             on_chunk=saver,
         )
     assert saver.save_latest() == 3
+    saver.folder.close()
     ckpt = load_checkpoint(tmp_path / "run")
-    assert ckpt.epoch == 3 and np.isfinite(ckpt.loss_history[:3]).all()
+    assert ckpt.epoch == 3 and np.isfinite(ckpt.loss_history[:, :3]).all()
 
 
 def test_force_replaces_and_resume_of_nothing_fails(tmp_path, capsys):
@@ -164,15 +165,21 @@ def test_force_replaces_and_resume_of_nothing_fails(tmp_path, capsys):
     out.mkdir()
     (out / "old.txt").write_text("old")
     assert main(["run", *SMALL, "--epochs", "1", "--out", str(out)]) == 2
-    assert "--force to replace it" in capsys.readouterr().err and (out / "old.txt").exists()
-    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out), "--force"]) == 0
-    assert not (out / "old.txt").exists() and (out / "report.json").exists()
+    assert "--force to replace a run" in capsys.readouterr().err and (out / "old.txt").exists()
+    # --force replaces only a jaxae run: a folder of other files is refused and kept.
+    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out), "--force"]) == 2
+    assert "not a jaxae run" in capsys.readouterr().err and (out / "old.txt").exists()
+    (out / "old.txt").unlink()
+    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    first = (out / "report.json").read_bytes()
+    assert main(["run", *SMALL, "--epochs", "2", "--out", str(out), "--force"]) == 0
+    assert (out / "report.json").read_bytes() != first
     assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
 def test_every_model_of_a_batch_is_checked_like_a_config():
-    with pytest.raises(JaxaeError, match="seed must be between 0 and 2\\*\\*32-1, got -1"):
+    with pytest.raises(JaxaeError, match="seed must be at least 0, got -1"):
         fit(np.zeros((64, 64), np.float32), model_config=ModelConfig.tiny(),
             train_config=TrainConfig(epochs=1, batch_size=32), seeds=[0, -1])  # fmt: skip
     with pytest.raises(JaxaeError, match="positive and finite"):

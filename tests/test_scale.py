@@ -89,7 +89,7 @@ def test_cli_seeds_report_mean_and_spread(tmp_path, capsys):
 
 
 def test_batch_must_divide_over_devices():
-    with pytest.raises(JaxaeError, match="--devices 2: JAX sees 1 device"):
+    with pytest.raises(JaxaeError, match="devices=2: JAX sees 1 device"):
         fit(np.zeros((64, 64), np.float32), model_config=MODEL, train_config=TRAIN, devices=2)
 
 

@@ -7,8 +7,8 @@ import pytest
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.data import load_dataset
 from jaxae.errors import JaxaeError
-from jaxae.preprocess import standardize
 from jaxae.model import build_model
+from jaxae.preprocess import standardize
 from jaxae.train import (
     build_optimizer,
     create_train_state,
@@ -40,9 +40,7 @@ def test_loss_matches_numpy():
 
 
 def _step():
-    return functools.partial(
-        train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN)
-    )
+    return functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(TRAIN))
 
 
 def test_jitted_step_equals_unjitted():
@@ -72,9 +70,7 @@ def test_scan_loop_equals_python_loop(chunk):
     init_key, shuffle_key = split_seed(train.seed)
     state = create_train_state(init_key, train.lr, MODEL, train)
     step = jax.jit(
-        functools.partial(
-            train_step, model=build_model(MODEL), optimizer=build_optimizer(train)
-        )
+        functools.partial(train_step, model=build_model(MODEL), optimizer=build_optimizer(train))
     )
     x = standardize(ds.images)
     history = []
@@ -142,5 +138,5 @@ def test_bad_train_config(kwargs, match):
 def test_batch_larger_than_data_and_width_mismatch():
     with pytest.raises(JaxaeError, match="batch_size=500 is larger than the 100 images"):
         fit(digits(100).images, model_config=MODEL, train_config=TrainConfig(batch_size=500))
-    with pytest.raises(JaxaeError, match="images has 64 columns but 784 are expected"):
+    with pytest.raises(JaxaeError, match="images have 64 pixels but the model expects 784"):
         fit(digits(100).images, model_config=ModelConfig(), train_config=TRAIN)

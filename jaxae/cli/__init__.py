@@ -16,7 +16,7 @@ import sys
 from jaxae.errors import JaxaeError
 
 # Library parameters whose flag is not simply --name-with-dashes.
-RENAMED = {"source": "--dataset", "kmeans_backend": "--kmeans", "images": "INPUT"}
+RENAMED = {"source": "--dataset", "kmeans_backend": "--kmeans", "out_path": "--out"}
 
 
 def _subcommands():

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from jaxae.cli.run import setup_jax
+from jaxae.errors import JaxaeError
 
 
 def add_args(p: argparse.ArgumentParser, *, what: str = "codes") -> None:
@@ -23,6 +24,16 @@ def add_args(p: argparse.ArgumentParser, *, what: str = "codes") -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    from jaxae._files import same_file
+
+    if same_file(args.input, args.out):
+        raise JaxaeError(
+            f"--out {args.out} is the input file {args.input}: writing would replace the "
+            "images; pass another --out"
+        )
+
+
 def handle(args: argparse.Namespace) -> int:
     from jaxae._files import save_npy
     from jaxae.checkpoint import load
@@ -30,6 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     from jaxae.stream import encode_file, is_streamable
 
     setup_jax(args)
+    _check_out(args)
     encoder = load(args.run_dir)
     if is_streamable(args.input):  # .npy and IDX: in chunks, bounded memory
         rows, code_dim = encode_file(
@@ -56,6 +68,7 @@ def handle_predict(args: argparse.Namespace) -> int:
     from jaxae.data import load_dataset
 
     setup_jax(args)
+    _check_out(args)
     model = load(args.run_dir)
     labels = model.predict(load_dataset(args.input, n=args.n).images).astype(np.int64)
     save_npy(args.out, labels)

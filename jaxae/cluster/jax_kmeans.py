@@ -13,7 +13,7 @@ One difference: a cluster that loses all its points keeps its previous center
 
 Example:
   >>> import numpy as np
-  >>> from jaxae.jax_kmeans import kmeans_jax
+  >>> from jaxae.cluster import kmeans_jax
   >>> x = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
   >>> x[:250] += 10.0
   >>> result = kmeans_jax(x, clusters=2, n_init=2)
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae._validate import check_int, check_real, check_rows
 from jaxae.errors import JaxaeError
 
 # Rows go in blocks once the (n_init, rows, K) score matrix would pass this; far
@@ -97,23 +98,20 @@ def kmeans_jax(
     Raises:
       JaxaeError: for features that are not 2-D finite floats, or options out of range.
     """
-    if not isinstance(features, jax.Array):
-        features = np.asarray(features)
-    _check_shape_and_dtype(features)
+    features = check_rows(
+        "features", features, floats_only=True, allow_images=False, check_finite=False
+    )
     n, f = features.shape
     for name, value in (("clusters", clusters), ("n_init", n_init), ("max_iter", max_iter)):
-        if not _is_int(value) or value < 1:
-            raise JaxaeError(f"{name} must be an integer of at least 1, got {value!r}")
+        check_int(name, value, minimum=1)
     if clusters > n:
         raise JaxaeError(
             f"{clusters} clusters is more than the {n} rows: pass clusters={n} or less"
         )
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
-        raise JaxaeError(f"tol must be a finite number >= 0, got {tol!r}")
-    if not _is_int(seed):
-        raise JaxaeError(f"seed must be an integer, got {seed!r}")
-    if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
-        raise JaxaeError(f"chunk_rows must be None or an integer >= 1, got {chunk_rows!r}")
+    check_real("tol", tol, minimum=0)
+    check_int("seed", seed)
+    if chunk_rows is not None:
+        check_int("chunk_rows", chunk_rows, minimum=1)
     x = jnp.asarray(features, jnp.float32)
     if not bool(_all_finite(x)):  # checked on device: only a flag comes back
         raise JaxaeError(
@@ -135,26 +133,6 @@ def kmeans_jax(
         _fit(x, draws, starts, np.float32(tol), max_iter=max_iter, rows=rows)
     )
     return KMeansResult(labels, centers, float(inertia), int(n_iter))
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_shape_and_dtype(features) -> None:
-    if features.ndim != 2:
-        raise JaxaeError(
-            f"features must be 2-D (rows, features), got shape {features.shape}: "
-            "reshape with features.reshape(len(features), -1)"
-        )
-    if not jnp.issubdtype(features.dtype, jnp.floating):
-        raise JaxaeError(
-            f"features must be floats, got {features.dtype}: cast with features.astype(np.float32)"
-        )
-    if 0 in features.shape:
-        raise JaxaeError(
-            f"features is empty, shape {features.shape}: pass at least one row and one column"
-        )
 
 
 def _check_init(init, clusters: int, f: int) -> jax.Array:

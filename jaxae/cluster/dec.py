@@ -1,0 +1,321 @@
+"""DEC and IDEC: the autoencoder's encoder and cluster centres refined together, on device.
+
+DEC (Xie, Girshick and Farhadi, ICML 2016) as XifengGuo/DEC-keras (at 2438070,
+``DEC.py``) writes it, and IDEC (Guo, Gao, Liu and Yin, IJCAI 2017) as
+XifengGuo/IDEC (at 4a661c2, ``IDEC.py``):
+
+- soft assignment of code ``z_i`` to centre ``mu_j``, a Student-t kernel
+  ``q_ij ∝ (1 + |z_i - mu_j|^2 / alpha)^(-(alpha + 1) / 2)``, normalised over j
+  (``ClusteringLayer.call``), alpha 1;
+- target ``p_ij = (q_ij^2 / f_j)`` normalised over j, ``f_j = sum_i q_ij``
+  (``DEC.target_distribution``), recomputed on the whole data every
+  ``update_interval`` steps (140 for MNIST) and held fixed in between;
+- loss: Keras' ``kld``, ``sum_j p log(p / q)`` with both clipped to [1e-7, 1],
+  averaged over the batch; IDEC adds the reconstruction MSE with the KL weighted by
+  ``gamma`` 0.1 (``loss_weights=[gamma, 1]``);
+- centres start at scikit-learn KMeans (``n_init=20``) on the pretrained codes;
+- stop at a target update when the fraction of assignments that changed since the
+  previous update is below ``tol`` (0.001), or after ``max_iter`` steps (2e4);
+- batches of 256 taken in data order, no shuffling, the last one shorter
+  (``index_array[index * batch_size: ...]``); DEC's optimiser SGD lr 0.01
+  momentum 0.9, IDEC's for MNIST Adam (Keras' defaults, lr 0.001).
+
+One difference: when N is a multiple of the batch size both anchors run one step on
+an empty batch per pass (their index wraps one step late); here a pass is exactly
+``ceil(N / batch_size)`` batches.
+
+The whole refinement runs as one jitted program per chunk of steps, with the state
+donated and the first step and count traced (so chunks and resumes never compile
+again), as :func:`jaxae.train.run_epochs` does. Every leaf of the state carries a
+leading model axis M (one model per seed); the per-model work is vmapped on GPU and
+TPU and runs one model after another (``lax.map``) on CPU, where each then equals its
+model refined alone, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxae._validate import check_choice, check_int, check_real
+from jaxae.config import ModelConfig
+from jaxae.model import build_model
+
+METHODS = ("dec", "idec")
+OPTIMIZERS = ("sgd", "adam")
+# Keras' K.epsilon(): its kld clips p and q to [1e-7, 1].
+KLD_EPSILON = 1e-7
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefineConfig:
+    """Settings of a DEC or IDEC refinement; the defaults are DEC-keras' for MNIST.
+
+    Attributes:
+      method: ``"dec"`` (KL only) or ``"idec"`` (reconstruction MSE + gamma * KL).
+      clusters: K.
+      alpha: degrees of freedom of the Student-t kernel.
+      gamma: IDEC's weight of the KL term (unused by DEC).
+      update_interval: steps between target updates (T).
+      tol: stop when fewer than this fraction of assignments changed between updates.
+      max_iter: most optimiser steps.
+      batch_size: rows per step, taken in data order.
+      optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"`` (with ``eps``).
+      lr: learning rate.
+      momentum: SGD momentum (0 for plain SGD).
+      eps: Adam epsilon.
+      kmeans_n_init: KMeans restarts for the starting centres.
+    """
+
+    method: str = "dec"
+    clusters: int = 10
+    alpha: float = 1.0
+    gamma: float = 0.1
+    update_interval: int = 140
+    tol: float = 1e-3
+    max_iter: int = 20_000
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    eps: float = 1e-7
+    kmeans_n_init: int = 20
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        check_int("clusters", self.clusters, minimum=1)
+        check_real("alpha", self.alpha, positive=True)
+        check_real("gamma", self.gamma, minimum=0)
+        check_int("update_interval", self.update_interval, minimum=1)
+        check_real("tol", self.tol, minimum=0, maximum=1)
+        check_int("max_iter", self.max_iter, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_real("lr", self.lr, positive=True)
+        check_real("momentum", self.momentum, minimum=0, maximum=1)
+        check_real("eps", self.eps, positive=True)
+        check_int("kmeans_n_init", self.kmeans_n_init, minimum=1, maximum=1000)
+
+    @classmethod
+    def for_method(cls, method: str, **overrides) -> RefineConfig:
+        """The anchor's settings for ``method``; IDEC's MNIST optimiser is Adam lr 0.001."""
+        defaults = {"idec": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0}}
+        return cls(method=method, **{**defaults.get(method, {}), **overrides})
+
+    @classmethod
+    def tiny(cls, method: str = "dec") -> RefineConfig:
+        return cls.for_method(
+            method, clusters=4, update_interval=4, max_iter=24, batch_size=32, kmeans_n_init=2
+        )
+
+
+class RefineState(NamedTuple):
+    """Everything a refinement step reads and writes; each leaf has a leading model axis M.
+
+    Attributes:
+      params: ``{"autoencoder": Flax params, "centers": (K, C) float32}``.
+      opt_state: the optimiser's state for ``params``.
+      target: ``(N, K)`` float32 target P of the last update.
+      labels: ``(N,)`` int32 argmax of Q at the last update (KMeans' before the first).
+      delta: ``()`` float32 fraction of labels changed at the last update.
+      step: ``()`` int32 optimiser steps taken.
+      converged: ``()`` bool, set at the update that found ``delta < tol``; no step after.
+      loss: ``()`` float32 loss of the last step.
+    """
+
+    params: Any
+    opt_state: Any
+    target: jax.Array
+    labels: jax.Array
+    delta: jax.Array
+    step: jax.Array
+    converged: jax.Array
+    loss: jax.Array
+
+
+def soft_assignment(codes: jax.Array, centers: jax.Array, alpha: float = 1.0) -> jax.Array:
+    """Student-t soft assignment Q of ``(N, C)`` codes to ``(K, C)`` centres: ``(N, K)``.
+
+    Rows sum to 1. Distances are taken as differences, as DEC-keras does.
+    """
+    d2 = jnp.sum(jnp.square(codes[:, None, :] - centers[None, :, :]), axis=2)
+    q = (1.0 + d2 / alpha) ** (-(alpha + 1.0) / 2.0)
+    return q / jnp.sum(q, axis=1, keepdims=True)
+
+
+def target_distribution(q: jax.Array) -> jax.Array:
+    """DEC's sharpened target P of ``(N, K)`` soft assignments: ``q^2 / f`` row-normalised."""
+    weight = jnp.square(q) / jnp.sum(q, axis=0, keepdims=True)
+    return weight / jnp.sum(weight, axis=1, keepdims=True)
+
+
+def kl_divergence(p: jax.Array, q: jax.Array) -> jax.Array:
+    """Keras' ``kld`` per row: ``sum_j p log(p / q)``, both clipped to [1e-7, 1]: ``(N,)``."""
+    p = jnp.clip(p, KLD_EPSILON, 1.0)
+    q = jnp.clip(q, KLD_EPSILON, 1.0)
+    return jnp.sum(p * jnp.log(p / q), axis=1)
+
+
+def build_optimizer(config: RefineConfig) -> optax.GradientTransformation:
+    if config.optimizer == "adam":
+        return optax.adam(config.lr, eps=config.eps)
+    # optax's trace (t = g + m t, update -lr t) is Keras' momentum (v = m v - lr g) for a fixed lr.
+    return optax.sgd(config.lr, momentum=config.momentum or None)
+
+
+def encode(params: Any, x: jax.Array, model_config: ModelConfig) -> jax.Array:
+    """``(N, D)`` scaled inputs -> ``(N, C)`` float32 codes of one model."""
+    model = build_model(model_config)
+    return model.apply(params, x, method=model.encode).astype(jnp.float32)
+
+
+def refine_loss(
+    params: Any,
+    batch: jax.Array,
+    target: jax.Array,
+    mask: jax.Array,
+    *,
+    model_config: ModelConfig,
+    config: RefineConfig,
+) -> jax.Array:
+    """The loss of one ``(B, D)`` batch against its ``(B, K)`` target rows.
+
+    ``mask`` ``(B,)`` float32 marks the real rows (the last batch of a pass is
+    shorter); the mean runs over those only, as Keras' mean over the short batch.
+    """
+    model = build_model(model_config)
+    codes = model.apply(params["autoencoder"], batch, method=model.encode).astype(jnp.float32)
+    q = soft_assignment(codes, params["centers"], config.alpha)
+    rows = jnp.sum(mask)
+    kl = jnp.sum(mask * kl_divergence(target, q)) / rows
+    if config.method == "dec":
+        return kl
+    recon = model.apply(params["autoencoder"], codes, method=model.decode).astype(jnp.float32)
+    mse = jnp.sum(mask * jnp.mean(jnp.square(recon - batch), axis=1)) / rows
+    return mse + config.gamma * kl
+
+
+def batch_rows(step: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Row indices ``(B,)`` and mask ``(B,)`` float32 of the batch of ``step``, in data order.
+
+    A pass is ``ceil(n / batch_size)`` batches; the last one's missing rows point at
+    row n - 1 with mask 0.
+    """
+    batches = -(-n // batch_size)
+    rows = (step % batches) * batch_size + jnp.arange(batch_size)
+    return jnp.minimum(rows, n - 1), (rows < n).astype(jnp.float32)
+
+
+def refine_step(
+    state: RefineState, x: jax.Array, *, model_config: ModelConfig, config: RefineConfig
+) -> RefineState:
+    """One optimiser step of one model (no model axis) on the batch of ``state.step``.
+
+    Pure: loss, gradient and optax update. A converged state is returned unchanged.
+    """
+    optimizer = build_optimizer(config)
+
+    def step(state):
+        rows, mask = batch_rows(state.step, x.shape[0], config.batch_size)
+        batch = x.at[rows].get(mode="promise_in_bounds")
+        target = state.target.at[rows].get(mode="promise_in_bounds")
+        loss, grads = jax.value_and_grad(refine_loss)(
+            state.params, batch, target, mask, model_config=model_config, config=config
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return state._replace(
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            step=state.step + 1,
+            loss=loss,
+        )
+
+    return jax.lax.cond(state.converged, lambda s: s, step, state)
+
+
+def update_target(
+    state: RefineState, x: jax.Array, *, model_config: ModelConfig, config: RefineConfig
+) -> RefineState:
+    """Recompute P and the assignments of one model on all of ``x``; set ``converged``.
+
+    As DEC-keras, the first update (step 0) never stops the refinement.
+    """
+
+    def update(state):
+        codes = encode(state.params["autoencoder"], x, model_config)
+        q = soft_assignment(codes, state.params["centers"], config.alpha)
+        labels = jnp.argmax(q, axis=1).astype(jnp.int32)
+        delta = jnp.mean((labels != state.labels).astype(jnp.float32))
+        return state._replace(
+            target=target_distribution(q),
+            labels=labels,
+            delta=delta,
+            converged=(state.step > 0) & (delta < config.tol),
+        )
+
+    return jax.lax.cond(state.converged, lambda s: s, update, state)
+
+
+def _per_model(fn, vectorize: bool):
+    """``fn(state, x)`` of one model over the leading model axis of ``state``."""
+    if vectorize:
+        return jax.vmap(fn, in_axes=(0, None))
+    return lambda state, x: jax.lax.map(lambda one: fn(one, x), state)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("model_config", "config", "vectorize"), donate_argnums=0
+)
+def refine_steps(
+    state: RefineState,
+    x: jax.Array,
+    first_step: jax.Array,
+    count: jax.Array,
+    *,
+    model_config: ModelConfig,
+    config: RefineConfig,
+    vectorize: bool = False,
+) -> tuple[RefineState, jax.Array]:
+    """Run steps ``first_step .. first_step + count - 1`` of every model in one program.
+
+    Before step s with ``s % update_interval == 0`` every model's target is
+    recomputed (one ``lax.cond`` on the shared step, not per model). The loop ends
+    early once every model has converged.
+
+    Args:
+      state: a :class:`RefineState` with leading model axis M (donated).
+      x: ``(N, D)`` scaled float32 inputs on the device, shared by all models.
+      first_step, count: traced ints, so chunks and resumes reuse the program.
+      model_config, config: static.
+      vectorize: ``vmap`` the models (GPU, TPU) or ``lax.map`` them (CPU).
+
+    Returns:
+      The new state and the number of steps run (``count`` unless all converged).
+    """
+    statics = dict(model_config=model_config, config=config)
+    update = _per_model(functools.partial(update_target, **statics), vectorize)
+    step = _per_model(functools.partial(refine_step, **statics), vectorize)
+
+    def body(carry):
+        i, state = carry
+        due = (first_step + i) % config.update_interval == 0
+        state = jax.lax.cond(due, update, lambda s, x: s, state, x)
+        return i + 1, step(state, x)
+
+    def more(carry):
+        i, state = carry
+        return (i < count) & ~jnp.all(state.converged)
+
+    steps, state = jax.lax.while_loop(more, body, (jnp.int32(0), state))
+    return state, steps
+
+
+@functools.partial(jax.jit, static_argnames=("model_config",))
+def encode_models(params: Any, x: jax.Array, *, model_config: ModelConfig) -> jax.Array:
+    """``(M, N, C)`` codes of M models (leading axis of ``params``), one model at a time."""
+    return jax.lax.map(lambda p: encode(p, x, model_config), params)

@@ -1,0 +1,160 @@
+"""KMeans on codes (scikit-learn's, or the on-device one), and nearest-centre prediction."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from jaxae._validate import check_choice, check_int, check_real, check_rows
+from jaxae.config import ClusterConfig, check_seed
+from jaxae.errors import JaxaeError
+
+BACKENDS = ("sklearn", "jax")
+
+
+class KMeansFit(NamedTuple):
+    """A fitted KMeans.
+
+    Attributes:
+      labels: ``(N,)`` int32 index of each row's nearest centre.
+      centers: ``(K, F)`` float64 centres.
+      inertia: sum of squared distances of rows to their centre.
+    """
+
+    labels: np.ndarray
+    centers: np.ndarray
+    inertia: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """``(N, F)`` new features -> ``(N,)`` int32 index of the nearest centre."""
+        return predict_nearest(self.centers, features)
+
+
+def check_clusters(clusters: int, n: int) -> None:
+    """A ``JaxaeError`` unless 1 <= ``clusters`` <= ``n`` samples."""
+    check_int("clusters", clusters, minimum=1)
+    if clusters > n:
+        raise JaxaeError(
+            f"{clusters} clusters is more than the {n} samples: pass clusters={n} or less"
+        )
+
+
+def fit_kmeans(
+    features: np.ndarray,
+    *,
+    clusters: int = 10,
+    n_init: int = 3,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    backend: str = "sklearn",
+) -> KMeansFit:
+    """k-means++ KMeans of ``(N, F)`` features, keeping the centres for ``predict``.
+
+    Args:
+      features: ``(N, F)`` finite numbers.
+      clusters, n_init, max_iter, tol, seed: scikit-learn's ``n_clusters``,
+        ``n_init``, ``max_iter``, ``tol`` and ``random_state``.
+      backend: ``"sklearn"`` (float64 on the host) or ``"jax"`` (the jitted
+        on-device k-means of :mod:`jaxae.cluster.jax_kmeans`, for many codes on a GPU).
+
+    Returns:
+      A :class:`KMeansFit`; its labels are each row's nearest centre.
+    """
+    check_choice("backend", backend, BACKENDS)
+    features = check_rows("features", features)
+    check_clusters(clusters, features.shape[0])
+    check_int("n_init", n_init, minimum=1)
+    check_int("max_iter", max_iter, minimum=1)
+    check_real("tol", tol, minimum=0)
+    check_seed(seed)
+    if backend == "jax":
+        from jaxae.cluster.jax_kmeans import kmeans_jax
+
+        result = kmeans_jax(
+            features,
+            clusters=clusters,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+        )
+        return KMeansFit(result.labels, result.centers.astype(np.float64), result.inertia)
+    model = KMeans(
+        n_clusters=clusters,
+        init="k-means++",
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=seed,
+    ).fit(np.asarray(features, np.float64))
+    return KMeansFit(model.labels_.astype(np.int32), model.cluster_centers_, float(model.inertia_))
+
+
+def kmeans(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> np.ndarray:
+    """Cluster (N, F) features with k-means++ KMeans: (N,) int labels.
+
+    ``backend`` "sklearn" uses scikit-learn's KMeans; "jax" the jitted
+    on-device k-means of ``jaxae.cluster.jax_kmeans`` (for many codes, on a GPU).
+    """
+    return fit_kmeans(
+        features,
+        clusters=config.clusters,
+        n_init=config.n_init,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        seed=config.seed,
+        backend=backend,
+    ).labels
+
+
+def kmeans_fit(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``kmeans`` that also returns the centres: (N,) labels and (K, F) float64 centres.
+
+    Kept for ``jaxae.methods``; :func:`fit_kmeans` returns a :class:`KMeansFit`
+    with float64 centres, whose ``predict`` reproduces the labels exactly.
+    """
+    fit = fit_kmeans(
+        features,
+        clusters=config.clusters,
+        n_init=config.n_init,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        seed=config.seed,
+        backend=backend,
+    )
+    return fit.labels, fit.centers
+
+
+def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """``predict_nearest`` with the arguments in ``jaxae.methods``' order."""
+    return predict_nearest(centers, features)
+
+
+def predict_nearest(centers: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """``(N,)`` int32 index of the nearest of ``(K, F)`` centres for ``(N, F)`` features.
+
+    Squared distances in float64, computed as differences (not the expanded
+    ``|x|^2 - 2 x.c + |c|^2``), so points near a boundary go where scikit-learn's
+    labels put them.
+    """
+    centers = np.asarray(centers, np.float64)
+    features = np.asarray(check_rows("features", features), np.float64)
+    if features.shape[1] != centers.shape[1]:
+        raise JaxaeError(
+            f"features have {features.shape[1]} columns but the centres {centers.shape[1]}: "
+            "pass codes from the model the clusters were fitted on"
+        )
+    labels = np.empty(features.shape[0], np.int32)
+    step = max(1, 2**22 // max(1, centers.size))  # rows per block: ~32 MB of differences
+    for start in range(0, features.shape[0], step):
+        block = features[start : start + step]
+        d2 = ((block[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        labels[start : start + step] = d2.argmin(axis=1)
+    return labels

@@ -1,0 +1,265 @@
+"""The host side of DEC and IDEC: starting centres, the chunk loop, the result.
+
+:func:`refine` mirrors :func:`jaxae.train.fit`: one compiled program per chunk of
+steps (:func:`jaxae.cluster.dec.refine_steps`), a tqdm bar advanced per chunk,
+``on_chunk`` for checkpoints, ``should_stop`` for signals, and ``initial`` /
+``start_step`` to resume from a host copy of the state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxae._validate import check_int, check_rows
+from jaxae.cluster.dec import (
+    RefineConfig,
+    RefineState,
+    build_optimizer,
+    encode_models,
+    refine_steps,
+)
+from jaxae.cluster.kmeans import check_clusters, fit_kmeans, predict_nearest
+from jaxae.config import ModelConfig, check_seed
+from jaxae.errors import JaxaeError
+
+
+class RefinementStopped(JaxaeError):
+    """The refinement stopped early (divergence or an interrupt) after ``step`` steps."""
+
+    def __init__(self, message: str, *, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class RefineResult(NamedTuple):
+    """What :func:`refine` returns; every array has a leading model axis M.
+
+    Attributes:
+      params: the refined autoencoder parameters (Flax tree, leaves ``(M, ...)``).
+      centers: ``(M, K, C)`` float32 refined centres.
+      labels: ``(M, N)`` int32 final assignments: each code's nearest centre, which
+        is the argmax of Q (the Student-t kernel falls with the distance).
+      start_labels: ``(M, N)`` int32 assignments of the starting state (the KMeans
+        on the pretrained codes, unless resumed).
+      steps: ``(M,)`` int optimiser steps each model took in all.
+      converged: ``(M,)`` bool, True where the change of assignments fell below tol.
+      delta: ``(M,)`` float fraction of assignments changed at the last target update.
+      state: the final :class:`RefineState` on the host (for a checkpoint).
+      compile_seconds, refine_seconds: compiling the chunk program; the steps of this call.
+    """
+
+    params: Any
+    centers: np.ndarray
+    labels: np.ndarray
+    start_labels: np.ndarray
+    steps: np.ndarray
+    converged: np.ndarray
+    delta: np.ndarray
+    state: RefineState
+    compile_seconds: float
+    refine_seconds: float
+
+
+def init_refinement(
+    params: Any,
+    x: jax.Array | np.ndarray,
+    *,
+    model_config: ModelConfig,
+    config: RefineConfig,
+    seeds: Sequence[int],
+) -> RefineState:
+    """The starting state: each model's centres from KMeans on its pretrained codes.
+
+    Args:
+      params: pretrained autoencoder parameters with a leading model axis M.
+      x: ``(N, D)`` scaled float32 inputs (the autoencoder's training input).
+      model_config, config: the model and the refinement settings.
+      seeds: M seeds, one per model, for its KMeans (``n_init=config.kmeans_n_init``).
+
+    Returns:
+      A :class:`RefineState` on the device, leading axis M, at step 0.
+    """
+    codes = np.asarray(jax.device_get(encode_models(params, x, model_config=model_config)))
+    fits = [
+        fit_kmeans(c, clusters=config.clusters, n_init=config.kmeans_n_init, seed=int(seed))
+        for c, seed in zip(codes, seeds, strict=True)
+    ]
+    trainable = {
+        "autoencoder": jax.tree.map(jnp.array, params),  # a copy: the state is donated
+        "centers": jnp.asarray(np.stack([f.centers for f in fits]), jnp.float32),
+    }
+    m, n = codes.shape[:2]
+    return RefineState(
+        params=trainable,
+        opt_state=jax.vmap(build_optimizer(config).init)(trainable),
+        target=jnp.zeros((m, n, config.clusters), jnp.float32),
+        labels=jnp.asarray(np.stack([f.labels for f in fits]), jnp.int32),
+        delta=jnp.ones((m,), jnp.float32),
+        step=jnp.zeros((m,), jnp.int32),
+        converged=jnp.zeros((m,), bool),
+        loss=jnp.zeros((m,), jnp.float32),
+    )
+
+
+def default_chunk(config: RefineConfig) -> int:
+    """Steps per host call: about 20 progress updates, whole update intervals."""
+    intervals = -(-config.max_iter // (20 * config.update_interval))
+    return min(config.max_iter, intervals * config.update_interval)
+
+
+def refine(
+    x: jax.Array | np.ndarray,
+    params: Any,
+    *,
+    model_config: ModelConfig,
+    config: RefineConfig,
+    seeds: Sequence[int],
+    steps_per_chunk: int | None = None,
+    initial: RefineState | None = None,
+    start_step: int = 0,
+    progress: bool = True,
+    on_chunk: Callable[[int, RefineState], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    vectorize_models: bool | None = None,
+) -> RefineResult:
+    """DEC or IDEC refinement of M pretrained autoencoders at once.
+
+    Args:
+      x: ``(N, D)`` scaled float32 inputs, on the device or not.
+      params: the pretrained autoencoders, leaves with a leading model axis M.
+      model_config: their shape.
+      config: the refinement (``config.method`` is ``"dec"`` or ``"idec"``).
+      seeds: M seeds for the starting KMeans, one per model.
+      steps_per_chunk: steps per compiled call (default: about 20 calls).
+      initial, start_step: resume from a host state after ``start_step`` steps
+        (the ``state`` given to ``on_chunk``).
+      progress: a tqdm bar (after 2 s) advanced once per chunk.
+      on_chunk: called after each chunk with (steps done, host state).
+      should_stop: polled after each chunk; True stops with :class:`RefinementStopped`.
+      vectorize_models: ``vmap`` the models (default on GPU and TPU) or run them one
+        after another (default on CPU, where each equals its model refined alone).
+
+    Returns:
+      A :class:`RefineResult`.
+
+    Raises:
+      RefinementStopped: a loss became non-finite, or ``should_stop`` returned True.
+      JaxaeError: inputs that do not fit together.
+
+    Example::
+
+        config = RefineConfig.for_method("idec")
+        result = refine(x, train_result.state.params, model_config=model_config,
+                        config=config, seeds=[0, 1, 2])
+    """
+    x = check_rows("x", x, floats_only=True, allow_images=False, check_finite=False)
+    n, dim = x.shape
+    if dim != model_config.input_dim:
+        raise JaxaeError(
+            f"x has {dim} columns but the model expects {model_config.input_dim}: "
+            "pass the inputs the autoencoder was trained on"
+        )
+    check_clusters(config.clusters, n)
+    if config.batch_size > n:
+        raise JaxaeError(
+            f"batch_size={config.batch_size} is larger than the {n} rows: "
+            f"pass batch_size={n} or less"
+        )
+    seeds = [check_seed(s) for s in seeds]
+    models = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(params)}
+    if models != {len(seeds)}:
+        raise JaxaeError(
+            f"params must have a leading model axis of {len(seeds)} (one per seed), "
+            f"got {sorted(models, key=str)}: pass one seed per model"
+        )
+    start_step = check_int("start_step", start_step, minimum=0, maximum=config.max_iter)
+    if steps_per_chunk is not None:
+        steps_per_chunk = check_int("steps_per_chunk", steps_per_chunk, minimum=1)
+    chunk = min(steps_per_chunk or default_chunk(config), config.max_iter)
+    if vectorize_models is None:
+        vectorize_models = jax.devices()[0].platform != "cpu"
+
+    x = jnp.asarray(x, jnp.float32)
+    if initial is None:
+        initial = init_refinement(params, x, model_config=model_config, config=config, seeds=seeds)
+    start_labels = np.asarray(jax.device_get(initial.labels))
+    state = jax.tree.map(jnp.array, initial)  # a copy on the device, donated below
+    statics = dict(model_config=model_config, config=config, vectorize=bool(vectorize_models))
+
+    start = time.perf_counter()
+    compiled = refine_steps.lower(state, x, 0, 0, **statics).compile()
+    compile_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    done = start_step
+    with tqdm(
+        total=config.max_iter,
+        initial=start_step,
+        unit="step",
+        delay=2,
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        while done < config.max_iter and not bool(np.all(jax.device_get(state.converged))):
+            count = min(chunk, config.max_iter - done)
+            state, ran = compiled(state, x, done, count)
+            ran = int(ran)
+            host = jax.device_get(state)
+            if not np.isfinite(host.loss).all():
+                bad = int(np.argmin(np.isfinite(host.loss)))
+                raise RefinementStopped(
+                    f"refinement diverged: model {bad}'s loss is {host.loss[bad]} by step "
+                    f"{done + ran}; pass a smaller lr",
+                    step=done,
+                )
+            done += ran
+            bar.set_postfix(
+                loss=f"{np.mean(host.loss):.4f}",
+                changed=f"{np.max(host.delta):.4f}",
+                refresh=False,
+            )
+            bar.update(ran)
+            if on_chunk is not None:
+                on_chunk(done, host)
+            if (
+                should_stop is not None
+                and done < config.max_iter
+                and not host.converged.all()
+                and should_stop()
+            ):
+                raise RefinementStopped(f"refinement stopped after step {done}", step=done)
+    host = jax.device_get(state)
+    refine_seconds = time.perf_counter() - start
+
+    ae = host.params["autoencoder"]
+    codes = np.asarray(jax.device_get(encode_models(ae, x, model_config=model_config)))
+    centers = np.asarray(host.params["centers"])
+    labels = np.stack([predict_nearest(c, z) for c, z in zip(centers, codes, strict=True)])
+    return RefineResult(
+        params=ae,
+        centers=centers,
+        labels=labels,
+        start_labels=start_labels,
+        steps=np.asarray(host.step),
+        converged=np.asarray(host.converged),
+        delta=np.asarray(host.delta),
+        state=host,
+        compile_seconds=compile_seconds,
+        refine_seconds=refine_seconds,
+    )
+
+
+def predict_dec(centers: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """DEC/IDEC clusters of ``(N, C)`` codes (from the refined encoder) given ``(K, C)`` centres.
+
+    The argmax of the Student-t soft assignment, i.e. the nearest centre, for any
+    alpha; computed in float64 as :attr:`RefineResult.labels` is.
+    """
+    return predict_nearest(centers, codes)
