@@ -412,6 +412,9 @@ def fit_models(
     start = time.perf_counter()
     compiled = run_epochs.lower(state, x, shuffle_keys, 0, 0, **statics).compile()
     compile_seconds = time.perf_counter() - start
+    # The scaling and the copies above run asynchronously: finish them before the clock
+    # starts, or train_seconds counts them as training.
+    jax.block_until_ready((state, x, shuffle_keys))
 
     full_history = np.full((len(models), epochs), np.nan, np.float32)
     if history is not None:
