@@ -10,43 +10,54 @@ Example::
     codes = ae.encode(data.images)           # or: ae = jaxae.load(run_dir)
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from jaxae.checkpoint import load, load_checkpoint, save_checkpoint
-from jaxae.cluster import cluster_accuracy, kmeans, scores
-from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
-from jaxae.data import Dataset, load_dataset
-from jaxae.encoder import Encoder, encode_fn
-from jaxae.errors import JaxaeError
-from jaxae.model import AutoEncoder
-from jaxae.preprocess import standardize
-from jaxae.sklearn_api import AutoEncoderTransformer
-from jaxae.train import TrainResult, TrainState, fit
 
 try:
     __version__ = version("jaxae")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = [
-    "AutoEncoder",
-    "AutoEncoderTransformer",
-    "ClusterConfig",
-    "Dataset",
-    "Encoder",
-    "JaxaeError",
-    "ModelConfig",
-    "TrainConfig",
-    "TrainResult",
-    "TrainState",
-    "cluster_accuracy",
-    "encode_fn",
-    "fit",
-    "kmeans",
-    "load",
-    "load_checkpoint",
-    "load_dataset",
-    "save_checkpoint",
-    "scores",
-    "standardize",
-]
+# Public name -> its home. Imported on first use, so that `import jaxae.cli` (the
+# console script) starts in a few milliseconds and can take over Ctrl-C before JAX
+# loads, and so that importing one module does not import them all.
+_HOMES = {
+    "AutoEncoder": "jaxae.model",
+    "AutoEncoderTransformer": "jaxae.sklearn_api",
+    "ClusterConfig": "jaxae.config",
+    "DataConfig": "jaxae.config",
+    "Dataset": "jaxae.data",
+    "Encoder": "jaxae.encoder",
+    "ExperimentConfig": "jaxae.config",
+    "JaxaeError": "jaxae.errors",
+    "ModelConfig": "jaxae.config",
+    "TrainConfig": "jaxae.config",
+    "TrainResult": "jaxae.train",
+    "TrainState": "jaxae.train",
+    "TrainingStopped": "jaxae.train",
+    "cluster_accuracy": "jaxae.cluster",
+    "encode_file": "jaxae.stream",
+    "encode_fn": "jaxae.encoder",
+    "fit": "jaxae.train",
+    "kmeans": "jaxae.cluster",
+    "load": "jaxae.checkpoint",
+    "load_checkpoint": "jaxae.checkpoint",
+    "load_dataset": "jaxae.data",
+    "run_experiment": "jaxae.experiment",
+    "save_checkpoint": "jaxae.checkpoint",
+    "scores": "jaxae.cluster",
+    "standardize": "jaxae.preprocess",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

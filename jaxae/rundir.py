@@ -16,7 +16,6 @@ import dataclasses
 import fcntl
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -123,7 +122,7 @@ class RunFolder:
         self._made = False
 
     def claim(self, *, reserve: int = 0) -> Path:
-        if self._lock is not None:
+        if self._lock is not None or jax.process_index() != 0:  # process 0 alone writes
             return self.path
         try:
             self._made = not self.path.exists()
@@ -140,6 +139,15 @@ class RunFolder:
                 f"out={self.path} is in use by another jaxae run: wait for it, or pass "
                 "another folder"
             ) from None
+        try:
+            self._prepare(reserve)
+        except BaseException:
+            self.release()
+            raise
+        return self.path
+
+    def _prepare(self, reserve: int) -> None:
+        """Clean a killed run's temporary files, mark the folder, check the room."""
         for p in self.path.iterdir():  # what a killed run left
             if _is_temporary(p.name):
                 with contextlib.suppress(FileNotFoundError):
@@ -154,7 +162,6 @@ class RunFolder:
                 f"out={self.path} has {free / 1e6:.1f} MB free, a checkpoint needs "
                 f"{reserve / 1e6:.1f} MB: free disk space or pass another folder"
             )
-        return self.path
 
     def ready(self) -> Path:
         """The claimed folder, for writing; a run replaced with ``force`` is cleared first,
@@ -176,6 +183,8 @@ class RunFolder:
     def release(self) -> None:
         """After a failure with nothing saved: remove a folder this run made, if empty."""
         self.close()
+        if not self.path.is_dir():
+            return
         if self._made and not any(p.name not in (LOCK, MARKER) for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -277,33 +286,6 @@ class Checkpointer:
             )
         except OSError as e:
             raise _write_error(self.folder.path, e) from None
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """While active, SIGINT and SIGTERM set a flag instead of killing the process.
-
-    Yields a callable that says whether a signal came; a second signal
-    interrupts at once (``KeyboardInterrupt``) at the next host step, within
-    one device call of a couple of seconds.
-    """
-    received = []
-
-    def handler(signum, frame):
-        if received:
-            raise KeyboardInterrupt
-        received.append(signum)
-
-    try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
-        yield lambda: False
-        return
-    try:
-        yield lambda: bool(received)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, dict]:

@@ -43,6 +43,8 @@ from jaxae.model import AutoEncoder, build_model
 from jaxae.parallel import batch_sharding, first_device, make_mesh, replicate, to_host
 from jaxae.preprocess import scale
 
+# Seconds one device call may take: how soon a signal is obeyed.
+CALL_SECONDS = 2.0
 # Loss-history values one run may hold (models x epochs): 512 MB of float32.
 MAX_HISTORY = 2**27
 
@@ -290,13 +292,16 @@ def fit(images: np.ndarray | jax.Array, **kwargs) -> TrainResult:
         and shuffled by its own seed exactly as if trained alone.
       devices: data-parallel over this many local devices (or "all"); the batch
         size must divide evenly. Under ``jax.distributed``, the global devices.
-      epochs_per_chunk: epochs per compiled call (default: about 20 calls).
+      epochs_per_chunk: epochs between checkpoint chances (``on_chunk``; default:
+        about 20 per run). The host calls the compiled program for about
+        ``CALL_SECONDS`` of epochs at a time within them, so ``should_stop`` is
+        polled every couple of seconds however long a chunk is.
       initial, start_epoch, history: resume from a saved state after
         ``start_epoch`` epochs with that loss history.
       progress: show a tqdm bar (after 2 s) advanced once per chunk.
-      on_chunk: called after each chunk with (epochs done, host state,
+      on_chunk: called after each chunk (and before a stop) with (epochs done, host state,
         loss history so far), e.g. to save a checkpoint.
-      should_stop: polled after each chunk; True stops with ``TrainingStopped``.
+      should_stop: polled after each call; True stops with ``TrainingStopped``.
       vectorize_models: several models are ``vmap``-ed into one batched program
         (True) or run one after another inside it (False: on CPU each then
         equals its model trained alone, bit for bit). Default: True on GPU and
@@ -424,26 +429,36 @@ def fit_models(
     with tqdm(
         total=epochs, initial=start_epoch, unit="epoch", delay=2, disable=not progress, leave=False
     ) as bar:
-        for first in range(start_epoch, epochs, chunk):
-            count = min(chunk, epochs - first)
-            state, losses = compiled(state, x, shuffle_keys, first, count)
+        done, per_epoch = start_epoch, None
+        while done < epochs:
+            boundary = min((done // chunk + 1) * chunk, epochs)  # the next checkpoint chance
+            # Calls of about CALL_SECONDS, so signals are seen within seconds whatever the
+            # chunk; the count is traced, so no call compiles again.
+            count = 1 if per_epoch is None else int(CALL_SECONDS / max(per_epoch, 1e-9))
+            count = max(1, min(count, boundary - done))
+            if jax.process_count() > 1:  # every process must make the same calls
+                count = boundary - done
+            called = time.perf_counter()
+            state, losses = compiled(state, x, shuffle_keys, done, count)
             losses = to_host(losses)[:, :count]
-            full_history[:, first : first + count] = losses
-            done = first + count
+            per_epoch = (time.perf_counter() - called) / count
+            full_history[:, done : done + count] = losses
             finite = np.isfinite(losses)
             if not finite[:, -1].any():  # every model diverged: nothing left to train
                 bad = int(np.argmin(finite.all(axis=0)))
                 value = losses[0, bad] if len(models) == 1 else "non-finite for every model"
                 raise TrainingStopped(
-                    f"training diverged: the loss of epoch {first + bad + 1} is {value}; "
+                    f"training diverged: the loss of epoch {done + bad + 1} is {value}; "
                     f"lower the learning rate (lr=){hint}",
-                    epoch=first,
+                    epoch=done,
                 )
+            done += count
             bar.set_postfix(loss=f"{np.nanmean(losses[:, -1]):.4f}", refresh=False)
             bar.update(count)
-            if on_chunk is not None:
+            stop = should_stop is not None and done < epochs and should_stop()
+            if on_chunk is not None and (done == boundary or stop):
                 on_chunk(done, to_host(state), full_history[:, :done])
-            if should_stop is not None and done < epochs and should_stop():
+            if stop:
                 raise TrainingStopped(f"training stopped after epoch {done}", epoch=done)
     state = to_host(state)
     train_seconds = time.perf_counter() - start

@@ -65,6 +65,18 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["run"]:
+        return _main(argv, None)
+    from jaxae.signals import stop_on_signals
+
+    # Before anything imports JAX (building the parsers does): from here on Ctrl-C and
+    # SIGTERM set a flag that the run polls, at start-up too.
+    with stop_on_signals() as stopped:
+        return _main(argv, stopped)
+
+
+def _main(argv: list[str], stopped) -> int:
     parser = argparse.ArgumentParser(prog="jaxae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     subparsers = {}
@@ -81,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         flag = "--" + empty[0].replace("_", "-")
         subparsers[args.command].error(f"argument {flag}: expected one argument")
     args.parser = subparsers[args.command]
+    args.stopped = stopped
     try:
         return args.handler(args)
     except JaxaeError as e:

@@ -13,8 +13,10 @@ from jaxae.presets import DEFAULT_PRESET, PRESETS, describe
 
 METRIC_NAMES = ("acc", "nmi", "ari")
 # Flags that only change how a run is shown or compiled: --resume accepts them.
-RESUME_FLAGS = {"resume", "no_progress", "compilation_cache", "distributed", "coordinator",
-                "num_processes", "process_id", "parser", "handler", "command"}  # fmt: skip
+RESUME_FLAGS = {
+    "resume", "no_progress", "compilation_cache", "distributed", "coordinator",
+    "num_processes", "process_id", "parser", "handler", "command", "stopped",
+}  # fmt: skip
 # Flag -> (config section, field) for the fields a preset may set.
 PRESET_FIELDS = {
     "hidden": ("model", "hidden"),
@@ -204,6 +206,22 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from jaxae.signals import stop_on_signals
+
+    if getattr(args, "stopped", None) is not None:  # main() took over the signals already
+        return _handle(args, args.stopped)
+    with stop_on_signals() as stopped:
+        return _handle(args, stopped)
+
+
+def _interrupted(folder=None) -> int:
+    if folder is not None:
+        folder.release()
+    print("jaxae run: interrupted before training; nothing was saved", file=sys.stderr)
+    return 130
+
+
+def _handle(args: argparse.Namespace, stopped) -> int:
     from jaxae.experiment import fingerprint, load_data, plan_chunk, resolve
     from jaxae.rundir import REPORT, RunFolder, checkpoint_bytes, resume_point
 
@@ -219,6 +237,8 @@ def handle(args: argparse.Namespace) -> int:
     else:
         config = experiment_config(args)
     dataset = load_data(config.data)
+    if stopped():
+        return _interrupted()
     if resume is not None and fingerprint(dataset) != run.get("fingerprint"):
         raise JaxaeError(
             f"the data of {args.resume} ({config.data.source}) has changed since the run "
@@ -234,14 +254,16 @@ def handle(args: argparse.Namespace) -> int:
         folder = RunFolder(out, force=args.force, protect=protect)
     folder.claim(reserve=checkpoint_bytes(config))
     try:
-        return _train_and_save(args, config, dataset, folder, resume, chunk)
+        if stopped():
+            return _interrupted(folder if resume is None else None)
+        return _train_and_save(args, config, dataset, folder, resume, chunk, stopped)
     finally:
         folder.close()
 
 
-def _train_and_save(args, config, dataset, folder, resume, chunk) -> int:
+def _train_and_save(args, config, dataset, folder, resume, chunk, stopped) -> int:
     from jaxae.experiment import fingerprint, run_experiment
-    from jaxae.rundir import Checkpointer, save_run, stop_on_signals
+    from jaxae.rundir import Checkpointer, save_run
     from jaxae.train import TrainingStopped
 
     checkpointer = Checkpointer(
@@ -252,34 +274,33 @@ def _train_and_save(args, config, dataset, folder, resume, chunk) -> int:
         saved_epoch=None if resume is None else resume.epoch,
         train_seconds=0.0 if resume is None else resume.train_seconds,
     )
-    with stop_on_signals() as stopped:
-        try:
-            experiment = run_experiment(
-                config,
-                dataset=dataset,
-                resume=resume,
-                progress=not args.no_progress,
-                on_chunk=checkpointer,
-                should_stop=stopped,
+    try:
+        experiment = run_experiment(
+            config,
+            dataset=dataset,
+            resume=resume,
+            progress=not args.no_progress,
+            on_chunk=checkpointer,
+            should_stop=stopped,
+        )
+    except TrainingStopped as e:
+        saved = checkpointer.save_latest()
+        where = folder.path / "checkpoint.msgpack"
+        if saved is None:
+            folder.release()
+            raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
+        if stopped():
+            print(
+                f"jaxae run: {e}; saved epoch {saved} in {where}; "
+                f"resume with: jaxae run --resume {folder.path}",
+                file=sys.stderr,
             )
-        except TrainingStopped as e:
-            saved = checkpointer.save_latest()
-            where = folder.path / "checkpoint.msgpack"
-            if saved is None:
-                folder.release()
-                raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
-            if stopped():
-                print(
-                    f"jaxae run: {e}; saved epoch {saved} in {where}; "
-                    f"resume with: jaxae run --resume {folder.path}",
-                    file=sys.stderr,
-                )
-                return 130
-            raise JaxaeError(f"{e}; the last finite state (epoch {saved}) is in {where}") from None
-        except Exception:
-            if checkpointer.saved_epoch is None:
-                folder.release()
-            raise
+            return 130
+        raise JaxaeError(f"{e}; the last finite state (epoch {saved}) is in {where}") from None
+    except Exception:
+        if checkpointer.saved_epoch is None:
+            folder.release()
+        raise
     save_run(experiment, folder)
     if _is_main():
         print(summary(experiment.report.to_dict(), folder.path))
