@@ -152,6 +152,10 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     if model.input_dim != d:
         model = dataclasses.replace(model, input_dim=d)
     cluster.check_clusters(config.cluster.clusters, n)
+    if config.cluster.method == "umap-gmm":  # before training, not after it
+        from jaxae.cluster.manifold import import_umap
+
+        import_umap()
     if config.train.batch_size > n:
         raise JaxaeError(
             f"batch_size={config.train.batch_size} is larger than the {n} images: "

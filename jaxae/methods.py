@@ -134,8 +134,11 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
         p = jax.tree.map(lambda a, i=i: a[i], refined)
         codes = Encoder(p, model_config).encode(images)
         details = {"refine_steps": int(result.steps[j]), "converged": bool(result.converged[j])}
+        # Labels as predict gives them (nearest centre of the encoder's own codes), so
+        # that jaxae.load(run).predict on the training images reproduces them.
+        centers = np.asarray(result.centers[j], np.float64)
         out[i] = Clustering(
-            c.method, np.asarray(result.labels[j]), np.asarray(result.centers[j]),
+            c.method, cluster.predict_nearest(centers, codes), centers,
             alive_code_units=alive_units(codes), details=details,
         )  # fmt: skip
     return refined, out

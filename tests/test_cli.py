@@ -103,6 +103,19 @@ def bad(tmp_path, *args) -> str:
         (["--dataset", "{tmp}/bad.idx"], "not an IDX file"),
         (["--dataset", "{tmp}/nan.npz"], "non-finite"),
         (["--dataset", "{tmp}/counts.npz"], "labels"),
+        # The flags of the deep-clustering models and methods.
+        (["--hidden", "500,0"], "hidden must be at least 1"),
+        (["--code-dim", "0"], "code_dim must be at least 1"),
+        (["--init", "zeros"], "unknown kernel_init 'zeros'"),
+        (["--momentum", "2"], "momentum must be at most 1"),
+        (["--lr", "0"], "learning rate must be positive"),
+        (["--n-init", "0"], "n_init must be at least 1"),
+        (["--update-interval", "0"], "update_interval must be at least 1"),
+        (["--max-steps", "0"], "max_steps must be at least 1"),
+        (["--gamma", "-1"], "gamma must be at least 0"),
+        (["--dec-tol", "2"], "dec_tol must be at most 1"),
+        (["--seeds", "0"], "seeds must be at least 1"),
+        (["--checkpoint-every", "0"], "checkpoint_every must be at least 1"),
     ],
 )
 def test_run_bad_input(tmp_path, capsys, args, match):
@@ -164,3 +177,31 @@ def test_predict_on_the_training_images_gives_the_runs_clusters(run_dir, tmp_pat
     np.testing.assert_array_equal(np.load(out), np.load(run_dir / "clusters.npy"))
     assert main(["predict", str(run_dir), str(out), "--out", str(out)]) == 2
     assert "is the input file" in capsys.readouterr().err
+
+
+def test_umap_gmm_without_umap_learn_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
+    out = tmp_path / "run"
+    assert main(["run", "--method", "umap-gmm", *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'jaxae[umap]'" in err and not out.exists()
+
+
+@pytest.mark.parametrize("method", ["gmm", "umap-gmm", "dec", "idec"])
+def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, method):
+    out = tmp_path / method
+    args = ["run", "--method", method, "--n-init", "1", "--max-steps", "40", "--seeds", "2"]
+    assert main([*args, "--update-interval", "10", *TINY, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    key = method.replace("-", "_")
+    assert set(report["metrics"]) >= {f"autoencoder_{key}", "pixel_kmeans"}
+    if method in ("gmm", "umap-gmm"):
+        assert f"pixel_{key}" in report["metrics"]
+    assert len(report["metrics"][f"autoencoder_{key}"]["per_seed"]["acc"]) == 2
+    assert all(m["method"] == method for m in report["models"])
+    if method in ("dec", "idec"):  # the refined encoder and centres predict the run's clusters
+        pred = tmp_path / "pred.npy"
+        assert main(["predict", str(out), "digits", "--n", "300", "--out", str(pred)]) == 0
+        np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
