@@ -42,6 +42,11 @@ _encode = jax.jit(encode_fn, static_argnames="model_config")
 _reconstruct = jax.jit(reconstruct_fn, static_argnames="model_config")
 
 
+def compiled_programs() -> int:
+    """How many encode programs are compiled so far (one per size bucket and model)."""
+    return _encode._cache_size()
+
+
 def bucket(n: int) -> int:
     """The padded size for n rows: the smallest m * 2**k >= n with 8 <= m < 16."""
     if n <= 8:

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae.encoder import Encoder, _encode, bucket, encode_fn
+from jaxae.encoder import Encoder, bucket, compiled_programs, encode_fn
 from jaxae.errors import JaxaeError
 
 
@@ -35,14 +35,14 @@ def test_codes_independent_of_n_and_bucket(trained, encoder):
 def test_no_recompile_within_a_bucket(trained, encoder, caplog):
     images = trained[0].images
     encoder.encode(images[:129])  # bucket 144
-    before = _encode._cache_size()
+    before = compiled_programs()
     with jax.log_compiles(), caplog.at_level("DEBUG"):
         for n in range(129, 145):
             encoder.encode(images[:n])
-    assert _encode._cache_size() == before
+    assert compiled_programs() == before
     assert not [r for r in caplog.records if "Compiling" in r.getMessage()]  # nothing at all
     encoder.encode(images[:145])  # bucket 160: one more program
-    assert _encode._cache_size() == before + 1
+    assert compiled_programs() == before + 1
 
 
 def test_uint8_and_float_pixels_agree(trained, encoder):

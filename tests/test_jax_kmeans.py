@@ -120,13 +120,12 @@ def test_same_seed_same_result_and_accepts_device_arrays(blobs):
 
 def test_new_data_of_same_shape_does_not_recompile(blobs):
     x = blobs[0]
-    jitted = (jax_kmeans._fit, jax_kmeans._uniform_draws)
     kmeans_jax(x, seed=0)
-    sizes = [f._cache_size() for f in jitted]
+    sizes = jax_kmeans.compiled_programs()
     shuffled = np.random.default_rng(1).permutation(x)
     kmeans_jax(shuffled, seed=7, tol=1e-3)
     kmeans_jax(shuffled + 1.0, seed=8)
-    assert [f._cache_size() for f in jitted] == sizes
+    assert jax_kmeans.compiled_programs() == sizes
 
 
 def test_one_cluster_is_the_mean(blobs):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxae.config import ModelConfig
-from jaxae.encoder import Encoder, _encode
+from jaxae.encoder import Encoder, compiled_programs
 from jaxae.errors import JaxaeError
 from jaxae.model import build_model
 from jaxae.stream import encode_file, is_streamable, open_rows
@@ -89,12 +89,12 @@ def test_first_n_rows_and_progress_bar(encoder, tmp_path):
 def test_at_most_two_programs(encoder, tmp_path):
     # Sizes no other test uses: chunks of 777 (bucket 832) and a last one of 446 (bucket 448).
     path = write(tmp_path / "in.npy", "npy", images(2000))
-    before = _encode._cache_size()
+    before = compiled_programs()
     encode_file(encoder, path, tmp_path / "codes.npy", chunk_rows=777, progress=False)
-    assert _encode._cache_size() <= before + 2
-    after = _encode._cache_size()
+    assert compiled_programs() <= before + 2
+    after = compiled_programs()
     encode_file(encoder, path, tmp_path / "codes.npy", chunk_rows=777, progress=False)
-    assert _encode._cache_size() == after
+    assert compiled_programs() == after
 
 
 def test_memory_is_bounded_by_the_chunk_not_the_file(encoder64, tmp_path):

@@ -278,3 +278,8 @@ def _lloyd(xb, wb, tol, max_iter: int, centers):
     start = (jnp.int32(0), centers, labels, jnp.bool_(False), jnp.bool_(False), jnp.float32(0))
     n_iter, centers, labels, _, _, inertia = jax.lax.while_loop(lambda s: ~s[4], step, start)
     return labels, centers, inertia, n_iter
+
+
+def compiled_programs() -> int:
+    """How many k-means programs are compiled so far (one per data shape and options)."""
+    return _fit._cache_size() + _uniform_draws._cache_size()
