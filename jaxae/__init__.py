@@ -23,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # loads, and so that importing one module does not import them all.
 _HOMES = {
     "AutoEncoder": "jaxae.model",
+    "AutoEncoderClusterer": "jaxae.sklearn_api",
     "AutoEncoderTransformer": "jaxae.sklearn_api",
     "ClusterConfig": "jaxae.config",
     "DataConfig": "jaxae.config",
