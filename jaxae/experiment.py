@@ -152,6 +152,12 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     if model.input_dim != d:
         model = dataclasses.replace(model, input_dim=d)
     cluster.check_clusters(config.cluster.clusters, n)
+    if model.scaling == "standardize" and (d < 2 or not np.ptp(dataset.images, axis=1).any()):
+        raise JaxaeError(
+            f"every image of {dataset.name} is constant ({d} pixel(s) each): standardised "
+            "per image they are all zeros and there is nothing to learn; pass scaling=unit, "
+            "or images with more than one value"
+        )
     if config.cluster.method == "umap-gmm":  # before training, not after it
         from jaxae.cluster.manifold import import_umap
 

@@ -71,7 +71,9 @@ def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: 
     )
     if len(histories) > 1:
         ax.legend()
-    ax.set_yscale("log")
+    finite = histories[np.isfinite(histories)]
+    if finite.size and (finite > 0).all():  # a zero loss (constant images) has no log
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean squared error (scaled pixels)")
     ax.grid(alpha=0.3)

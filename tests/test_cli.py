@@ -116,12 +116,16 @@ def bad(tmp_path, *args) -> str:
         (["--dec-tol", "2"], "dec_tol must be at most 1"),
         (["--seeds", "0"], "seeds must be at least 1"),
         (["--checkpoint-every", "0"], "checkpoint_every must be at least 1"),
+        (["--dataset", "{tmp}/constant.npz"], "every image of .* is constant.*--scaling unit"),
+        (["--dataset", "{tmp}/one_pixel.npz"], "is constant \\(1 pixel"),
     ],
 )
 def test_run_bad_input(tmp_path, capsys, args, match):
     (tmp_path / "bad.idx").write_bytes(b"\x12\x34\x56\x78" + bytes(100))
     np.savez(tmp_path / "nan.npz", x=np.full((10, 4), np.nan))
     np.savez(tmp_path / "counts.npz", x=np.zeros((10, 4)), y=np.zeros(9, int))
+    np.savez(tmp_path / "constant.npz", x=np.full((40, 16), 3.0))
+    np.savez(tmp_path / "one_pixel.npz", x=np.arange(40.0)[:, None])
     out = tmp_path / "out"
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert main(["run", "--out", str(out), "--epochs", "1", "--no-progress", *args]) == 2
