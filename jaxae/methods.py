@@ -102,8 +102,8 @@ def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
             n_neighbors=c.umap_neighbors, min_dist=c.umap_min_dist,
         )  # fmt: skip
         return Clustering("umap-gmm", fit.labels, model=fit)
-    labels, centers = cluster.kmeans_fit(features, c, backend=c.kmeans_backend)
-    return Clustering("kmeans", labels, centers)
+    fit = cluster.kmeans_fit(features, c, backend=c.kmeans_backend)
+    return Clustering("kmeans", fit.labels, fit.centers)
 
 
 def _refine(params, images, alive, model_config, cluster_config, seeds, progress):

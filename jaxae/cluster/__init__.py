@@ -20,7 +20,6 @@ from jaxae.cluster.kmeans import (
     fit_kmeans,
     kmeans,
     kmeans_fit,
-    nearest_center,
     predict_nearest,
 )
 from jaxae.cluster.manifold import (
@@ -63,7 +62,6 @@ __all__ = [
     "kmeans",
     "kmeans_fit",
     "kmeans_jax",
-    "nearest_center",
     "predict_dec",
     "predict_nearest",
     "refine",

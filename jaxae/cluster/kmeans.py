@@ -93,14 +93,10 @@ def fit_kmeans(
     return KMeansFit(model.labels_.astype(np.int32), model.cluster_centers_, float(model.inertia_))
 
 
-def kmeans(
+def kmeans_fit(
     features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
-) -> np.ndarray:
-    """Cluster (N, F) features with k-means++ KMeans: (N,) int labels.
-
-    ``backend`` "sklearn" uses scikit-learn's KMeans; "jax" the jitted
-    on-device k-means of ``jaxae.cluster.jax_kmeans`` (for many codes, on a GPU).
-    """
+) -> KMeansFit:
+    """:func:`fit_kmeans` with the options of a ``ClusterConfig``."""
     return fit_kmeans(
         features,
         clusters=config.clusters,
@@ -109,32 +105,18 @@ def kmeans(
         tol=config.tol,
         seed=config.seed,
         backend=backend,
-    ).labels
-
-
-def kmeans_fit(
-    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
-) -> tuple[np.ndarray, np.ndarray]:
-    """``kmeans`` that also returns the centres: (N,) labels and (K, F) float64 centres.
-
-    Kept for ``jaxae.methods``; :func:`fit_kmeans` returns a :class:`KMeansFit`
-    with float64 centres, whose ``predict`` reproduces the labels exactly.
-    """
-    fit = fit_kmeans(
-        features,
-        clusters=config.clusters,
-        n_init=config.n_init,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        seed=config.seed,
-        backend=backend,
     )
-    return fit.labels, fit.centers
 
 
-def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """``predict_nearest`` with the arguments in ``jaxae.methods``' order."""
-    return predict_nearest(centers, features)
+def kmeans(
+    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+) -> np.ndarray:
+    """Cluster (N, F) features with k-means++ KMeans: (N,) int labels.
+
+    ``backend`` "sklearn" uses scikit-learn's KMeans; "jax" the jitted
+    on-device k-means of ``jaxae.cluster.jax_kmeans`` (for many codes, on a GPU).
+    """
+    return kmeans_fit(features, config, backend=backend).labels
 
 
 def predict_nearest(centers: np.ndarray, features: np.ndarray) -> np.ndarray:
