@@ -25,7 +25,7 @@ from jaxae._files import atomic_write
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.train import TrainState, models_axis
+from jaxae.train import TrainState, create_train_state
 
 FILENAME = "checkpoint.msgpack"
 FORMAT = "jaxae-checkpoint"
@@ -160,7 +160,7 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         # Values beyond float32 become inf, which the history may hold anyway.
         with np.errstate(over="ignore", invalid="ignore"):
             history = np.asarray(payload["loss_history"], np.float32)
-        template = models_axis(len(models), model_config, train_config)
+        template = _template(len(models), model_config, train_config)
         state = serialization.from_state_dict(template, payload["state"])
         if not (0 <= epoch <= train_config.epochs and 0 <= selected < len(models) and models):
             raise ValueError("epoch, models or selected out of range")
@@ -209,6 +209,14 @@ def _float(value: Any) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{value!r} is not a number")
     return float(value)
+
+
+def _template(models: int, model_config: ModelConfig, train_config: TrainConfig) -> TrainState:
+    """The shapes and dtypes a ``models``-model state of this configuration has."""
+    keys = jax.ShapeDtypeStruct((models, 2), np.uint32)
+    lrs = jax.ShapeDtypeStruct((models,), np.float32)
+    create = jax.vmap(lambda k, lr: create_train_state(k, lr, model_config, train_config))
+    return jax.eval_shape(create, keys, lrs)
 
 
 def _check_like(path: Path, state: Any, template: Any) -> None:

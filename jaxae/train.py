@@ -134,14 +134,6 @@ def create_train_state(
     return TrainState(params, build_optimizer(train_config, lr=lr).init(params))
 
 
-def models_axis(models: int, model_config: ModelConfig, train_config: TrainConfig) -> TrainState:
-    """The shapes and dtypes of a ``models``-model state (for checking checkpoints)."""
-    keys = jax.ShapeDtypeStruct((models, 2), jnp.uint32)
-    lrs = jax.ShapeDtypeStruct((models,), jnp.float32)
-    create = jax.vmap(lambda k, lr: create_train_state(k, lr, model_config, train_config))
-    return jax.eval_shape(create, keys, lrs)
-
-
 def loss_fn(params: Any, model: AutoEncoder, batch: jax.Array) -> jax.Array:
     """Mean squared reconstruction error of a (B, D) batch, in float32."""
     recon = model.apply(params, batch).astype(jnp.float32)
