@@ -84,6 +84,10 @@ def test_mnist_original_recipe_shape(tmp_path, capsys):
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["n"], report["input_dim"], report["steps"]) == (3000, 784, 30)  # default n 3000
+    out = tmp_path / "all"
+    args = ["run", "--dataset", str(mnist_5k()), "--n", "all", "--epochs", "1", *TINY_MODEL]
+    assert main([*args, "--batch-size", "500", "--out", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text())["n"] == 5000
 
 
 def bad(tmp_path, *args) -> str:

@@ -51,7 +51,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", default="digits", help="digits (default, offline), mnist, or a path"
     )
-    p.add_argument("--n", type=int, default=None, help="first N images (default 3000 where more)")
+    p.add_argument(
+        "--n", type=_count, default=None, help="first N images, or all (default 3000 where more)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="default 500 (seed preset)")
     p.add_argument("--batch-size", type=int, default=None, help="default 100")
     p.add_argument("--lr", type=_floats, default=None, help="learning rate, or a grid: 0.01,0.003")
@@ -116,6 +118,15 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"not a number or comma-separated numbers: {text!r}"
         ) from None
+
+
+def _count(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of images or all: {text!r}") from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
