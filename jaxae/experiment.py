@@ -246,7 +246,11 @@ def run_experiment(
     if dataset.labels is not None:
         pixels = np.asarray(jax.jit(scale, static_argnums=1)(dataset.images, config.model.scaling))
         baselines = methods.pixel_baselines(
-            pixels, config.cluster, seeds=sorted(set(config.seed_list)), labels=dataset.labels
+            pixels,
+            config.cluster,
+            seeds=sorted(set(config.seed_list)),
+            labels=dataset.labels,
+            progress=progress,
         )
     baseline_seconds = time.perf_counter() - start
 

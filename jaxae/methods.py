@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxae import cluster
 from jaxae.config import ClusterConfig, ModelConfig
@@ -79,7 +80,8 @@ def cluster_models(
     if method in ("dec", "idec"):
         return _refine(params, images, alive, model_config, cluster_config, seeds, progress)
     out: list[Clustering | None] = []
-    for i, seed in enumerate(seeds):
+    bar = dict(desc=method, unit="model", delay=2, disable=not progress, leave=False)
+    for i, seed in enumerate(tqdm(seeds, **bar)):
         if not alive[i]:
             out.append(None)
             continue
@@ -145,14 +147,20 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
 
 
 def pixel_baselines(
-    pixels: np.ndarray, cluster_config: ClusterConfig, *, seeds: Sequence[int], labels: np.ndarray
+    pixels: np.ndarray,
+    cluster_config: ClusterConfig,
+    *,
+    seeds: Sequence[int],
+    labels: np.ndarray,
+    progress: bool = False,
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per seed."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
     method = cluster_config.method
     if method in ("gmm", "umap-gmm"):  # DEC and IDEC need an encoder: KMeans is theirs
         out[f"pixel_{method.replace('-', '_')}"] = {}
-    for seed in seeds:
+    bar = dict(desc="pixel baselines", unit="seed", delay=2, disable=not progress, leave=False)
+    for seed in tqdm(seeds, **bar):
         config = dataclasses.replace(cluster_config, seed=seed)
         out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
         if len(out) > 1:
