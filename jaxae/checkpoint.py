@@ -240,19 +240,34 @@ def load(run_dir: str | os.PathLike) -> Encoder:
         ae = jaxae.load("runs/my-run")
         codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
     """
-    from jaxae.methods import Clustering
 
     ckpt = load_checkpoint(run_dir)
     params = jax.tree.map(lambda a: a[ckpt.selected], ckpt.state.params)
-    clusterer = None
-    centers = Path(run_dir) / "centers.npy"
-    if Path(run_dir).is_dir() and centers.is_file():
-        try:
+    method = ckpt.run.get("cluster", {}).get("method", "kmeans")
+    folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    return Encoder(params, ckpt.model_config, clusterer=_clusterer(folder, method, ckpt))
+
+
+def _clusterer(folder: Path, method: str, ckpt: Checkpoint):
+    """What predicts clusters for a saved run: its centres or mixture, when saved."""
+    from jaxae.cluster import GMMFit, gmm_from_arrays
+    from jaxae.methods import Clustering
+
+    centers, mixture = folder / "centers.npy", folder / "mixture.npz"
+    none = np.zeros(0, np.int64)
+    try:
+        if centers.is_file():
             c = np.load(centers, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise JaxaeError(f"cannot read {centers} ({e}): train again with jaxae run") from None
-        if c.ndim != 2 or c.shape[1] != ckpt.model_config.code_dim or not np.isfinite(c).all():
-            raise JaxaeError(f"{centers} is damaged (shape {c.shape}): train again with jaxae run")
-        method = ckpt.run.get("cluster", {}).get("method", "kmeans")
-        clusterer = Clustering(method, np.zeros(0, np.int64), centers=c)
-    return Encoder(params, ckpt.model_config, clusterer=clusterer)
+            if c.ndim != 2 or c.shape[1] != ckpt.model_config.code_dim or not np.isfinite(c).all():
+                raise ValueError(f"shape {c.shape}")
+            return Clustering(method, none, centers=c)
+        if mixture.is_file():
+            with np.load(mixture, allow_pickle=False) as arrays:
+                model = gmm_from_arrays(dict(arrays))
+            return Clustering(method, none, model=GMMFit(none, model))
+    except (OSError, ValueError, KeyError) as e:
+        raise JaxaeError(
+            f"cannot read the clusters of {folder} ({e}): train again with jaxae run"
+        ) from None
+    # umap-gmm: UMAP's fitted graph is not saved; predict says so.
+    return Clustering(method, none) if ckpt.run.get("cluster") else None

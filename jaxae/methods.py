@@ -42,10 +42,16 @@ class Clustering:
         """(N, code_dim) codes -> (N,) cluster labels."""
         if self.model is not None:
             return np.asarray(self.model.predict(codes))
+        if self.centers is None and self.method == "umap-gmm":
+            raise JaxaeError(
+                "a umap-gmm run folder keeps nothing to predict with: UMAP's fitted graph "
+                "cannot be saved without pickle; predict in the process that fitted it "
+                "(jaxae.AutoEncoderClusterer, or the Experiment's encoder)"
+            )
         if self.centers is None:
             raise JaxaeError(
-                f"this {self.method} run keeps nothing to predict with: UMAP's fitted graph "
-                "is not saved (it would need pickle); predict inside the run's process"
+                f"this {self.method} run has no saved clusters (it has not finished): "
+                "finish it with jaxae run --resume RUN_DIR, then predict"
             )
         return cluster.predict_nearest(self.centers, codes)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxae._files import save_npy, write_json
+from jaxae._files import save_npy, save_npz, write_json
 from jaxae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from jaxae.cluster import gmm_arrays
 from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
 from jaxae.errors import JaxaeError
 from jaxae.experiment import Experiment, Resume
@@ -40,8 +41,8 @@ MARKER = ".jaxae-run"
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
 FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
-LABELS, CENTERS = "clusters.npy", "centers.npy"
-RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CENTERS, *FIGURES}
+LABELS, CENTERS, MIXTURE = "clusters.npy", "centers.npy", "mixture.npz"
+RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CENTERS, MIXTURE, *FIGURES}
 
 
 def _is_temporary(name: str) -> bool:
@@ -362,5 +363,7 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     save_npy(out / LABELS, np.asarray(chosen_clustering.labels, np.int64))
     if chosen_clustering.centers is not None:  # what jaxae.load(...).predict needs
         save_npy(out / CENTERS, np.asarray(chosen_clustering.centers, np.float64))
+    if chosen_clustering.method == "gmm":
+        save_npz(out / MIXTURE, **gmm_arrays(chosen_clustering.model.model))
     write_json(out / REPORT, report.to_dict())
     return out
