@@ -215,3 +215,13 @@ def test_the_figure_leaves_the_matplotlib_backend_alone():
     meta = dict(device_kind="cpu")
     png = report.figure_png(dict(metadata=meta, train=[], encode=[]))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.get_backend() == before
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    from jaxae.cli import main
+
+    out = tmp_path / "report"
+    out.write_text("mine")
+    assert main(["bench", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err and out.read_text() == "mine"

@@ -243,3 +243,20 @@ def test_a_full_disk_is_one_line_before_training(tmp_path, capsys):
         assert "free" in err or "cannot write" in err
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+
+
+def test_encode_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    rc, run = _run(tmp_path)
+    assert rc == 0
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk, "16k"):
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        data = tmp_path / "x.npy"
+        np.save(data, np.random.default_rng(0).integers(0, 255, (2000, 64), dtype=np.uint8))
+        assert main(["encode", str(run), str(data), "--out", str(disk / "codes.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert not list(disk.iterdir())  # no partial codes, no temporary file
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)

@@ -140,3 +140,16 @@ def test_batch_larger_than_data_and_width_mismatch():
         fit(digits(100).images, model_config=MODEL, train_config=TrainConfig(batch_size=500))
     with pytest.raises(JaxaeError, match="images have 64 pixels but the model expects 784"):
         fit(digits(100).images, model_config=ModelConfig(), train_config=TRAIN)
+
+
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.full((64, 64), np.nan, np.float32), "non-finite"),  # not "training diverged"
+        (np.zeros(64, np.float32), r"images must be \(N, 8\)|images must be"),
+    ],
+)
+def test_fit_refuses_bad_images_before_training(images, match):
+    with pytest.raises(JaxaeError, match=match):
+        fit(images, model_config=ModelConfig.tiny(8 if images.ndim == 1 else 64),
+            train_config=TRAIN, progress=False)  # fmt: skip

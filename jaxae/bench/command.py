@@ -76,7 +76,13 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise JaxaeError(f"--out {out} is a file: pass a folder for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = e.strerror or e
+        raise JaxaeError(f"cannot make --out {out}: {why}; pass another folder") from None
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = suite.sizes_for(mode)
     images, source = load_images(args.data, sizes.rows(sections))
