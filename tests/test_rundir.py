@@ -245,15 +245,39 @@ def test_a_full_disk_is_one_line_before_training(tmp_path, capsys):
         subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
 
 
-def test_encode_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys):
+def test_read_only_filesystem_is_one_line_before_training(tmp_path, capsys):
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)],
+                          capture_output=True, timeout=20)  # fmt: skip
+    if done.returncode:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        rc = main(["run", *SMALL, "--epochs", "1", "--out", str(disk / "run")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "cannot write" in err
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+
+
+@pytest.mark.parametrize("source", ["npy", "idx-folder"])
+def test_encode_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, source):
     rc, run = _run(tmp_path)
     assert rc == 0
     disk = tmp_path / "disk"
     if not _small_tmpfs(disk, "16k"):
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        data = tmp_path / "x.npy"
-        np.save(data, np.random.default_rng(0).integers(0, 255, (2000, 64), dtype=np.uint8))
+        pixels = np.random.default_rng(0).integers(0, 255, (2000, 8, 8), dtype=np.uint8)
+        if source == "npy":  # streamed
+            data = tmp_path / "x.npy"
+            np.save(data, pixels)
+        else:  # a folder of IDX files: encoded in memory, then saved
+            from tests.helpers import write_idx
+
+            data = tmp_path / "idx"
+            data.mkdir()
+            write_idx(data / "t10k-images-idx3-ubyte", pixels)
         assert main(["encode", str(run), str(data), "--out", str(disk / "codes.npy")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err

@@ -24,6 +24,17 @@ def add_args(p: argparse.ArgumentParser, *, what: str = "codes") -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _save(path: Path, array) -> None:
+    from jaxae._files import save_npy
+
+    try:
+        save_npy(path, array)
+    except OSError as e:
+        raise JaxaeError(
+            f"cannot write --out {path}: {e.strerror or e}; free disk space or pass another --out"
+        ) from None
+
+
 def _check_out(args: argparse.Namespace) -> None:
     from jaxae._files import same_file
 
@@ -35,7 +46,6 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from jaxae._files import save_npy
     from jaxae.checkpoint import load
     from jaxae.data import load_dataset
     from jaxae.stream import encode_file, is_streamable
@@ -50,7 +60,7 @@ def handle(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:  # folders of IDX files, .npz, digits, mnist: in memory
         codes = encoder.encode(load_dataset(args.input, n=args.n).images)
-        save_npy(args.out, codes)
+        _save(args.out, codes)
         rows, code_dim = codes.shape
     print(f"wrote {args.out}: codes {rows} x {code_dim} float32")
     return 0
@@ -63,7 +73,6 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 def handle_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxae._files import save_npy
     from jaxae.checkpoint import load
     from jaxae.data import load_dataset
 
@@ -71,6 +80,6 @@ def handle_predict(args: argparse.Namespace) -> int:
     _check_out(args)
     model = load(args.run_dir)
     labels = model.predict(load_dataset(args.input, n=args.n).images).astype(np.int64)
-    save_npy(args.out, labels)
+    _save(args.out, labels)
     print(f"wrote {args.out}: {len(labels)} cluster labels (int64)")
     return 0
