@@ -250,7 +250,8 @@ def _handle(args: argparse.Namespace, stopped) -> int:
     dataset = load_data(config.data)
     if stopped():
         return _interrupted()
-    if resume is not None and fingerprint(dataset) != run.get("fingerprint"):
+    data_print = fingerprint(dataset)
+    if resume is not None and data_print != run.get("fingerprint"):
         raise JaxaeError(
             f"the data of {args.resume} ({config.data.source}) has changed since the run "
             "began: restore it, or start a new run"
@@ -267,13 +268,13 @@ def _handle(args: argparse.Namespace, stopped) -> int:
     try:
         if stopped():
             return _interrupted(folder if resume is None else None)
-        return _train_and_save(args, config, dataset, folder, resume, chunk, stopped)
+        return _train_and_save(args, config, dataset, folder, resume, chunk, stopped, data_print)
     finally:
         folder.close()
 
 
-def _train_and_save(args, config, dataset, folder, resume, chunk, stopped) -> int:
-    from jaxae.experiment import fingerprint, run_experiment
+def _train_and_save(args, config, dataset, folder, resume, chunk, stopped, data_print) -> int:
+    from jaxae.experiment import run_experiment
     from jaxae.rundir import Checkpointer, save_run
     from jaxae.train import TrainingStopped
 
@@ -281,7 +282,7 @@ def _train_and_save(args, config, dataset, folder, resume, chunk, stopped) -> in
         folder,
         config,
         chunk=chunk,
-        fingerprint=fingerprint(dataset),
+        fingerprint=data_print,
         saved_epoch=None if resume is None else resume.epoch,
         train_seconds=0.0 if resume is None else resume.train_seconds,
     )
