@@ -24,7 +24,7 @@ from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.preprocess import scale
-from jaxae.train import TrainResult, TrainState, chunk_for, fit_models
+from jaxae.train import TrainResult, TrainState, check_batch, chunk_for, fit_models
 
 METRICS = ("acc", "nmi", "ari")
 
@@ -162,11 +162,7 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
         from jaxae.cluster.manifold import import_umap
 
         import_umap()
-    if config.train.batch_size > n:
-        raise JaxaeError(
-            f"batch_size={config.train.batch_size} is larger than the {n} images: "
-            f"pass batch_size={n} or less"
-        )
+    check_batch(config.train.batch_size, n)  # before a run folder is claimed
     return dataclasses.replace(config, model=model)
 
 

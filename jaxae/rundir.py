@@ -222,6 +222,34 @@ def run_meta(config: ExperimentConfig, fingerprint: str, train_seconds: float = 
     }
 
 
+def write_checkpoint(
+    folder: RunFolder,
+    config: ExperimentConfig,
+    state,
+    history: np.ndarray,
+    epoch: int,
+    chunk: int,
+    run: dict,
+    selected: int = 0,
+) -> None:
+    """Save a run's state into its folder; a write error is one line naming the folder."""
+    try:
+        save_checkpoint(
+            folder.ready(),
+            state,
+            model_config=config.model,
+            train_config=config.train,
+            loss_history=history,
+            epoch=epoch,
+            models=[(s, lr) for s in config.seed_list for lr in config.lr_list],
+            chunk=chunk,
+            selected=selected,
+            run=run,
+        )
+    except OSError as e:
+        raise _write_error(folder.path, e) from None
+
+
 class Checkpointer:
     """``fit``'s ``on_chunk``: saves the training state between chunks.
 
@@ -266,27 +294,10 @@ class Checkpointer:
             full = np.full((history.shape[0], self.config.train.epochs), np.nan, np.float32)
             full[:, :epoch] = history
             seconds = self.prior_seconds + time.monotonic() - self.started
-            self._save(state, full, epoch, run_meta(self.config, self.fingerprint, seconds))
+            run = run_meta(self.config, self.fingerprint, seconds)
+            write_checkpoint(self.folder, self.config, state, full, epoch, self.chunk, run)
         self.saved_epoch, self.saved_time = epoch, time.monotonic()
         return epoch
-
-    def _save(self, state, history, epoch, run, selected: int = 0) -> None:
-        c = self.config
-        try:
-            save_checkpoint(
-                self.folder.ready(),
-                state,
-                model_config=c.model,
-                train_config=c.train,
-                loss_history=history,
-                epoch=epoch,
-                models=[(s, lr) for s in c.seed_list for lr in c.lr_list],
-                chunk=self.chunk,
-                selected=selected,
-                run=run,
-            )
-        except OSError as e:
-            raise _write_error(self.folder.path, e) from None
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, dict]:
@@ -333,10 +344,10 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         experiment.config,
         experiment.report,
     )
-    ckpt = Checkpointer(folder, config, chunk=experiment.chunk, fingerprint=report.fingerprint)
     run = run_meta(config, report.fingerprint, res.train_seconds)
     state = res.state._replace(params=experiment.params)
-    ckpt._save(state, res.loss_history, config.train.epochs, run, selected=experiment.selected)
+    epochs, chunk, selected = config.train.epochs, experiment.chunk, experiment.selected
+    write_checkpoint(folder, config, state, res.loss_history, epochs, chunk, run, selected)
     chosen = report.models[experiment.selected]
     metrics = chosen.get("metrics", {})
     acc = next(iter(metrics.values()), {}).get("acc") if metrics else None

@@ -252,6 +252,14 @@ def run_epochs(
     return jax.lax.map(lambda m: one(m[0], x, m[1], first_epoch, count), (state, shuffle_key))
 
 
+def check_batch(batch_size: int, n: int) -> None:
+    """A batch of ``batch_size`` must fit in ``n`` images."""
+    if batch_size > n:
+        raise JaxaeError(
+            f"batch_size={batch_size} is larger than the {n} images: pass batch_size={n} or less"
+        )
+
+
 def default_chunk(epochs: int, steps_per_epoch: int) -> int:
     """Epochs per host call: about 20 progress updates, at least ~2,000 steps each."""
     return max(1, min(epochs, max(math.ceil(epochs / 20), math.ceil(2000 / steps_per_epoch))))
@@ -354,10 +362,7 @@ def fit_models(
     images = check_rows("images", images, width=model_config.input_dim)
     n = images.shape[0]
     batch_size, epochs = train_config.batch_size, train_config.epochs
-    if batch_size > n:
-        raise JaxaeError(
-            f"batch_size={batch_size} is larger than the {n} images: pass batch_size={n} or less"
-        )
+    check_batch(batch_size, n)
     models = list(itertools.product(seeds or [train_config.seed], lrs or [train_config.lr]))
     for seed, lr in models:  # TrainConfig's own checks, for every model of the batch
         dataclasses.replace(train_config, seed=seed, lr=lr)

@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,13 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool = False, **kwargs
 
 # `jaxae run` flags for a tiny model that trains in a second on digits.
 TINY_MODEL = "--hidden 16 --code-dim 8 --n-init 1 --no-progress".split()
+# 512 digits in batches of 64 with the tiny model: runs long enough to signal or kill.
+SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
+
+
+def run_command(*args) -> list[str]:
+    """``jaxae run ARGS`` as a separate process's command line."""
+    return [sys.executable, "-m", "jaxae.cli", "run", *args]
 
 
 def digits(n: int = 256):

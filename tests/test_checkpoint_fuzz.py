@@ -1,13 +1,7 @@
 """Property-based fuzzing of checkpoints (bytes, structure, meta and state).
 
-The contract under test (STYLE.md, item 7): bad input gives a ``JaxaeError`` whose message
-names the file (in the CLI: one line on stderr and status 2), never another exception, a
-traceback, or a large allocation; input that is fine loads and is valid. The harness and the
-file strategies are in tests/strategies.py. Each bug a fuzz found is pinned by a test at the
-end of its file ("Was bug N").
-
-``pytest FILE --hypothesis-show-statistics`` lists, per test, the kinds of input tried and
-what they gave (JaxaeError messages grouped) as hypothesis events.
+The contract under test and the harness are in tests/strategies.py. Each bug the fuzz found
+is pinned by a test at the end of this file ("Was bug N").
 """
 
 from __future__ import annotations

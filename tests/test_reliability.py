@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,13 +13,7 @@ from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainingStopped, fit
-from tests.helpers import TINY_MODEL, with_lr
-
-SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
-
-
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "jaxae.cli", "run", *args]
+from tests.helpers import SMALL, run_command, with_lr
 
 
 def _wait_for_checkpoint(proc, path, *, min_epoch: int, timeout: float = 180) -> int:
@@ -39,7 +32,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     args = [*SMALL, "--epochs", "400", "--checkpoint-every", "20"]
     proc = subprocess.Popen(
-        _cli(*args, "--out", str(killed)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        run_command(*args, "--out", str(killed)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     epoch = _wait_for_checkpoint(proc, killed / "checkpoint.msgpack", min_epoch=20)
     proc.send_signal(signal.SIGKILL)
@@ -66,7 +59,7 @@ def _leaves(tree):
 def test_sigint_saves_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _cli(*SMALL, "--epochs", "100000", "--checkpoint-every", "10", "--out", str(out)),
+        run_command(*SMALL, "--epochs", "100000", "--checkpoint-every", "10", "--out", str(out)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

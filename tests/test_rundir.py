@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +16,7 @@ import pytest
 
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli import main
-from tests.helpers import TINY_MODEL
-
-SMALL = ["--n", "512", "--batch-size", "64", *TINY_MODEL]
-
-
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "jaxae.cli", "run", *args]
+from tests.helpers import SMALL, TINY_MODEL, run_command
 
 
 def _run(tmp_path, *args, name="run"):
@@ -63,12 +56,16 @@ def test_force_on_a_symlink_is_refused(tmp_path, capsys):
 def test_two_runs_on_one_folder_one_refuses(tmp_path):
     out = tmp_path / "run"
     args = [*SMALL, "--epochs", "20000", "--out", str(out)]
-    first = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        run_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not (out / ".jaxae-run").exists():  # the first run has claimed it
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
         time.sleep(0.1)
-    second = subprocess.run(_cli(*args, "--force"), capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        run_command(*args, "--force"), capture_output=True, text=True, timeout=300
+    )
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err
     assert second.returncode == 2 and "in use by another jaxae run" in second.stderr
@@ -103,7 +100,7 @@ def test_a_diverged_learning_rate_is_reported_and_the_rest_written(tmp_path, lab
 def test_ctrl_c_during_start_up_stops_the_run(tmp_path, delay):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _cli(*SMALL, "--epochs", "2000", "--out", str(out)),
+        run_command(*SMALL, "--epochs", "2000", "--out", str(out)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,7 +119,9 @@ def test_signals_are_obeyed_within_seconds_of_a_long_chunk(tmp_path, how):
     out = tmp_path / "run"
     # One chunk of 200,000 epochs: only a host that polls between device calls can stop.
     args = [*SMALL, "--epochs", "200000", "--checkpoint-every", "200000", "--out", str(out)]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        run_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not (out / ".jaxae-run").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -189,7 +188,7 @@ def test_resume_from_another_folder_and_of_a_finished_run(tmp_path, capsys, monk
 def test_a_resumed_report_counts_the_whole_run(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _cli(*SMALL, "--epochs", "600", "--checkpoint-every", "30", "--out", str(out)),
+        run_command(*SMALL, "--epochs", "600", "--checkpoint-every", "30", "--out", str(out)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
