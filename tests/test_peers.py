@@ -134,6 +134,12 @@ def test_one_epoch_of_a_jax_peer_learns_structured_data(name, low_rank):
     assert t.final_loss < 0.5 * _initial_loss(low_rank)
 
 
+def test_keeping_the_loss_leaves_the_scans_training_unchanged(low_rank):
+    """jax-scan-loss differs from jax-scan only in keeping each epoch's mean loss."""
+    run = lambda name: peers.time_peer(name, low_rank, batch_size=32, epochs=2, warmup_epochs=0)
+    assert run("jax-scan-loss").final_loss == run("jax-scan").final_loss
+
+
 @pytest.fixture(scope="module")
 def full_batch_reference(low_rank):
     with jax.default_matmul_precision("highest"):

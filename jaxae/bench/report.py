@@ -168,8 +168,10 @@ def markdown(report: dict) -> str:
             "implementation's time per step / jaxae's in the same round (the implementations "
             "run in turn, round after round), median [min, max] over the rounds; above 1, "
             "jaxae is faster. TFLOP/s counts 6 x kernel weights per sample (the usual rule; "
-            "the model does less, as the input needs no gradient). jaxae and jax-scan are "
-            "warmed up by one identical run, the others by one epoch.",
+            "the model does less, as the input needs no gradient). jaxae and the jax-scan "
+            "programs are warmed up by one identical run, the others by one epoch. jax-scan "
+            "keeps no loss, so XLA skips computing it; jax-scan-loss keeps each epoch's mean "
+            "loss, as jaxae does.",
             "",
         ]
     if report["encode"]:

@@ -25,7 +25,7 @@ from jaxae.train import default_chunk
 JAXAE = peers.JAXAE
 JAXAE_1CHUNK = "jaxae-1chunk"  # fit() with the whole run in one chunk (only where that differs)
 # Implementations whose whole run is one compiled program: warmed up by one identical run.
-WHOLE_RUN = (JAXAE, JAXAE_1CHUNK, "jax-scan")
+WHOLE_RUN = (JAXAE, JAXAE_1CHUNK, "jax-scan", "jax-scan-loss")
 TRAIN_SECTIONS = ("recipe", "sweep", "dec")
 SECTIONS = ("recipe", "encode", "compile", "sweep", "dec")
 
@@ -34,11 +34,11 @@ SECTIONS = ("recipe", "encode", "compile", "sweep", "dec")
 class Sizes:
     """How much each measurement runs (see ``SIZES``).
 
-    The whole-run implementations (jaxae, jax-scan) train ``recipe_epochs``, and in
+    The whole-run implementations (``WHOLE_RUN``) train ``recipe_epochs``, and in
     the sweep enough epochs for ``sweep_min_steps`` steps; the others, slower per
     step, train ``peer_epochs`` and ``sweep_peer_epochs``. Each is timed
     ``*_repeats`` times in alternation with the rest of its group; in the sweep
-    only jaxae and jax-scan repeat. Peers run in float32, and in bfloat16 only when
+    only the whole-run ones repeat. Peers run in float32, and in bfloat16 only when
     listed in ``bf16_peers``. ``dec_*``: DEC's and N2D's autoencoder on ``dec_n`` rows.
     """
 
@@ -51,9 +51,11 @@ class Sizes:
     sweep_batches: tuple[int, ...] = (100, 1024, 4096, 16384)
     sweep_dtypes: tuple[str, ...] = ("float32",)
     sweep_min_steps: int = 1
-    sweep_repeats: int = 5
+    # 11 rounds of one epoch each: the median ratio moves by about 1% between runs on
+    # 2 cores, where 5 rounds moved it by up to 6% (bench/results/cpu-sweep-*).
+    sweep_repeats: int = 11
     sweep_peer_epochs: int = 1
-    sweep_peers: tuple[str, ...] = ("jax-python-loop", "jax-scan", "torch-eager")
+    sweep_peers: tuple[str, ...] = ("jax-python-loop", "jax-scan", "jax-scan-loss", "torch-eager")
     bf16_peers: tuple[str, ...] = ("jax-scan",)
     dec_n: int = 10_000
     dec_epochs: int = 2
@@ -76,7 +78,7 @@ class Sizes:
 
 
 SIZES = {
-    # 2 CPU cores: about 8 minutes, most of it in the 70,000-row sweep.
+    # 2 CPU cores: several minutes; the 70,000-row sweep alone about 4.5 (measured 270 s).
     "cpu": Sizes(),
     # One H100/H200: a few minutes, mostly compilation (each sweep point compiles).
     "gpu": Sizes(

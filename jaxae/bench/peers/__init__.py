@@ -5,7 +5,7 @@ Each trains the same ``Recipe`` on the same data and is timed by the same harnes
 in one run:
 
 - ``jaxae``, ``jaxae-1chunk``: ``jaxae.train.fit`` (``jaxae_fit``);
-- ``jax-python-loop``, ``jax-scan``: plain JAX and optax (``jax_plain``);
+- ``jax-python-loop``, ``jax-scan``, ``jax-scan-loss``: plain JAX and optax (``jax_plain``);
 - ``torch-eager``, ``torch-compile``: a PyTorch per-batch loop (``torch``);
 - ``keras``: ``model.fit`` (``keras``).
 
@@ -103,6 +103,7 @@ def available() -> dict[str, str | None]:
     return {
         "jax-python-loop": jax,
         "jax-scan": jax,
+        "jax-scan-loss": jax,
         "torch-eager": torch_,
         "torch-compile": torch_ or _compiler_missing(),
         "keras": _missing("tensorflow", "keras"),

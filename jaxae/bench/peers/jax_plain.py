@@ -2,7 +2,10 @@
 
 - ``jax-python-loop``: a jitted step, the batches gathered on the host each step;
 - ``jax-scan``: the whole run one compiled program, a ``lax.scan`` over epochs of a
-  ``lax.scan`` over batches; the reference jaxae's own loop must match.
+  ``lax.scan`` over batches; the reference jaxae's own loop must match. It keeps no
+  loss, so XLA drops the loss's forward reduction as dead code;
+- ``jax-scan-loss``: the same program keeping each epoch's mean loss, as jaxae (its loss
+  history), PyTorch and Keras do: the same work as jaxae.
 
 They are deliberately self-contained: they must not share jaxae's code.
 """
@@ -90,8 +93,11 @@ class _PythonLoop:
         return numpy_loss(jax.device_get(self.params), self.w.x, self.w.recipe.activations())
 
 
-def _scan_run(params, opt_state, x, key, *, epochs, batch_size, step):
-    """``epochs`` epochs in one ``lax.scan``; each epoch a scan over its batches."""
+def _scan_run(params, opt_state, x, key, *, epochs, batch_size, step, keep_loss=False):
+    """``epochs`` epochs in one ``lax.scan``; each epoch a scan over its batches.
+
+    Returns the final parameters and optimiser state, and with ``keep_loss`` each
+    epoch's mean loss (else None)."""
     import jax
 
     n_steps = x.shape[0] // batch_size
@@ -100,27 +106,29 @@ def _scan_run(params, opt_state, x, key, *, epochs, batch_size, step):
         idx = jax.random.permutation(key, x.shape[0])[: n_steps * batch_size]
 
         def body(carry, i):
-            params, opt_state, _ = step(*carry, x[i])
-            return (params, opt_state), None
+            params, opt_state, loss = step(*carry, x[i])
+            return (params, opt_state), loss if keep_loss else None
 
-        carry, _ = jax.lax.scan(body, carry, idx.reshape(n_steps, batch_size))
-        return carry, None
+        carry, losses = jax.lax.scan(body, carry, idx.reshape(n_steps, batch_size))
+        return carry, losses.mean() if keep_loss else None
 
-    (params, opt_state), _ = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
-    return params, opt_state
+    carry, losses = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
+    return carry, losses
 
 
 class _Scan:
     """The whole run one program: warmed up by one identical run, each timed run from the
     first weights again (the program is the same; only the data it starts from is)."""
 
-    def __init__(self, workload: Workload):
+    def __init__(self, workload: Workload, *, keep_loss: bool = False):
         import jax
 
         self.w = workload
         opt, step = _step(workload)
         train = jax.jit(
-            functools.partial(_scan_run, batch_size=workload.batch_size, step=step),
+            functools.partial(
+                _scan_run, batch_size=workload.batch_size, step=step, keep_loss=keep_loss
+            ),
             static_argnames="epochs",
             donate_argnums=(0, 1),
         )
@@ -145,7 +153,9 @@ class _Scan:
 
         params, opt_state = jax.block_until_ready(self._fresh())
         start = time.perf_counter()
-        self.params, _ = jax.block_until_ready(self._train(params, opt_state, self._x, self._key))
+        (self.params, _), _ = jax.block_until_ready(
+            self._train(params, opt_state, self._x, self._key)
+        )
         return time.perf_counter() - start
 
     def final_loss(self) -> float:
@@ -154,4 +164,8 @@ class _Scan:
         return numpy_loss(jax.device_get(self.params), self.w.x, self.w.recipe.activations())
 
 
-IMPLEMENTATIONS = {"jax-python-loop": _PythonLoop, "jax-scan": _Scan}
+IMPLEMENTATIONS = {
+    "jax-python-loop": _PythonLoop,
+    "jax-scan": _Scan,
+    "jax-scan-loss": lambda workload: _Scan(workload, keep_loss=True),
+}
