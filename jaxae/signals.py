@@ -12,12 +12,17 @@ import signal
 
 
 @contextlib.contextmanager
-def stop_on_signals():
+def stop_on_signals(*, exiting: bool = False):
     """While active, SIGINT and SIGTERM set a flag instead of killing the process.
 
     Yields a callable that says whether a signal came. A second signal raises
     ``KeyboardInterrupt`` at once (the training loop returns to Python every
     couple of seconds, so it lands within one device call).
+
+    ``exiting``: for a process that ends when the block does (the ``jaxae``
+    command): once a signal came, later ones are ignored from the block's end
+    instead of reaching the old handlers, so a repeated Ctrl-C cannot kill the
+    process (or raise ``KeyboardInterrupt`` in its teardown) on the way out.
     """
     received = []
 
@@ -35,4 +40,4 @@ def stop_on_signals():
         yield lambda: bool(received)
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if exiting and received else h)

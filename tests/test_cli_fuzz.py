@@ -68,10 +68,12 @@ def run_flags(draw, tmp: Path, scenarios: list[str]):
     garbled = None
     if scenario == "unparseable":  # any string parses as a dataset
         garbled = draw(st.sampled_from([f for f in RUN_FLAGS if f != "--dataset"]))
-        # --lr takes floats and comma-separated grids; the others take ints. Python 3.11's
-        # argparse turns --epochs=-- into epochs=[], which main refuses like argparse would.
+        # --lr takes floats and comma-separated grids, --hidden comma-separated ints, the
+        # others one int. Python 3.11's argparse turns --epochs=-- into epochs=[], which
+        # main refuses like argparse would.
         unparseable = ["", "abc", "0x10", "-", "--", "1,x"]
-        unparseable += [] if garbled == "--lr" else ["1.5", "1e3", "1,2"]
+        unparseable += [] if garbled == "--lr" else ["1.5", "1e3"]
+        unparseable += [] if garbled in ("--lr", "--hidden") else ["1,2"]
         flags[garbled] = draw(st.sampled_from(unparseable))
     argv = ["run", "--no-progress", "--out", str(tmp / "out"), "--data-dir", str(tmp / "cache")]
     argv += [f"{flag}={value}" for flag, value in flags.items()]

@@ -145,6 +145,26 @@ def test_signals_are_obeyed_within_seconds_of_a_long_chunk(tmp_path, how):
 
 
 # Row 9: counts the program cannot represent are refused before training.
+@pytest.mark.parametrize("exiting", [False, True])
+def test_after_a_stop_a_process_on_its_way_out_ignores_signals(exiting):
+    """``jaxae`` (exiting=True) ignores signals once stopping; a library caller gets its
+    handlers back. (Before, a second Ctrl-C after the stop killed the process by SIGINT.)"""
+    from jaxae.signals import stop_on_signals
+
+    both = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.getsignal(s) for s in both}
+    with stop_on_signals(exiting=exiting) as stopped:
+        signal.raise_signal(signal.SIGINT)
+        assert stopped()
+    after = {s: signal.getsignal(s) for s in both}
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    assert after == (dict.fromkeys(both, signal.SIG_IGN) if exiting else before)
+    with stop_on_signals(exiting=True):  # no signal: the old handlers come back
+        pass
+    assert {s: signal.getsignal(s) for s in both} == before
+
+
 def test_epochs_beyond_what_a_run_can_count(tmp_path, capsys):
     for epochs in ("50000000000", "3000000000"):
         rc, out = _run(tmp_path, "--epochs", epochs, name=f"e{epochs}")

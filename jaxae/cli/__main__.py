@@ -1,5 +1,3 @@
-import sys
+from jaxae.cli import console
 
-from jaxae.cli import main
-
-sys.exit(main())
+console()
