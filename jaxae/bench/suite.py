@@ -51,8 +51,8 @@ class Sizes:
     sweep_batches: tuple[int, ...] = (100, 1024, 4096, 16384)
     sweep_dtypes: tuple[str, ...] = ("float32",)
     sweep_min_steps: int = 1
-    # 11 rounds of one epoch each: the median ratio moves by about 1% between runs on
-    # 2 cores, where 5 rounds moved it by up to 6% (bench/results/cpu-sweep-*).
+    # 11 rounds of one epoch each: jaxae / jax-scan moved by at most 2% between two runs
+    # on 2 cores, where 5 rounds moved it by up to 6% (bench/results/cpu-sweep-*).
     sweep_repeats: int = 11
     sweep_peer_epochs: int = 1
     sweep_peers: tuple[str, ...] = ("jax-python-loop", "jax-scan", "jax-scan-loss", "torch-eager")
