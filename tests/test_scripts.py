@@ -1,7 +1,11 @@
-"""scripts/: the seed study measures exactly what `jaxae run --seed S` reports."""
+"""scripts/: the seed study measures exactly what `jaxae run --seed S` reports; the GPU
+clustering script refuses what it lacks in one line."""
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,3 +54,14 @@ def test_seed_study_bad_dataset(tmp_path, monkeypatch, capsys):
     assert _seed_study(monkeypatch, "--dataset", str(tmp_path / "missing")) == 2
     err = capsys.readouterr().err
     assert err.startswith("seed_study: ") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_clustering_script_names_missing_data(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(tmp_path / "absent"),
+               PYTHON=sys.executable)  # fmt: skip
+    proc = subprocess.run(["bash", str(SCRIPTS / "gpu_clustering.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"no {tmp_path / 'absent'}: carry .data" in proc.stdout
+    assert not (tmp_path / "out" / "n2d-fast").exists()
