@@ -17,11 +17,43 @@ from typing import Any
 
 import numpy as np
 
+from jaxae.errors import JaxaeError
+
+# Marks a folder as a jaxae run's: only that run writes inside it.
+RUN_MARKER = ".jaxae-run"
+
 
 def temporary_name(path: str | os.PathLike) -> Path:
     """The hidden name ``path`` is written under before the rename: ``.NAME.tmp-PID``."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def run_folder_of(path: str | os.PathLike, *, include_self: bool = True) -> Path | None:
+    """The jaxae run folder that holds ``path`` (it, or a folder above it), if any.
+
+    ``include_self=False`` looks only above ``path`` (for a run's own folder).
+    Links are followed, so a path that reaches a run folder through one is found.
+    """
+    path = Path(path).expanduser().resolve()
+    for folder in [path, *path.parents] if include_self else path.parents:
+        if (folder / RUN_MARKER).is_file():
+            return folder
+    return None
+
+
+def check_outside_runs(path: str | os.PathLike, *, name: str = "out") -> None:
+    """Refuse to write ``path`` where it lies in a jaxae run folder: only that run writes there.
+
+    ``name`` is the parameter (``out``) or flag (``--out``) that gave the path.
+    """
+    run = run_folder_of(path)
+    if run is not None:
+        given = f"{name} {path}" if name.startswith("-") else f"{name}={path}"
+        raise JaxaeError(
+            f"{given} is inside the jaxae run folder {run}, which only its run writes: "
+            "pass a path outside it"
+        )
 
 
 @contextlib.contextmanager
@@ -34,7 +66,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     and ``path`` is left as it was.
 
     Raises:
-      OSError: from the sync or the rename (the caller turns it into a message).
+      OSError: from the writes, the sync or the rename (the caller turns it into a
+        message); it names ``path``, the file the caller knows, not the temporary one.
     """
     path = Path(path)
     tmp = temporary_name(path)
@@ -43,6 +76,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None and Path(os.fsdecode(e.filename)).name == tmp.name:
+            e.filename = str(path)
+        raise
     finally:
         # Never let the cleanup hide the error that brought us here: on a read-only
         # file system unlink raises EROFS even for a file that does not exist.

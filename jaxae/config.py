@@ -41,6 +41,16 @@ def check_seed(seed, name: str = "seed") -> int:
     return check_int(name, seed, minimum=0, maximum=SEED_LIMIT - 1)
 
 
+def _check_range(value) -> tuple[float, float]:
+    """``data_range`` as a (lo, hi) pair of finite floats with lo < hi."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+        raise JaxaeError(f"data_range must be a (min, max) pair, got {value!r}")
+    lo, hi = (check_real("data_range", v) for v in value)
+    if not lo < hi:
+        raise JaxaeError(f"data_range must have min < max, got {value!r}")
+    return lo, hi
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """The autoencoder's shape, input scaling and compute dtype.
@@ -52,7 +62,11 @@ class ModelConfig:
       code_dim: size of the code.
       code_activation: ``"relu"`` (the original recipe) or ``"linear"`` (DEC, N2D).
       scaling: ``"standardize"`` (each image to mean 0, std 1; the original) or
-        ``"unit"`` (pixels / 255, as DEC and N2D).
+        ``"unit"`` (the training data's range onto [0, 1], as DEC and N2D feed
+        MNIST: pixels / 255 for 0..255 images; see ``jaxae.preprocess``).
+      data_range: for ``"unit"``, the training data's ``(min, max)``; ``None``
+        until fitted (``jaxae.fit`` and ``jaxae run`` fit it on the training
+        images and keep it with the model).
       kernel_init: Glorot-uniform by default; ``"dec_uniform"`` is DEC-keras'
         variance scaling (scale 1/3, fan-in, uniform).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are
@@ -64,6 +78,7 @@ class ModelConfig:
     code_dim: int = 100
     code_activation: str = "relu"
     scaling: str = "standardize"
+    data_range: tuple[float, float] | None = None
     kernel_init: str = "glorot_uniform"
     dtype: str = "float32"
 
@@ -79,6 +94,8 @@ class ModelConfig:
             check_int(name, getattr(self, name), minimum=1)
         check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
         check_choice("scaling", self.scaling, SCALINGS)
+        if self.data_range is not None:
+            object.__setattr__(self, "data_range", _check_range(self.data_range))
         check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
         check_choice("dtype", self.dtype, DTYPES)
         if self.parameter_count > MAX_PARAMETERS:

@@ -28,13 +28,13 @@ def encode_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.
     encodes. Pure and jittable: ``jax.jit(encode_fn, static_argnames="model_config")``.
     """
     model = build_model(model_config)
-    x = scale(pixels, model_config.scaling)
+    x = scale(pixels, model_config.scaling, model_config.data_range)
     return model.apply(params, x, method=model.encode).astype(jnp.float32)
 
 
 def reconstruct_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
     """(N, D) raw pixels -> (N, D) float32 reconstructions, in scaled units."""
-    x = scale(pixels, model_config.scaling)
+    x = scale(pixels, model_config.scaling, model_config.data_range)
     return build_model(model_config).apply(params, x).astype(jnp.float32)
 
 

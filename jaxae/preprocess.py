@@ -1,17 +1,34 @@
 """Input scaling, applied on the device before training and before encoding.
 
-Two scalings are offered (``ModelConfig.scaling``): ``"standardize"`` (the
-original recipe: each image to mean 0 and standard deviation 1 over its pixels)
-and ``"unit"`` (pixels / 255, as DEC and N2D feed MNIST).
+Two scalings are offered (``ModelConfig.scaling``):
+
+- ``"standardize"`` (the original recipe): each image to mean 0 and standard
+  deviation 1 over its own pixels. Needs nothing fitted; any range works.
+- ``"unit"`` (DEC, N2D): the training data's range onto [0, 1],
+  ``(x - lo) / (hi - lo)``, with ``(lo, hi)`` the smallest and largest value of
+  the whole training set (``ModelConfig.data_range``), fitted once and kept with
+  the model, so new images are scaled exactly as the training images were.
+  uint8 MNIST (0..255) gives pixels / 255 bit for bit; floats in [0, 1] stay as
+  they are; [-1, 1] and scikit-learn's digits (0..16) land on [0, 1] too.
+
+Why one range for the whole set (global) rather than per image or per pixel:
+per image would stretch a faint image's contrast to match a bold one, and
+per pixel (scikit-learn's ``MinMaxScaler``) would blow a border pixel that is
+almost always 0 up to the same scale as the strokes. A global range keeps every
+pixel's intensity comparable across images and pixels, which is what the
+reconstruction loss and the clusters compare.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-SCALINGS = ("standardize", "unit")
+from jaxae.errors import JaxaeError
 
 
 def standardize(x: jax.Array | np.ndarray) -> jax.Array:
@@ -35,8 +52,7 @@ def standardize(x: jax.Array | np.ndarray) -> jax.Array:
 def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-row mean and 1/std of (..., D) float32, both (..., 1); 1/std is 0 for constant rows.
 
-    ``(x - mean) * inv_std`` is ``standardize(x)``; the encoder folds the same
-    two numbers into its first layer instead.
+    ``(x - mean) * inv_std`` is ``standardize(x)``.
     """
     d = x.shape[-1]
     mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -48,13 +64,59 @@ def row_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.where(constant, 0.0, jax.lax.rsqrt(jnp.where(constant, 1.0, var)))
 
 
-def unit_scale(x: jax.Array | np.ndarray) -> jax.Array:
-    """Pixels divided by 255, as float32: MNIST's 0..255 become 0..1."""
-    return jnp.asarray(x, jnp.float32) / 255.0
+def unit_scale(x: jax.Array | np.ndarray, data_range: tuple[float, float]) -> jax.Array:
+    """``(x - lo) / (hi - lo)`` as float32: the range ``(lo, hi)`` onto [0, 1].
+
+    With ``(0, 255)`` this is pixels / 255 bit for bit (``x - 0`` is ``x``).
+    """
+    lo, hi = data_range
+    return (jnp.asarray(x, jnp.float32) - lo) / (hi - lo)
 
 
-def scale(x: jax.Array | np.ndarray, scaling: str) -> jax.Array:
-    """Apply the named scaling (one of ``SCALINGS``) to (..., D) pixels; jittable."""
+def scale(
+    x: jax.Array | np.ndarray, scaling: str, data_range: tuple[float, float] | None = None
+) -> jax.Array:
+    """Apply the named scaling (``"standardize"`` or ``"unit"``) to (..., D) pixels; jittable.
+
+    ``"unit"`` needs the training data's ``data_range`` (see :func:`fit_range`).
+    """
     if scaling == "unit":
-        return unit_scale(x)
+        if data_range is None:
+            raise JaxaeError(
+                "scaling='unit' needs the training data's range: pass the model_config the "
+                "model was trained with (its data_range is filled by jaxae.fit and jaxae run)"
+            )
+        return unit_scale(x, data_range)
     return standardize(x)
+
+
+def fit_range(images: np.ndarray | jax.Array, *, name: str = "images") -> tuple[float, float]:
+    """The smallest and largest value of the whole set: what ``"unit"`` maps onto [0, 1].
+
+    Raises:
+      JaxaeError: a value is not finite, or every value is the same (a constant
+        set carries nothing to scale or learn).
+    """
+    lo, hi = (float(v) for v in jax.device_get((jnp.min(images), jnp.max(images))))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise JaxaeError(
+            f"{name} has non-finite values (NaN or inf): clean the data (e.g. np.nan_to_num) "
+            "before training on it"
+        )
+    if lo == hi:
+        raise JaxaeError(
+            f"every value of {name} is {lo:g}: scaling=unit has no range to map onto [0, 1] "
+            "and there is nothing to learn; pass images with more than one value"
+        )
+    return lo, hi
+
+
+def fit_scaling(model_config, images: np.ndarray | jax.Array):
+    """``model_config`` with ``data_range`` fitted on ``images`` where ``"unit"`` needs it.
+
+    A config that already has its range (a resumed or loaded model) is returned
+    as it is: new images are scaled with the training data's numbers.
+    """
+    if model_config.scaling != "unit" or model_config.data_range is not None:
+        return model_config
+    return dataclasses.replace(model_config, data_range=fit_range(images))

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxae._files import atomic_path, same_file
+from jaxae._files import atomic_path, check_outside_runs, same_file
 from jaxae._validate import check_int
 from jaxae.data.rows import is_streamable, open_rows
 from jaxae.data.source import RowSource, check_n, one_line
@@ -102,6 +102,7 @@ def encode_file(
     if n is not None:
         n = check_int("n", n, minimum=1)
     out_path = Path(out_path)
+    check_outside_runs(out_path, name="out_path")
     if same_file(input_path, out_path):
         raise JaxaeError(
             f"out_path={out_path} is the input file {input_path}: the codes would replace "

@@ -91,7 +91,9 @@ def test_unit_scaling_and_bool_images():
     from jaxae.model import build_model
     from jaxae.train import create_train_state, split_seed
 
-    config = dataclasses.replace(ModelConfig.tiny(), scaling="unit", code_activation="linear")
+    config = dataclasses.replace(
+        ModelConfig.tiny(), scaling="unit", data_range=(0, 255), code_activation="linear"
+    )
     params = create_train_state(split_seed(0)[0], 0.01, config, TrainConfig()).params
     pixels = np.arange(5 * 64, dtype=np.float32).reshape(5, 64) % 256
     model = build_model(config)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxae._files import check_outside_runs
 from jaxae.bench import encode as encoding
 from jaxae.bench import peers, report, suite
 from jaxae.bench.compile_cache import measure_compile_cache
@@ -78,6 +79,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise JaxaeError(f"--out {out} is a file: pass a folder for the report")
+    check_outside_runs(out, name="--out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxae.bench import harness, peers, report
 from jaxae.bench.peers.common import DEC_RECIPE, SEED_RECIPE, Recipe, Workload
-from jaxae.preprocess import scale
+from jaxae.preprocess import fit_range, scale
 from jaxae.train import default_chunk
 
 JAXAE = peers.JAXAE
@@ -215,8 +215,10 @@ class Inputs:
 
     def scaled(self, n: int, scaling: str) -> np.ndarray:
         if (n, scaling) not in self._scaled:
+            images = self.images[:n]
+            data_range = fit_range(images) if scaling == "unit" else None  # as fit does
             self._scaled[n, scaling] = np.array(
-                jax.jit(scale, static_argnums=1)(self.images[:n], scaling)
+                jax.jit(scale, static_argnums=(1, 2))(images, scaling, data_range)
             )
         return self._scaled[n, scaling]
 

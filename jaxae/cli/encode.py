@@ -36,8 +36,9 @@ def _save(path: Path, array) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> None:
-    from jaxae._files import same_file
+    from jaxae._files import check_outside_runs, same_file
 
+    check_outside_runs(args.out)
     if same_file(args.input, args.out):
         raise JaxaeError(
             f"--out {args.out} is the input file {args.input}: writing would replace the "

@@ -83,7 +83,8 @@ class _Fit:
     def final_loss(self) -> float:
         if self._result is None:
             self.run()
-        recon = Encoder(self._result.state.params, self.model_config).reconstruct(self.w.images)
+        result = self._result
+        recon = Encoder(result.state.params, result.model_config).reconstruct(self.w.images)
         return float(np.mean((np.asarray(recon, np.float64) - self.w.x) ** 2))
 
 
