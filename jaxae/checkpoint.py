@@ -1,11 +1,13 @@
 """Checkpoints: one msgpack file per run, written atomically, never pickled.
 
 ``checkpoint.msgpack`` holds the parameters and optimiser state of every model
-(always with a leading model axis), the configuration, the loss history and the
-jaxae version, serialised with ``flax.serialization`` (msgpack; arrays as raw
-bytes with dtype and shape) with a SHA-256 of the arrays, checked on load, so
-flipped bits are refused rather than loaded. It is written to a temporary file
-and renamed, so a crash never leaves a half-written checkpoint behind.
+(always with a leading model axis), the configuration, the loss history, the
+stage the run reached (``STAGES``), once a DEC/IDEC refinement has begun its state
+beside the pretrained one, and the jaxae version, serialised with
+``flax.serialization`` (msgpack; arrays as raw bytes with dtype and shape) with a
+SHA-256 of the arrays, checked on load, so flipped bits are refused rather than
+loaded. It is written to a temporary file and renamed, so a crash never leaves a
+half-written checkpoint behind.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from jaxae.train import TrainState, create_train_state
 FILENAME = "checkpoint.msgpack"
 FORMAT = "jaxae-checkpoint"
 FORMAT_VERSION = 2
+# What a run had done when its checkpoint was written: pretraining (epoch of epochs),
+# clustering (pretraining done; a refinement, if any, at refine_step), writing (every
+# number computed; the figures, clusters and report are what remain).
+STAGES = ("pretraining", "clustering", "writing")
 
 
 class Checkpoint(NamedTuple):
@@ -37,6 +43,9 @@ class Checkpoint(NamedTuple):
 
     ``state`` and ``loss_history`` have a leading model axis, one entry per
     (seed, lr) of ``models``; ``selected`` is the model that ``load`` returns.
+    ``refine`` is a DEC/IDEC refinement's state after ``refine_step`` steps, as
+    nested dicts of arrays (``jaxae.cluster.refine`` restores it), for the models
+    ``refine_models`` (those that did not diverge); None before one began.
     """
 
     state: TrainState
@@ -49,6 +58,10 @@ class Checkpoint(NamedTuple):
     selected: int
     run: dict
     version: str
+    stage: str = "pretraining"
+    refine: dict | None = None
+    refine_step: int = 0
+    refine_models: list[int] | None = None
 
 
 def save_checkpoint(
@@ -63,13 +76,19 @@ def save_checkpoint(
     chunk: int | None = None,
     selected: int = 0,
     run: dict | None = None,
+    stage: str | None = None,
+    refine: Any = None,
+    refine_step: int = 0,
+    refine_models: list[int] | None = None,
 ) -> Path:
     """Save a training state to ``run_dir/checkpoint.msgpack``; returns the path.
 
     ``state`` and ``loss_history`` carry a leading model axis; ``models`` lists
     the (seed, lr) of each model (default: the config's one); ``chunk`` is the
     epochs per compiled call, kept so that a resumed run cuts its epochs exactly as the first did;
-    ``run`` is JSON the caller needs to continue (the CLI's data and KMeans options).
+    ``run`` is JSON the caller needs to continue (the CLI's data and KMeans options);
+    ``stage`` (default: pretraining until the last epoch, then clustering) and
+    ``refine``, ``refine_step``, ``refine_models`` say how far the clustering got.
     """
     from jaxae import __version__
 
@@ -84,17 +103,21 @@ def save_checkpoint(
         "chunk": chunk,
         "selected": selected,
         "run": run or {},
+        "stage": stage or ("pretraining" if epoch < train_config.epochs else "clustering"),
     }
+    if refine is not None:
+        meta.update(refine_step=int(refine_step), refine_models=[int(m) for m in refine_models])
     host_state = jax.device_get(state)
     if np.ndim(loss_history) == 1:  # one model, as fit returns it: give it its model axis
         host_state = jax.tree.map(lambda a: np.asarray(a)[None], host_state)
         loss_history = np.asarray(loss_history)[None]
-    body = serialization.msgpack_serialize(
-        {
-            "loss_history": np.asarray(loss_history, np.float32),
-            "state": serialization.to_state_dict(host_state),
-        }
-    )
+    arrays = {
+        "loss_history": np.asarray(loss_history, np.float32),
+        "state": serialization.to_state_dict(host_state),
+    }
+    if refine is not None:
+        arrays["refine"] = serialization.to_state_dict(jax.device_get(refine))
+    body = serialization.msgpack_serialize(arrays)
     meta_json = json.dumps(meta)
     payload = {"meta": meta_json, "body": body, "sha256": checksum(meta_json, body)}
     path = Path(run_dir) / FILENAME
@@ -149,6 +172,9 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
     try:
         payload = serialization.msgpack_restore(body)
         meta["model"]["hidden"] = tuple(meta["model"]["hidden"])
+        if meta["model"].get("scaling") == "unit":
+            # Written before the range was fitted: such a model was trained on pixels / 255.
+            meta["model"].setdefault("data_range", (0.0, 255.0))
         model_config = ModelConfig(**meta["model"])
         train_config = TrainConfig(**meta["train"])
         epoch = _int(meta["epoch"])
@@ -157,6 +183,18 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         selected = _int(meta["selected"])
         run = dict(meta["run"])
         version = str(meta["jaxae_version"])
+        stage = meta.get("stage") or (
+            "pretraining" if epoch < train_config.epochs else "clustering"
+        )
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r}")
+        refine = payload.get("refine")
+        refine_step = _int(meta.get("refine_step", 0))
+        refine_models = meta.get("refine_models")
+        if refine is not None:
+            refine_models = [_int(m) for m in refine_models]
+            if not refine_models or not all(0 <= m < len(models) for m in refine_models):
+                raise ValueError(f"refine_models {refine_models}")
         # Values beyond float32 become inf, which the history may hold anyway.
         with np.errstate(over="ignore", invalid="ignore"):
             history = np.asarray(payload["loss_history"], np.float32)
@@ -185,18 +223,12 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
             raise JaxaeError(
                 f"{path} holds non-finite parameters (NaN or inf): train again with jaxae run"
             )
+    if refine is not None:
+        _check_refined(path, refine, state.params, len(refine_models))
     return Checkpoint(
-        state,
-        model_config,
-        train_config,
-        history,
-        epoch,
-        models,
-        chunk,
-        selected,
-        run,
-        version,
-    )
+        state, model_config, train_config, history, epoch, models, chunk, selected, run,
+        version, stage, refine, refine_step, refine_models,
+    )  # fmt: skip
 
 
 def _int(value: Any) -> int:
@@ -232,6 +264,37 @@ def _check_like(path: Path, state: Any, template: Any) -> None:
             )
 
 
+def _check_refined(path: Path, refine: dict, params: Any, models: int) -> None:
+    """The refined autoencoder must have the pretrained one's tree, for ``models`` models."""
+    try:
+        refined = refine["params"]["autoencoder"]
+        like = jax.tree.map(lambda a: np.asarray(a)[:models], params)
+        same = jax.tree_util.tree_structure(refined) == jax.tree_util.tree_structure(like)
+    except (KeyError, TypeError) as e:
+        raise JaxaeError(
+            f"{path} is damaged (refinement: no {e}): train again with jaxae run"
+        ) from None
+    if not same:
+        raise JaxaeError(
+            f"{path} is damaged: its refined autoencoder does not have the model's tree: "
+            "train again with jaxae run"
+        )
+    _check_like(path, refined, like)
+    for leaf in jax.tree.leaves(refined):
+        if not np.isfinite(np.asarray(leaf)).all():
+            raise JaxaeError(
+                f"{path} holds non-finite parameters (NaN or inf): train again with jaxae run"
+            )
+
+
+def encoder_params(ckpt: Checkpoint, model: int) -> Any:
+    """The parameters a model's encoder has: refined by DEC/IDEC where it was, else pretrained."""
+    if ckpt.refine is not None and model in ckpt.refine_models:
+        index = ckpt.refine_models.index(model)
+        return jax.tree.map(lambda a: np.asarray(a)[index], ckpt.refine["params"]["autoencoder"])
+    return jax.tree.map(lambda a: a[model], ckpt.state.params)
+
+
 def load(run_dir: str | os.PathLike) -> Encoder:
     """Load a trained run's encoder.
 
@@ -242,7 +305,7 @@ def load(run_dir: str | os.PathLike) -> Encoder:
     """
 
     ckpt = load_checkpoint(run_dir)
-    params = jax.tree.map(lambda a: a[ckpt.selected], ckpt.state.params)
+    params = encoder_params(ckpt, ckpt.selected)
     method = ckpt.run.get("cluster", {}).get("method", "kmeans")
     folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     return Encoder(params, ckpt.model_config, clusterer=_clusterer(folder, method, ckpt))

@@ -23,20 +23,37 @@ from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.preprocess import scale
-from jaxae.train import TrainResult, TrainState, check_batch, chunk_for, fit_models
+from jaxae.preprocess import fit_scaling, scale
+from jaxae.train import TrainResult, TrainState, check_batch, chunk_for, fit
 
 METRICS = ("acc", "nmi", "ari")
 
 
 class Resume(NamedTuple):
-    """Where a run stopped: the state (model axis kept) after ``epoch`` epochs."""
+    """Where a run stopped: the state (model axis kept) after ``epoch`` epochs, and the
+    DEC/IDEC refinement where one had begun (``methods.Refinement``)."""
 
     state: TrainState
     epoch: int
     history: np.ndarray  # (models, epochs)
     chunk: int
     train_seconds: float = 0.0
+    refinement: methods.Refinement | None = None
+
+
+class Hooks(NamedTuple):
+    """What a run folder's owner hears while an experiment computes (all optional).
+
+    ``on_chunk(epoch, state, history)`` between chunks of pretraining;
+    ``on_pretrained(result)`` once pretraining is done, before clustering;
+    ``on_refine(refinement)`` between chunks of a DEC/IDEC refinement;
+    ``should_stop()`` polled every couple of seconds at every stage.
+    """
+
+    on_chunk: Callable[[int, TrainState, np.ndarray], None] | None = None
+    on_pretrained: Callable[[TrainResult], None] | None = None
+    on_refine: Callable[[methods.Refinement], None] | None = None
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -108,6 +125,7 @@ class Experiment(NamedTuple):
     result: TrainResult  # leading model axis on every leaf, M = 1 included
     params: Any  # the models' final encoder parameters (refined by DEC/IDEC), model axis
     clusterings: list[methods.Clustering | None]  # per model; None where it diverged
+    refinement: methods.Refinement | None  # DEC/IDEC's final state, for the checkpoint
     selected: int
     chunk: int
     report: Report
@@ -158,12 +176,29 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
             "per image they are all zeros and there is nothing to learn; pass scaling=unit, "
             "or images with more than one value"
         )
+    model = fit_scaling(model, dataset.images)
     if config.cluster.method == "umap-gmm":  # before training, not after it
         from jaxae.cluster.manifold import import_umap
 
+        _check_umap(config.cluster, n)
         import_umap()
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
     return dataclasses.replace(config, model=model)
+
+
+def _check_umap(cluster_config, n: int) -> None:
+    """UMAP's neighbours and dimensions must fit in ``n`` images (named as the config does)."""
+    neighbors, dim = cluster_config.umap_neighbors, cluster_config.umap_dim
+    if neighbors >= n:
+        raise JaxaeError(
+            f"umap_neighbors={neighbors} needs more than the {n} images: "
+            f"pass umap_neighbors={max(2, n - 1)} or less, or more images"
+        )
+    if dim >= n - 1:
+        raise JaxaeError(
+            f"umap_dim={dim} needs more than the {n} images: "
+            f"pass umap_dim={max(1, n - 2)} or less, or more images"
+        )
 
 
 def plan_chunk(config: ExperimentConfig, dataset: Dataset) -> int:
@@ -177,8 +212,7 @@ def run_experiment(
     dataset: Dataset | None = None,
     resume: Resume | None = None,
     progress: bool = True,
-    on_chunk: Callable[[int, TrainState, np.ndarray], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    hooks: Hooks | None = None,
     vectorize_models: bool | None = None,
 ) -> Experiment:
     """Train, cluster and score as ``config`` says; see the module docstring.
@@ -186,9 +220,13 @@ def run_experiment(
     Args:
       config: the experiment; ``config.model`` may leave ``input_dim`` to the data.
       dataset: the images, if already loaded (default: ``load_data(config.data)``).
-      resume: continue training from a saved state (see ``jaxae.rundir``).
-      progress, on_chunk, should_stop, vectorize_models: as for ``jaxae.fit``,
-        with the model axis kept for every model count.
+      resume: continue from a saved state (see ``jaxae.lifecycle``): training from
+        its epoch, a refinement from its step; a finished stage is not run again.
+      progress, vectorize_models: as for ``jaxae.fit``.
+      hooks: checkpoints and signals (:class:`Hooks`).
+
+    Raises:
+      jaxae.loop.Stopped: ``hooks.should_stop()`` returned True (or training diverged).
 
     Returns:
       An ``Experiment``; ``experiment.report.to_dict()`` is what report.json holds.
@@ -198,10 +236,11 @@ def run_experiment(
         exp = run_experiment(ExperimentConfig(data=DataConfig(source="digits"), seeds=3))
         print(exp.report.metrics["autoencoder_kmeans"]["acc"])
     """
+    hooks = Hooks() if hooks is None else hooks
     dataset = load_data(config.data) if dataset is None else dataset
     config = resolve(config, dataset)
     chunk = resume.chunk if resume is not None else plan_chunk(config, dataset)
-    result = fit_models(
+    result = fit(
         dataset.images,
         model_config=config.model,
         train_config=config.train,
@@ -213,10 +252,13 @@ def run_experiment(
         start_epoch=0 if resume is None else resume.epoch,
         history=None if resume is None else resume.history,
         progress=progress,
-        on_chunk=on_chunk,
-        should_stop=should_stop,
+        on_chunk=hooks.on_chunk,
+        should_stop=hooks.should_stop,
         vectorize_models=vectorize_models,
+        keep_model_axis=True,
     )
+    if hooks.on_pretrained is not None and (resume is None or resume.epoch < config.train.epochs):
+        hooks.on_pretrained(result)
     if resume is not None:  # the report covers the whole run, not only this call
         steps_per_epoch = len(dataset.images) // config.train.batch_size
         result = result._replace(
@@ -226,7 +268,7 @@ def run_experiment(
     alive = np.isfinite(result.loss_history[:, -1])
 
     start = time.perf_counter()
-    params, clusterings = methods.cluster_models(
+    params, clusterings, refinement = methods.cluster_models(
         result.state.params,
         dataset.images,
         alive=alive,
@@ -234,19 +276,26 @@ def run_experiment(
         cluster_config=config.cluster,
         seeds=[seed for seed, _ in result.models],
         progress=progress,
+        should_stop=hooks.should_stop,
+        refinement=None if resume is None else resume.refinement,
+        on_refine=hooks.on_refine,
     )
     cluster_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     baselines = {}
     if dataset.labels is not None:
-        pixels = np.asarray(jax.jit(scale, static_argnums=1)(dataset.images, config.model.scaling))
+        model = config.model
+        pixels = np.asarray(
+            jax.jit(scale, static_argnums=(1, 2))(dataset.images, model.scaling, model.data_range)
+        )
         baselines = methods.pixel_baselines(
             pixels,
             config.cluster,
             seeds=sorted(set(config.seed_list)),
             labels=dataset.labels,
             progress=progress,
+            should_stop=hooks.should_stop,
         )
     baseline_seconds = time.perf_counter() - start
 
@@ -316,7 +365,9 @@ def run_experiment(
         metrics_by_lr=metrics_by_lr,
         models=models,
     )
-    return Experiment(config, dataset, result, params, clusterings, selected, chunk, report)
+    return Experiment(
+        config, dataset, result, params, clusterings, refinement, selected, chunk, report
+    )
 
 
 def _key(method: str) -> str:

@@ -9,8 +9,8 @@ The algorithms themselves live in ``jaxae.cluster``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -20,6 +20,7 @@ from jaxae import cluster
 from jaxae.config import ClusterConfig, ModelConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
+from jaxae.loop import Stopped
 
 # A code unit is alive when it is non-zero for at least this share of the images.
 ALIVE_FRACTION = 0.01
@@ -67,6 +68,14 @@ def alive_units(codes: np.ndarray) -> int:
     return int(((np.abs(codes) > 0).mean(axis=0) >= ALIVE_FRACTION).sum())
 
 
+class Refinement(NamedTuple):
+    """Where a DEC/IDEC refinement is: its host state after ``step`` steps, for ``models``."""
+
+    state: Any
+    step: int
+    models: list[int]
+
+
 def cluster_models(
     params: Any,
     images: np.ndarray,
@@ -76,18 +85,29 @@ def cluster_models(
     cluster_config: ClusterConfig,
     seeds: Sequence[int],
     progress: bool = True,
-) -> tuple[Any, list[Clustering | None]]:
-    """Cluster each model's codes; returns the (possibly refined) params and the clusterings.
+    should_stop: Callable[[], bool] | None = None,
+    refinement: Refinement | None = None,
+    on_refine: Callable[[Refinement], None] | None = None,
+) -> tuple[Any, list[Clustering | None], Refinement | None]:
+    """Cluster each model's codes: the (possibly refined) params, the clusterings and,
+    for DEC and IDEC, the final :class:`Refinement`.
 
     ``params`` has a leading model axis; models that are not ``alive`` (diverged)
-    get ``None``.
+    get ``None``. ``should_stop`` is polled between models (and every couple of
+    seconds of a refinement): True raises ``jaxae.loop.Stopped``. A refinement
+    resumes from ``refinement`` and hands its state to ``on_refine`` at every
+    chunk of steps, when it converges, and before a stop.
     """
     method = cluster_config.method
     if method in ("dec", "idec"):
-        return _refine(params, images, alive, model_config, cluster_config, seeds, progress)
+        return _refine(
+            params, images, alive, model_config, cluster_config, seeds, progress,
+            should_stop, refinement, on_refine,
+        )  # fmt: skip
     out: list[Clustering | None] = []
     bar = dict(desc=method, unit="model", delay=2, disable=not progress, leave=False)
     for i, seed in enumerate(tqdm(seeds, **bar)):
+        check_stop(should_stop, f"clustering stopped after {i} of {len(seeds)} models")
         if not alive[i]:
             out.append(None)
             continue
@@ -95,7 +115,15 @@ def cluster_models(
         codes = Encoder(p, model_config).encode(images)
         config = dataclasses.replace(cluster_config, seed=seed)
         out.append(dataclasses.replace(_fit(codes, config), alive_code_units=alive_units(codes)))
-    return params, out
+    check_stop(should_stop, f"clustering stopped after {len(seeds)} of {len(seeds)} models")
+    return params, out, None
+
+
+def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
+    """Between host-side fits (UMAP, a mixture), which cannot be interrupted inside:
+    stop as soon as control returns from one."""
+    if should_stop is not None and should_stop():
+        raise Stopped(message, done=0, interrupted=True)
 
 
 def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
@@ -114,24 +142,49 @@ def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
     return Clustering("kmeans", fit.labels, fit.centers)
 
 
-def _refine(params, images, alive, model_config, cluster_config, seeds, progress):
+def refine_config(cluster_config: ClusterConfig, n: int) -> cluster.RefineConfig:
+    """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` images."""
+    c = cluster_config
+    return cluster.RefineConfig.for_method(
+        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
+        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, n),
+        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
+    )  # fmt: skip
+
+
+def restore_refinement(
+    saved: dict, step: int, models: list[int], params: Any, n: int, *,
+    model_config: ModelConfig, cluster_config: ClusterConfig,
+) -> Refinement:  # fmt: skip
+    """A checkpoint's refinement (nested dicts) as the state :func:`cluster_models` resumes."""
+    from jaxae.cluster.refine import restore_state, state_template
+
+    pretrained = jax.tree.map(lambda a: np.asarray(a)[models], params)
+    config = refine_config(cluster_config, n)
+    template = state_template(pretrained, n, model_config=model_config, config=config)
+    return Refinement(restore_state(saved, template), step, list(models))
+
+
+def _refine(params, images, alive, model_config, cluster_config, seeds, progress,
+            should_stop, refinement, on_refine):  # fmt: skip
     """DEC or IDEC over every model that did not diverge, in one program."""
     from jaxae.preprocess import scale
 
     c = cluster_config
     keep = np.flatnonzero(alive)
     if not len(keep):
-        return params, [None] * len(seeds)
-    config = cluster.RefineConfig.for_method(
-        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
-        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, len(images)),
-        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
-    )  # fmt: skip
-    x = scale(images, model_config.scaling)
+        return params, [None] * len(seeds), None
+    config = refine_config(c, len(images))
+    x = scale(images, model_config.scaling, model_config.data_range)
     pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
+    models = [int(i) for i in keep]
     result = cluster.refine(
         x, pretrained, model_config=model_config, config=config,
-        seeds=[seeds[i] for i in keep], progress=progress,
+        seeds=[seeds[i] for i in keep], progress=progress, should_stop=should_stop,
+        initial=None if refinement is None else refinement.state,
+        start_step=0 if refinement is None else refinement.step,
+        on_chunk=None if on_refine is None
+        else lambda done, state: on_refine(Refinement(state, done, models)),
     )  # fmt: skip
     refined = jax.tree.map(np.array, params)
     for j, i in enumerate(keep):
@@ -149,7 +202,8 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
             c.method, cluster.predict_nearest(centers, codes), centers,
             alive_code_units=alive_units(codes), details=details,
         )  # fmt: skip
-    return refined, out
+    done = int(np.max(result.steps))  # the models that did not converge took every step
+    return refined, out, Refinement(result.state, done, models)
 
 
 def pixel_baselines(
@@ -159,6 +213,7 @@ def pixel_baselines(
     seeds: Sequence[int],
     labels: np.ndarray,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per seed."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
@@ -166,7 +221,8 @@ def pixel_baselines(
     if method in ("gmm", "umap-gmm"):  # DEC and IDEC need an encoder: KMeans is theirs
         out[f"pixel_{method.replace('-', '_')}"] = {}
     bar = dict(desc="pixel baselines", unit="seed", delay=2, disable=not progress, leave=False)
-    for seed in tqdm(seeds, **bar):
+    for done, seed in enumerate(tqdm(seeds, **bar)):
+        check_stop(should_stop, f"the pixel baselines stopped after {done} of {len(seeds)} seeds")
         config = dataclasses.replace(cluster_config, seed=seed)
         out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
         if len(out) > 1:

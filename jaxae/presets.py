@@ -1,7 +1,9 @@
 """Named recipes: field values for the model, training and clustering configs.
 
-Every preset is data; ``apply_preset`` builds the configs from it, and any
-field given explicitly (a CLI flag, a keyword) overrides it.
+Every preset is data; :func:`apply_preset` builds the configs from it, and any
+field given explicitly (a CLI flag, an estimator's keyword) overrides it. It is
+the one place where a preset and its overrides meet: ``jaxae run`` and both
+scikit-learn estimators call it.
 
 - ``seed``: the original experiment (784-256-100-256-784, ReLU code, per-image
   standardisation, Adam 0.01, batch 100, 500 epochs, KMeans n_init 3).
@@ -55,6 +57,40 @@ def preset_fields(name: str) -> dict[str, dict[str, Any]]:
 
     check_choice("preset", name, tuple(PRESETS))
     return {k: dict(v) for k, v in PRESETS[name].items()}
+
+
+def apply_preset(
+    name: str,
+    *,
+    model: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
+    input_dim: int = 1,
+    seed: int = 0,
+):
+    """The (ModelConfig, TrainConfig, ClusterConfig) of preset ``name`` with overrides.
+
+    Args:
+      name: a key of ``PRESETS``.
+      model, train, cluster: fields to set over the preset's; a value of None
+        keeps the preset's (so unset flags and keywords can be passed as they are).
+      input_dim: the data's width (``jaxae run`` leaves 1 and fills it from the data).
+      seed: the first seed, for training and clustering alike.
+
+    Example::
+
+        model, train, cluster = apply_preset("n2d-fast", train={"epochs": 20}, input_dim=784)
+    """
+    from jaxae.config import ClusterConfig, ModelConfig, TrainConfig
+
+    fields = preset_fields(name)
+    for section, given in (("model", model), ("train", train), ("cluster", cluster)):
+        fields[section].update({k: v for k, v in (given or {}).items() if v is not None})
+    return (
+        ModelConfig(input_dim=input_dim, **fields["model"]),
+        TrainConfig(seed=seed, **fields["train"]),
+        ClusterConfig(seed=seed, **fields["cluster"]),
+    )
 
 
 def describe(name: str) -> str:

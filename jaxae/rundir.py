@@ -2,11 +2,10 @@
 
 ``RunFolder`` claims ``--out`` (an exclusive lock held until the run ends, so a
 second run on it refuses), refuses to replace anything that is not a jaxae run,
-and cleans the temporary files a killed run left. ``Checkpointer`` saves the
-training state between chunks of epochs; ``save_run`` writes the figures, the
-final checkpoint and ``report.json`` last, so a folder with a report is a
-complete run. ``resume_point`` reads a checkpoint back into the configuration
-and state that ``run_experiment`` continues from.
+and cleans the temporary files a killed run left. ``write_checkpoint`` saves a
+run's state into it; ``save_run`` writes the final checkpoint, the figures and
+``report.json`` last, so a folder with a report is a complete run. When each is
+called (the run's life, its stages and resumes) is ``jaxae.lifecycle``'s business.
 """
 
 from __future__ import annotations
@@ -16,18 +15,17 @@ import dataclasses
 import fcntl
 import os
 import shutil
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxae._files import save_npy, save_npz, write_json
-from jaxae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from jaxae._files import RUN_MARKER, run_folder_of, save_npy, save_npz, write_json
+from jaxae.checkpoint import FILENAME, save_checkpoint
 from jaxae.cluster import gmm_arrays
-from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
+from jaxae.config import ExperimentConfig
 from jaxae.errors import JaxaeError
-from jaxae.experiment import Experiment, Resume
+from jaxae.experiment import Experiment
 from jaxae.figures import (
     clusters_figure,
     codes_figure,
@@ -35,9 +33,10 @@ from jaxae.figures import (
     loss_figure,
     reconstructions_figure,
 )
+from jaxae.methods import Refinement
 from jaxae.preprocess import scale
 
-MARKER = ".jaxae-run"
+MARKER = RUN_MARKER
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
 FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
@@ -72,6 +71,12 @@ def check_out_dir(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise JaxaeError(f"out={out} is a file: pass a folder name")
+    outer = run_folder_of(out, include_self=False)
+    if outer is not None:
+        raise JaxaeError(
+            f"out={out} is inside the jaxae run folder {outer}, which only its run writes: "
+            "pass a folder outside it"
+        )
     if not (out.is_dir() and any(not _is_leftover(p.name) for p in out.iterdir())):
         return out  # new, empty, or only what a run that saved nothing left
     if not force:
@@ -118,6 +123,7 @@ class RunFolder:
         protect: tuple[Path, ...] = (),
     ):
         self.path = Path(path) if resume else check_out_dir(path, force=force, protect=protect)
+        self._name = "resume" if resume else "out"  # the parameter (and flag) the user passed
         self._clear = force and not resume
         self._lock = None
         self._made = False
@@ -137,8 +143,8 @@ class RunFolder:
             self._lock.close()
             self._lock = None
             raise JaxaeError(
-                f"out={self.path} is in use by another jaxae run: wait for it, or pass "
-                "another folder"
+                f"{self._name}={self.path} is in use by another jaxae run: wait for it"
+                + (", or pass another folder" if self._name == "out" else "")
             ) from None
         try:
             self._prepare(reserve)
@@ -160,7 +166,7 @@ class RunFolder:
         free = shutil.disk_usage(self.path).free
         if free < reserve:
             raise JaxaeError(
-                f"out={self.path} has {free / 1e6:.1f} MB free, a checkpoint needs "
+                f"{self._name}={self.path} has {free / 1e6:.1f} MB free, a checkpoint needs "
                 f"{reserve / 1e6:.1f} MB: free disk space or pass another folder"
             )
 
@@ -201,8 +207,10 @@ def _write_error(path: Path, e: OSError) -> JaxaeError:
 def checkpoint_bytes(experiment_config: ExperimentConfig) -> int:
     """About how many bytes a checkpoint of this run takes (parameters and Adam's moments)."""
     models = experiment_config.seeds * len(experiment_config.lr_list)
+    # Parameters and Adam's two moments; DEC/IDEC adds the refined copy and its optimiser.
+    copies = 5 if experiment_config.cluster.method in ("dec", "idec") else 3
     return (
-        3 * 4 * experiment_config.model.parameter_count * models
+        copies * 4 * experiment_config.model.parameter_count * models
         + 4 * models * (experiment_config.train.epochs)
         + (1 << 16)
     )
@@ -231,8 +239,11 @@ def write_checkpoint(
     chunk: int,
     run: dict,
     selected: int = 0,
+    stage: str | None = None,
+    refinement: Refinement | None = None,
 ) -> None:
     """Save a run's state into its folder; a write error is one line naming the folder."""
+    r = refinement
     try:
         save_checkpoint(
             folder.ready(),
@@ -245,85 +256,13 @@ def write_checkpoint(
             chunk=chunk,
             selected=selected,
             run=run,
+            stage=stage,
+            refine=None if r is None else r.state,
+            refine_step=0 if r is None else r.step,
+            refine_models=None if r is None else r.models,
         )
     except OSError as e:
         raise _write_error(folder.path, e) from None
-
-
-class Checkpointer:
-    """``fit``'s ``on_chunk``: saves the training state between chunks.
-
-    Saves at the first chunk boundary at least ``config.checkpoint_every`` epochs
-    after the last save (or, when None, ``every_seconds`` seconds after it), and on
-    demand (``save_latest``) after an interrupt or a divergence. Only process 0
-    writes. ``saved_epoch`` is the epoch already on disk (a resumed run's), if any.
-    """
-
-    def __init__(
-        self,
-        folder: RunFolder,
-        config: ExperimentConfig,
-        *,
-        chunk: int,
-        fingerprint: str,
-        every_seconds: float = 60.0,
-        saved_epoch: int | None = None,
-        train_seconds: float = 0.0,
-    ):
-        self.folder, self.config, self.chunk = folder, config, chunk
-        self.fingerprint, self.every_seconds = fingerprint, every_seconds
-        self.latest = None
-        self.saved_epoch, self.saved_time = saved_epoch, time.monotonic()
-        self.prior_seconds, self.started = train_seconds, time.monotonic()
-
-    def __call__(self, epoch: int, state, history: np.ndarray) -> None:
-        self.latest = (epoch, state, np.array(history))
-        if self.config.checkpoint_every is not None:
-            due = epoch - (self.saved_epoch or 0) >= self.config.checkpoint_every
-        else:
-            due = time.monotonic() - self.saved_time >= self.every_seconds
-        if due:
-            self.save_latest()
-
-    def save_latest(self) -> int | None:
-        """Save the last state seen (if not saved yet); returns its epoch, or None."""
-        if self.latest is None:
-            return self.saved_epoch
-        epoch, state, history = self.latest
-        if epoch != self.saved_epoch and jax.process_index() == 0:
-            full = np.full((history.shape[0], self.config.train.epochs), np.nan, np.float32)
-            full[:, :epoch] = history
-            seconds = self.prior_seconds + time.monotonic() - self.started
-            run = run_meta(self.config, self.fingerprint, seconds)
-            write_checkpoint(self.folder, self.config, state, full, epoch, self.chunk, run)
-        self.saved_epoch, self.saved_time = epoch, time.monotonic()
-        return epoch
-
-
-def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, dict]:
-    """The configuration and state to continue ``run_dir`` from, and its saved run meta."""
-    ckpt = load_checkpoint(run_dir)
-    run = ckpt.run
-    try:
-        config = ExperimentConfig(
-            data=DataConfig(**run["data"]),
-            model=ckpt.model_config,
-            train=ckpt.train_config,
-            cluster=ClusterConfig(**run["cluster"]),
-            seeds=run["seeds"],
-            lrs=tuple(run["lrs"]),
-            devices=run["devices"],
-            checkpoint_every=run["checkpoint_every"],
-        )
-    except (KeyError, TypeError) as e:
-        raise JaxaeError(
-            f"{run_dir} was saved without its run settings ({e}): train again with jaxae run"
-        ) from None
-    chunk = ckpt.chunk or 1
-    resume = Resume(
-        ckpt.state, ckpt.epoch, ckpt.loss_history, chunk, float(run.get("train_seconds", 0.0))
-    )
-    return config, resume, run
 
 
 def save_run(experiment: Experiment, folder: RunFolder) -> Path:
@@ -345,9 +284,11 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         experiment.report,
     )
     run = run_meta(config, report.fingerprint, res.train_seconds)
-    state = res.state._replace(params=experiment.params)
     epochs, chunk, selected = config.train.epochs, experiment.chunk, experiment.selected
-    write_checkpoint(folder, config, state, res.loss_history, epochs, chunk, run, selected)
+    write_checkpoint(
+        folder, config, res.state, res.loss_history, epochs, chunk, run, selected,
+        stage="writing", refinement=experiment.refinement,
+    )  # fmt: skip
     chosen = report.models[experiment.selected]
     metrics = chosen.get("metrics", {})
     acc = next(iter(metrics.values()), {}).get("acc") if metrics else None
@@ -361,7 +302,7 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     encoder = experiment.encoder
     sample = ds.images[:10]
     reconstructions_figure(
-        np.asarray(scale(sample, config.model.scaling)),
+        np.asarray(scale(sample, config.model.scaling, config.model.data_range)),
         encoder.reconstruct(sample),
         ds.image_shape,
         out / "reconstructions.png",

@@ -7,13 +7,18 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from jaxae.config import ModelConfig, TrainConfig
 from jaxae.encoder import Encoder
+from jaxae.presets import apply_preset
 from jaxae.train import fit
 
 
 class AutoEncoderTransformer(TransformerMixin, BaseEstimator):
     """Learn codes with an autoencoder; ``transform`` returns them.
+
+    ``preset`` names a recipe of ``jaxae.presets`` (its autoencoder and training;
+    default ``seed``, the original experiment); the keyword arguments override its
+    fields where given. ``scaling`` is ``"standardize"`` (each image on its own) or
+    ``"unit"`` (the range of the data ``fit`` sees onto [0, 1], kept for ``transform``).
 
     Example::
 
@@ -26,17 +31,21 @@ class AutoEncoderTransformer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        hidden: int = 256,
-        code_dim: int = 100,
-        epochs: int = 500,
-        batch_size: int = 100,
-        lr: float = 0.01,
-        dtype: str = "float32",
+        preset: str = "seed",
+        hidden: int | tuple[int, ...] | None = None,
+        code_dim: int | None = None,
+        scaling: str | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        dtype: str | None = None,
         seed: int = 0,
         progress: bool = False,
     ):
+        self.preset = preset
         self.hidden = hidden
         self.code_dim = code_dim
+        self.scaling = scaling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -46,16 +55,18 @@ class AutoEncoderTransformer(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = np.asarray(X)
-        model_config = ModelConfig(
-            input_dim=X.shape[1], hidden=self.hidden, code_dim=self.code_dim, dtype=self.dtype
-        )
-        train_config = TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed
-        )
+        model_config, train_config, _ = apply_preset(
+            self.preset,
+            model=dict(hidden=self.hidden, code_dim=self.code_dim, scaling=self.scaling,
+                       dtype=self.dtype),
+            train=dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr),
+            input_dim=X.shape[1],
+            seed=self.seed,
+        )  # fmt: skip
         result = fit(
             X, model_config=model_config, train_config=train_config, progress=self.progress
         )
-        self.encoder_ = Encoder(result.state.params, model_config)
+        self.encoder_ = Encoder(result.state.params, result.model_config)
         self.loss_history_ = result.loss_history
         self.n_features_in_ = X.shape[1]
         return self
@@ -69,7 +80,7 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
     """The whole experiment as a scikit-learn clusterer: train, cluster, predict.
 
     ``preset`` names a recipe of ``jaxae.presets``; the keyword arguments
-    override its fields (``epochs``, ``method``, ``clusters``, ...). ``fit``
+    override its fields (``epochs``, ``method``, ``clusters``, ``scaling``, ...). ``fit``
     runs ``run_experiment`` on ``X`` (one model, ``seed``); ``labels_`` are its
     clusters and ``predict`` assigns new images to them.
 
@@ -86,6 +97,7 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
         preset: str = "seed",
         method: str | None = None,
         clusters: int = 10,
+        scaling: str | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
         seed: int = 0,
@@ -94,30 +106,28 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
         self.preset = preset
         self.method = method
         self.clusters = clusters
+        self.scaling = scaling
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
 
     def fit(self, X, y=None):
-        from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
+        from jaxae.config import DataConfig, ExperimentConfig
         from jaxae.data.dataset import validated
         from jaxae.experiment import run_experiment
-        from jaxae.presets import preset_fields
 
-        fields = preset_fields(self.preset)
-        fields["cluster"]["clusters"] = self.clusters
-        if self.method is not None:
-            fields["cluster"]["method"] = self.method
-        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
-            if value is not None:
-                fields["train"][name] = value
         dataset = validated(np.asarray(X), None, name="X")
+        model, train, cluster = apply_preset(
+            self.preset,
+            model={"scaling": self.scaling},
+            train={"epochs": self.epochs, "batch_size": self.batch_size},
+            cluster={"clusters": self.clusters, "method": self.method},
+            input_dim=dataset.images.shape[1],
+            seed=self.seed,
+        )
         config = ExperimentConfig(
-            data=DataConfig(source="X", n="all"),
-            model=ModelConfig(input_dim=dataset.images.shape[1], **fields["model"]),
-            train=TrainConfig(seed=self.seed, **fields["train"]),
-            cluster=ClusterConfig(seed=self.seed, **fields["cluster"]),
+            data=DataConfig(source="X", n="all"), model=model, train=train, cluster=cluster
         )
         experiment = run_experiment(config, dataset=dataset, progress=self.progress)
         self.model_ = experiment.encoder

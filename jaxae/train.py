@@ -34,17 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding
-from tqdm.auto import tqdm
 
 from jaxae._validate import check_rows
 from jaxae.config import MAX_STEPS, ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
+from jaxae.loop import Call, Stopped, drive
 from jaxae.model import AutoEncoder, build_model
 from jaxae.parallel import batch_sharding, first_device, make_mesh, replicate, to_host
-from jaxae.preprocess import scale
+from jaxae.preprocess import fit_scaling, scale
 
-# Seconds one device call may take: how soon a signal is obeyed.
-CALL_SECONDS = 2.0
 # Loss-history values one run may hold (models x epochs): 512 MB of float32.
 MAX_HISTORY = 2**27
 
@@ -68,6 +66,8 @@ class TrainResult(NamedTuple):
       train_seconds: time for the epochs run in this call, compilation excluded.
       steps: optimiser steps per model in this call.
       models: the (seed, lr) of each model, in order.
+      model_config: the model as trained: ``data_range`` fitted where the
+        ``"unit"`` scaling needs it; build the ``Encoder`` with this one.
     """
 
     state: TrainState
@@ -76,14 +76,15 @@ class TrainResult(NamedTuple):
     train_seconds: float
     steps: int
     models: list[tuple[int, float]]
+    model_config: ModelConfig | None = None
 
 
-class TrainingStopped(JaxaeError):
+class TrainingStopped(Stopped):
     """Training stopped early (divergence or an interrupt) at ``epoch`` epochs done."""
 
-    def __init__(self, message: str, *, epoch: int):
-        super().__init__(message)
-        self.epoch = epoch
+    @property
+    def epoch(self) -> int:
+        return self.done
 
 
 # Only the learning rate is injected: Adam's betas and epsilon stay Python floats,
@@ -279,69 +280,7 @@ def squeeze_model_axis(tree: Any) -> Any:
     return jax.tree.map(lambda a: a[0], tree)
 
 
-def fit(images: np.ndarray | jax.Array, **kwargs) -> TrainResult:
-    """Train one autoencoder, or several at once, on raw images.
-
-    Args:
-      images: (N, D) pixels, uint8 or float; scaled (``model_config.scaling``)
-        on the device.
-      model_config: the model; ``input_dim`` must equal D.
-      train_config: epochs, batch size, optimiser, learning rate, seed.
-      seeds, lrs: train one model per (seed, lr) pair of these (default: the
-        config's seed and lr) in one program; each model is initialised
-        and shuffled by its own seed exactly as if trained alone.
-      devices: data-parallel over this many local devices (or "all"); the batch
-        size must divide evenly. Under ``jax.distributed``, the global devices.
-      epochs_per_chunk: epochs between checkpoint chances (``on_chunk``; default:
-        about 20 per run). The host calls the compiled program for about
-        ``CALL_SECONDS`` of epochs at a time within them, so ``should_stop`` is
-        polled every couple of seconds however long a chunk is.
-      initial, start_epoch, history: resume from a saved state after
-        ``start_epoch`` epochs with that loss history.
-      progress: show a tqdm bar (after 2 s) advanced once per chunk.
-      on_chunk: called after each chunk (and before a stop) with (epochs done, host state,
-        loss history so far), e.g. to save a checkpoint.
-      should_stop: polled after each call; True stops with ``TrainingStopped``.
-      vectorize_models: several models are ``vmap``-ed into one batched program
-        (True) or run one after another inside it (False: on CPU each then
-        equals its model trained alone, bit for bit). Default: True on GPU and
-        TPU, where K=8 models cost about 2x one; False on CPU, where vmap is
-        slower than K single models and long vmapped runs drift from single ones.
-
-    Returns:
-      A ``TrainResult``. One model: ``loss_history[e]`` is the mean loss of
-      epoch ``e``. Several: leading model axis everywhere (``initial`` and
-      ``history`` take the same shapes).
-
-    Raises:
-      TrainingStopped: a single model's loss became non-finite (the state
-        passed to the last ``on_chunk`` is the last finite one), or
-        ``should_stop`` returned True.
-
-    Example::
-
-        result = fit(images, model_config=ModelConfig(input_dim=64),
-                     train_config=TrainConfig(epochs=10), seeds=range(8))
-    """
-    single = len(list(kwargs.get("seeds") or [0])) * len(list(kwargs.get("lrs") or [0])) == 1
-    if single:
-        for name in ("initial", "history"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = add_model_axis(kwargs[name])
-        on_chunk = kwargs.get("on_chunk")
-        if on_chunk is not None:
-            kwargs["on_chunk"] = lambda done, state, history: on_chunk(
-                done, squeeze_model_axis(state), history[0]
-            )
-    result = fit_models(images, **kwargs)
-    if single:
-        result = result._replace(
-            state=squeeze_model_axis(result.state), loss_history=result.loss_history[0]
-        )
-    return result
-
-
-def fit_models(
+def fit(
     images: np.ndarray | jax.Array,
     *,
     model_config: ModelConfig,
@@ -357,9 +296,72 @@ def fit_models(
     on_chunk: Callable[[int, TrainState, np.ndarray], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     vectorize_models: bool | None = None,
+    keep_model_axis: bool = False,
 ) -> TrainResult:
-    """``fit`` with the model axis kept for every model count (M = 1 included)."""
+    """Train one autoencoder, or several at once, on raw images.
+
+    Args:
+      images: (N, D) pixels, uint8 or float; scaled (``model_config.scaling``)
+        on the device.
+      model_config: the model; ``input_dim`` must equal D.
+      train_config: epochs, batch size, optimiser, learning rate, seed.
+      seeds, lrs: train one model per (seed, lr) pair of these (default: the
+        config's seed and lr) in one program; each model is initialised
+        and shuffled by its own seed exactly as if trained alone.
+      devices: data-parallel over this many local devices (or "all"); the batch
+        size must divide evenly. Under ``jax.distributed``, the global devices.
+      epochs_per_chunk: epochs between checkpoint chances (``on_chunk``; default:
+        about 20 per run). The host calls the compiled program for about
+        ``jaxae.loop.CALL_SECONDS`` of epochs at a time within them, so
+        ``should_stop`` is polled every couple of seconds however long a chunk is.
+      initial, start_epoch, history: resume from a saved state after
+        ``start_epoch`` epochs with that loss history.
+      progress: show a tqdm bar (after 2 s).
+      on_chunk: called after each chunk (and before a stop) with (epochs done, host state,
+        loss history so far), e.g. to save a checkpoint.
+      should_stop: polled after each call; True stops with ``TrainingStopped``.
+      vectorize_models: several models are ``vmap``-ed into one batched program
+        (True) or run one after another inside it (False: on CPU each then
+        equals its model trained alone, bit for bit). Default: True on GPU and
+        TPU, where K=8 models cost about 2x one; False on CPU, where vmap is
+        slower than K single models and long vmapped runs drift from single ones.
+      keep_model_axis: keep the leading model axis for one model too (M = 1), as
+        ``run_experiment`` does; by default one model comes back without it.
+
+    Returns:
+      A ``TrainResult``. One model: ``loss_history[e]`` is the mean loss of
+      epoch ``e``. Several (or ``keep_model_axis``): leading model axis
+      everywhere (``initial`` and ``history`` take the same shapes).
+
+    Raises:
+      TrainingStopped: a single model's loss became non-finite (the state
+        passed to the last ``on_chunk`` is the last finite one), or
+        ``should_stop`` returned True.
+
+    Example::
+
+        result = fit(images, model_config=ModelConfig(input_dim=64),
+                     train_config=TrainConfig(epochs=10), seeds=range(8))
+    """
+    seeds = None if seeds is None else list(seeds)  # read once: a generator is used up
+    lrs = None if lrs is None else list(lrs)
+    if not keep_model_axis and len(seeds or [0]) * len(lrs or [0]) == 1:
+        initial = None if initial is None else add_model_axis(initial)
+        history = None if history is None else add_model_axis(history)
+        if on_chunk is not None:
+            on_model = on_chunk
+            on_chunk = lambda done, state, hist: on_model(done, squeeze_model_axis(state), hist[0])
+        result = fit(
+            images, model_config=model_config, train_config=train_config, seeds=seeds, lrs=lrs,
+            devices=devices, epochs_per_chunk=epochs_per_chunk, initial=initial,
+            start_epoch=start_epoch, history=history, progress=progress, on_chunk=on_chunk,
+            should_stop=should_stop, vectorize_models=vectorize_models, keep_model_axis=True,
+        )  # fmt: skip
+        return result._replace(
+            state=squeeze_model_axis(result.state), loss_history=result.loss_history[0]
+        )
     images = check_rows("images", images, width=model_config.input_dim)
+    model_config = fit_scaling(model_config, images)
     n = images.shape[0]
     batch_size, epochs = train_config.batch_size, train_config.epochs
     check_batch(batch_size, n)
@@ -395,21 +397,21 @@ def fit_models(
         lr = np.asarray([lr for _, lr in models], np.float32)
         create = jax.vmap(create_train_state, in_axes=(0, 0, None, None))
         initial = create(jnp.asarray(init_keys), jnp.asarray(lr), model_config, train_config)
-    x = jax.jit(scale, static_argnums=1)(
-        jax.device_put(images) if mesh is None else np.asarray(images), model_config.scaling
-    )
+    full_history = np.full((len(models), epochs), np.nan, np.float32)
+    if history is not None:
+        full_history[:, :start_epoch] = np.asarray(history)[:, :start_epoch]
+    if start_epoch >= epochs:  # pretraining is done (a resumed run): nothing to compile
+        return TrainResult(to_host(initial), full_history, 0.0, 0.0, 0, models, model_config)
+    x = jax.device_put(images) if mesh is None else np.asarray(images)
+    x = jax.jit(scale, static_argnums=(1, 2))(x, model_config.scaling, model_config.data_range)
     if mesh is not None:
         x = replicate(to_host(x), mesh)
     state = replicate(to_host(initial), mesh)
     shuffle_keys = replicate(shuffle_keys, mesh)
     statics = dict(
-        model_config=model_config,
-        train_config=train_config,
-        total_steps=total_steps,
-        chunk=chunk,
-        vectorize=bool(vectorize_models),
-        batch_sharding=batch_sharding(mesh),
-    )
+        model_config=model_config, train_config=train_config, total_steps=total_steps,
+        chunk=chunk, vectorize=bool(vectorize_models), batch_sharding=batch_sharding(mesh),
+    )  # fmt: skip
 
     start = time.perf_counter()
     compiled = run_epochs.lower(state, x, shuffle_keys, 0, 0, **statics).compile()
@@ -418,46 +420,34 @@ def fit_models(
     # starts, or train_seconds counts them as training.
     jax.block_until_ready((state, x, shuffle_keys))
 
-    full_history = np.full((len(models), epochs), np.nan, np.float32)
-    if history is not None:
-        full_history[:, :start_epoch] = np.asarray(history)[:, :start_epoch]
     hint = " or use dtype=float32" if model_config.dtype != "float32" else ""
+
+    def observe(state, losses, done, count):
+        losses = to_host(losses)[:, :count]
+        full_history[:, done : done + count] = losses
+        finite = np.isfinite(losses)
+        if not finite[:, -1].any():  # every model diverged: nothing left to train
+            bad = int(np.argmin(finite.all(axis=0)))
+            value = losses[0, bad] if len(models) == 1 else "non-finite for every model"
+            why = f"the loss of epoch {done + bad + 1} is {value}"
+            return Call(
+                count, diverged=f"training diverged: {why}; lower the learning rate (lr=){hint}"
+            )
+        return Call(count, postfix={"loss": f"{np.nanmean(losses[:, -1]):.4f}"})
+
+    def checkpoint(done, state):
+        on_chunk(done, to_host(state), full_history[:, :done])
+
     start = time.perf_counter()
-    with tqdm(
-        total=epochs, initial=start_epoch, unit="epoch", delay=2, disable=not progress, leave=False
-    ) as bar:
-        done, per_epoch = start_epoch, None
-        while done < epochs:
-            boundary = min((done // chunk + 1) * chunk, epochs)  # the next checkpoint chance
-            # Calls of about CALL_SECONDS, so signals are seen within seconds whatever the
-            # chunk; the count is traced, so no call compiles again.
-            count = 1 if per_epoch is None else int(CALL_SECONDS / max(per_epoch, 1e-9))
-            count = max(1, min(count, boundary - done))
-            if jax.process_count() > 1:  # every process must make the same calls
-                count = boundary - done
-            called = time.perf_counter()
-            state, losses = compiled(state, x, shuffle_keys, done, count)
-            losses = to_host(losses)[:, :count]
-            per_epoch = (time.perf_counter() - called) / count
-            full_history[:, done : done + count] = losses
-            finite = np.isfinite(losses)
-            if not finite[:, -1].any():  # every model diverged: nothing left to train
-                bad = int(np.argmin(finite.all(axis=0)))
-                value = losses[0, bad] if len(models) == 1 else "non-finite for every model"
-                raise TrainingStopped(
-                    f"training diverged: the loss of epoch {done + bad + 1} is {value}; "
-                    f"lower the learning rate (lr=){hint}",
-                    epoch=done,
-                )
-            done += count
-            bar.set_postfix(loss=f"{np.nanmean(losses[:, -1]):.4f}", refresh=False)
-            bar.update(count)
-            stop = should_stop is not None and done < epochs and should_stop()
-            if on_chunk is not None and (done == boundary or stop):
-                on_chunk(done, to_host(state), full_history[:, :done])
-            if stop:
-                raise TrainingStopped(f"training stopped after epoch {done}", epoch=done)
+    state, _ = drive(
+        lambda state, first, count: compiled(state, x, shuffle_keys, first, count),
+        state, start=start_epoch, total=epochs, chunk=chunk, observe=observe, unit="epoch",
+        what="training", progress=progress, should_stop=should_stop,
+        on_chunk=None if on_chunk is None else checkpoint, stop_error=TrainingStopped,
+    )  # fmt: skip
     state = to_host(state)
     train_seconds = time.perf_counter() - start
     steps = (epochs - start_epoch) * steps_per_epoch
-    return TrainResult(state, full_history, compile_seconds, train_seconds, steps, models)
+    return TrainResult(
+        state, full_history, compile_seconds, train_seconds, steps, models, model_config
+    )

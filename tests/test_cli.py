@@ -216,3 +216,115 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
     else:  # the saved mixture, or the refined encoder and centres, give the run's clusters
         assert status == 0
         np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
+
+
+# Issue 17, rows 1-2: nothing writes into a run folder but its run.
+@pytest.mark.parametrize("command", ["predict", "encode"])
+def test_nothing_writes_into_a_run_folder_but_its_run(run_dir, tmp_path, capsys, command):
+    from jaxae.rundir import RUN_FILES
+
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    targets = [*sorted(RUN_FILES | set(before)), "new.npy", "sub/codes.npy"]
+    link = tmp_path / "link"
+    link.symlink_to(run_dir)
+    for target in [*(run_dir / name for name in targets), link / "clusters.npy"]:
+        args = [command, str(run_dir), "digits", "--n", "10", "--out", str(target)]
+        assert main([*args, "--no-progress"]) == 2, target
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"--out {target} is inside the jaxae run folder {run_dir.resolve()}" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    pred = tmp_path / "pred.npy"  # beside the run, not in it: allowed
+    assert main(["predict", str(run_dir), "digits", "--n", "10", "--out", str(pred)]) == 0
+
+
+def test_no_run_or_bench_writes_into_another_run(run_dir, capsys):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert main(["run", *TINY, "--out", str(run_dir / "inner")]) == 2
+    assert "--out" in capsys.readouterr().err and not (run_dir / "inner").exists()
+    assert main(["bench", "--tiny", "--out", str(run_dir / "bench")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inside the jaxae run folder" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+# Row 4: every flag a message names exists.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--n", "12", "--method", "umap-gmm", "--batch-size", "4"],
+        ["--n", "12", "--method", "umap-gmm", "--batch-size", "4", "--umap-dim", "11"],
+        ["--n", "30", "--clusters", "31"],
+        ["--n", "30", "--batch-size", "31"],
+        ["--epochs", "3000000000"],
+    ],
+)
+def test_every_flag_a_message_names_exists(tmp_path, capsys, args):
+    import re
+
+    from jaxae.cli.run import add_args
+
+    parser = __import__("argparse").ArgumentParser()
+    add_args(parser)
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert main(["run", *args, "--no-progress", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", err))
+    assert named and named <= flags, err
+    assert not re.search(r"\b[a-z][a-z0-9_]*=", err), err  # no parameter=value spelling
+
+
+def test_umap_options_are_flags(tmp_path, capsys):
+    args = ["--n", "12", "--method", "umap-gmm", "--batch-size", "4", "--umap-neighbors", "5"]
+    assert main(["run", *args, "--umap-dim", "11", "--out", str(tmp_path / "r")]) == 2
+    assert "pass --umap-dim 10 or less" in capsys.readouterr().err
+
+
+# Row 5: a failed save names the file the user knows, not its temporary name.
+def test_a_failed_save_names_the_file_not_its_temporary_name(tmp_path, capsys, monkeypatch):
+    from jaxae import _files
+
+    real = _files.temporary_name
+
+    def broken(path):  # the temporary clusters.png cannot be created
+        tmp = real(path)
+        return tmp / "missing" if path.name == "clusters.png" else tmp
+
+    monkeypatch.setattr(_files, "temporary_name", broken)
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write {out / 'clusters.png'}:" in err, err
+    assert ".tmp" not in err
+
+
+# Row 6: a resume of a folder in use names --resume, what the user passed.
+def test_resume_of_a_folder_in_use_names_resume(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--out", str(out)]) == 0
+    (out / "report.json").unlink()  # as if the run had stopped before its report
+    with open(out / ".jaxae-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds it
+        assert main(["run", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {out} is in use by another jaxae run" in err and "--out" not in err
+
+
+def test_the_clis_choices_are_the_configs():
+    """The CLI keeps literal lists (it parses before JAX loads): they must stay in step."""
+    from jaxae import config
+    from jaxae.cli.run import CHOICES, LABELS
+    from jaxae.cluster.kmeans import BACKENDS
+
+    assert CHOICES == {
+        "optimizer": config.OPTIMIZERS,
+        "schedule": config.SCHEDULES,
+        "code_activation": config.CODE_ACTIVATIONS,
+        "scaling": config.SCALINGS,
+        "method": config.METHODS,
+        "kmeans": BACKENDS,
+        "dtype": config.DTYPES,
+    }
+    assert set(LABELS) == {m.replace("-", "_") for m in config.METHODS}

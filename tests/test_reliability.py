@@ -125,19 +125,21 @@ def test_cli_divergence_writes_no_nan_checkpoint(tmp_path, capsys):
 
 def test_checkpointer_saves_last_finite_state_on_divergence(tmp_path, trained):
     from jaxae.config import ExperimentConfig
-    from jaxae.rundir import Checkpointer, RunFolder
-    from jaxae.train import add_model_axis, fit_models
+    from jaxae.lifecycle import Checkpointer
+    from jaxae.rundir import RunFolder
+    from jaxae.train import add_model_axis
 
     ds, model_config, first = trained
     train = TrainConfig(epochs=6, batch_size=32, lr=1e6)
     config = ExperimentConfig(model=model_config, train=train, checkpoint_every=100)
     saver = Checkpointer(RunFolder(tmp_path / "run"), config, chunk=1, fingerprint="test")
     state, history = add_model_axis(with_lr(first.state, 1e6)), first.loss_history[None]
-    saver(3, state, history)  # not due yet: nothing written
+    saver.on_chunk(3, state, history)  # not due yet: nothing written
     assert not (tmp_path / "run").exists()
     with pytest.raises(TrainingStopped):
-        fit_models(
+        fit(
             ds.images,
+            keep_model_axis=True,
             model_config=model_config,
             progress=False,
             epochs_per_chunk=1,
@@ -145,9 +147,9 @@ def test_checkpointer_saves_last_finite_state_on_divergence(tmp_path, trained):
             initial=state,
             start_epoch=3,
             history=history,
-            on_chunk=saver,
+            on_chunk=saver.on_chunk,
         )
-    assert saver.save_latest() == 3
+    assert saver.save_latest() == (3, -1)  # epoch 3, no refinement
     saver.folder.close()
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt.epoch == 3 and np.isfinite(ckpt.loss_history[:, :3]).all()

@@ -32,3 +32,31 @@ def test_clusterer_fit_predict_and_params(method):
     assert labels.shape == (300,) and len(np.unique(labels)) <= 5
     np.testing.assert_array_equal(est.predict(x), labels)  # its own clusters back
     assert est.get_params()["method"] == method and est.transform(x[:7]).shape == (7, 100)
+
+
+def test_one_preset_merge_serves_the_cli_and_both_estimators():
+    import argparse
+
+    from jaxae.cli.run import add_args, experiment_config
+    from jaxae.presets import apply_preset
+    from jaxae.sklearn_api import AutoEncoderClusterer
+
+    model, train, cluster = apply_preset("dec", train={"epochs": 3, "lr": None}, input_dim=64)
+    assert model.hidden == (500, 500, 2000) and model.kernel_init == "dec_uniform"
+    assert train.epochs == 3 and train.lr == 1.0 and cluster.method == "dec"  # None keeps
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    args = parser.parse_args(["--preset", "dec", "--epochs", "3"])
+    cli = experiment_config(args)
+    assert (cli.train, cli.cluster) == (train, cluster) and cli.model == model.__class__(
+        **{**model.__dict__, "input_dim": 1}
+    )
+    x = load_dataset("digits", n=120).images
+    ae = AutoEncoderTransformer(preset="n2d-fast", epochs=1, batch_size=40).fit(x)
+    assert ae.encoder_.model_config.hidden == (500, 500, 2000) and ae.transform(x).shape == (
+        120,
+        10,
+    )
+    assert ae.encoder_.model_config.data_range == (0.0, 16.0)  # the preset's unit scaling
+    with pytest.raises(Exception, match="preset"):
+        AutoEncoderClusterer(preset="nope").fit(x)

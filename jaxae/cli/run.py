@@ -38,6 +38,22 @@ PRESET_FIELDS = {
     "max_steps": ("cluster", "max_steps"),
     "gamma": ("cluster", "gamma"),
     "dec_tol": ("cluster", "dec_tol"),
+    "umap_dim": ("cluster", "umap_dim"),
+    "umap_neighbors": ("cluster", "umap_neighbors"),
+    "umap_min_dist": ("cluster", "umap_min_dist"),
+}
+
+
+# The CLI parses its flags before JAX loads (so Ctrl-C works from the first moment), so
+# it cannot import jaxae.config; tests/test_cli.py keeps these lists equal to config's.
+CHOICES = {
+    "optimizer": ("adam", "sgd"),
+    "schedule": ("constant", "cosine"),
+    "code_activation": ("relu", "linear"),
+    "scaling": ("standardize", "unit"),
+    "method": ("kmeans", "gmm", "dec", "idec", "umap-gmm"),
+    "kmeans": ("sklearn", "jax"),
+    "dtype": ("float32", "bfloat16"),
 }
 
 
@@ -57,34 +73,41 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="default 500 (seed preset)")
     p.add_argument("--batch-size", type=int, default=None, help="default 100")
     p.add_argument("--lr", type=_floats, default=None, help="learning rate, or a grid: 0.01,0.003")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None)
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=None)
+    p.add_argument("--schedule", choices=CHOICES["schedule"], default=None)
     p.add_argument("--hidden", type=_ints, default=None, help="hidden widths, e.g. 500,500,2000")
     p.add_argument("--code-dim", type=int, default=None)
-    p.add_argument("--code-activation", choices=("relu", "linear"), default=None)
+    p.add_argument("--code-activation", choices=CHOICES["code_activation"], default=None)
     p.add_argument(
-        "--scaling", choices=("standardize", "unit"), default=None,
-        help="standardize each image (seed) or pixels / 255 (unit)",
+        "--scaling", choices=CHOICES["scaling"], default=None,
+        help="standardize each image (seed), or the data's range onto [0, 1] (unit)",
     )  # fmt: skip
     p.add_argument("--init", default=None, help="kernel initialiser, e.g. glorot_uniform")
     p.add_argument(
-        "--method", choices=("kmeans", "gmm", "dec", "idec", "umap-gmm"), default=None,
+        "--method", choices=CHOICES["method"], default=None,
         help="how the codes are clustered (default kmeans)",
     )  # fmt: skip
     p.add_argument("--clusters", type=int, default=None)
     p.add_argument("--n-init", type=int, default=None)
     p.add_argument(
-        "--kmeans", choices=("sklearn", "jax"), default=None,
+        "--kmeans", choices=CHOICES["kmeans"], default=None,
         help="KMeans on the codes: scikit-learn (default) or on the device",
     )  # fmt: skip
     p.add_argument("--update-interval", type=int, default=None, help="DEC: steps per target")
     p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")
     p.add_argument("--gamma", type=float, default=None, help="IDEC: weight of the KL loss")
     p.add_argument("--dec-tol", type=float, default=None, help="DEC: stop below this change")
+    p.add_argument("--umap-dim", type=int, default=None, help="umap-gmm: dimensions (default 10)")
+    p.add_argument(
+        "--umap-neighbors", type=int, default=None, help="umap-gmm: neighbours (default 20)"
+    )
+    p.add_argument(
+        "--umap-min-dist", type=float, default=None, help="umap-gmm: UMAP's min_dist (default 0)"
+    )
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--seeds", type=int, default=1, help="train K models (seeds S..S+K-1) together")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    p.add_argument("--dtype", choices=CHOICES["dtype"], default=None)
     p.add_argument("--devices", default=None, help="data-parallel over N local devices, or all")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: new, under runs/)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
@@ -163,30 +186,22 @@ def setup_jax(args: argparse.Namespace) -> None:
 
 def experiment_config(args: argparse.Namespace):
     """The ``ExperimentConfig`` the flags describe: the preset, then every flag given."""
-    from jaxae.config import (
-        ClusterConfig,
-        DataConfig,
-        ExperimentConfig,
-        ModelConfig,
-        TrainConfig,
-    )
-    from jaxae.presets import preset_fields
+    from jaxae.config import DataConfig, ExperimentConfig
+    from jaxae.presets import apply_preset
 
-    fields = preset_fields(args.preset)
+    fields = {"model": {}, "train": {}, "cluster": {}}
     for flag, (section, name) in PRESET_FIELDS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            fields[section][name] = value
-    if args.lr is not None:
-        fields["train"]["lr"] = args.lr[0]
+        fields[section][name] = getattr(args, flag)
+    fields["train"]["lr"] = None if args.lr is None else args.lr[0]
+    model, train, cluster = apply_preset(args.preset, seed=args.seed, **fields)
     source = args.dataset
     if source not in ("digits", "mnist") and Path(source).expanduser().exists():
         source = str(Path(source).expanduser().resolve())  # resumable from any folder
     return ExperimentConfig(
         data=DataConfig(source=source, n=args.n, data_dir=args.data_dir),
-        model=ModelConfig(input_dim=1, **fields["model"]),  # input_dim from the data
-        train=TrainConfig(seed=args.seed, **fields["train"]),
-        cluster=ClusterConfig(seed=args.seed, **fields["cluster"]),
+        model=model,  # input_dim from the data
+        train=train,
+        cluster=cluster,
         seeds=args.seeds,
         lrs=None if args.lr is None else tuple(args.lr),
         devices=_devices(args.devices),
@@ -225,97 +240,34 @@ def handle(args: argparse.Namespace) -> int:
         return _handle(args, stopped)
 
 
-def _interrupted(folder=None) -> int:
-    if folder is not None:
-        folder.release()
-    print("jaxae run: interrupted before training; nothing was saved", file=sys.stderr)
-    return 130
-
-
 def _handle(args: argparse.Namespace, stopped) -> int:
-    from jaxae.experiment import fingerprint, load_data, plan_chunk, resolve
-    from jaxae.rundir import REPORT, RunFolder, checkpoint_bytes, resume_point
+    from jaxae import lifecycle
+    from jaxae.loop import Stopped
 
     setup_jax(args)
-    resume = None
-    if args.resume is not None:
-        _check_resume_flags(args)
-        config, resume, run = resume_point(args.resume)
-        if resume.epoch >= config.train.epochs and (args.resume / REPORT).is_file():
-            print(f"{args.resume} is a finished run ({resume.epoch} epochs): nothing to resume")
-            return 0
-        folder = RunFolder(args.resume, resume=True)
-    else:
-        config = experiment_config(args)
-    dataset = load_data(config.data)
-    if stopped():
-        return _interrupted()
-    data_print = fingerprint(dataset)
-    if resume is not None and data_print != run.get("fingerprint"):
-        raise JaxaeError(
-            f"the data of {args.resume} ({config.data.source}) has changed since the run "
-            "began: restore it, or start a new run"
-        )
-    config = resolve(config, dataset)
-    chunk = resume.chunk if resume is not None else plan_chunk(config, dataset)
-    if resume is None:
-        out = args.out or Path("runs") / (
-            datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + Path(args.dataset).name
-        )
-        protect = (Path(config.data.source),) if Path(config.data.source).exists() else ()
-        folder = RunFolder(out, force=args.force, protect=protect)
-    folder.claim(reserve=checkpoint_bytes(config))
+    progress = not args.no_progress
     try:
-        if stopped():
-            return _interrupted(folder if resume is None else None)
-        return _train_and_save(args, config, dataset, folder, resume, chunk, stopped, data_print)
-    finally:
-        folder.close()
-
-
-def _train_and_save(args, config, dataset, folder, resume, chunk, stopped, data_print) -> int:
-    from jaxae.experiment import run_experiment
-    from jaxae.rundir import Checkpointer, save_run
-    from jaxae.train import TrainingStopped
-
-    checkpointer = Checkpointer(
-        folder,
-        config,
-        chunk=chunk,
-        fingerprint=data_print,
-        saved_epoch=None if resume is None else resume.epoch,
-        train_seconds=0.0 if resume is None else resume.train_seconds,
-    )
-    try:
-        experiment = run_experiment(
-            config,
-            dataset=dataset,
-            resume=resume,
-            progress=not args.no_progress,
-            on_chunk=checkpointer,
-            should_stop=stopped,
-        )
-    except TrainingStopped as e:
-        saved = checkpointer.save_latest()
-        where = folder.path / "checkpoint.msgpack"
-        if saved is None:
-            folder.release()
-            raise JaxaeError(f"{e}; no epoch finished, so nothing was saved") from None
-        if stopped():
-            print(
-                f"jaxae run: {e}; saved epoch {saved} in {where}; "
-                f"resume with: jaxae run --resume {folder.path}",
-                file=sys.stderr,
+        if args.resume is not None:
+            _check_resume_flags(args)
+            outcome = lifecycle.resume(args.resume, progress=progress, should_stop=stopped)
+        else:
+            out = args.out or Path("runs") / (
+                datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + Path(args.dataset).name
             )
-            return 130
-        raise JaxaeError(f"{e}; the last finite state (epoch {saved}) is in {where}") from None
-    except Exception:
-        if checkpointer.saved_epoch is None:
-            folder.release()
-        raise
-    save_run(experiment, folder)
-    if _is_main():
-        print(summary(experiment.report.to_dict(), folder.path))
+            outcome = lifecycle.start(
+                experiment_config(args), out=out, force=args.force, progress=progress,
+                should_stop=stopped,
+            )  # fmt: skip
+    except Stopped as e:  # before anything was saved
+        print(f"jaxae run: {e}", file=sys.stderr)
+        return 130
+    if outcome.status == "interrupted":
+        print(f"jaxae run: {outcome.message}", file=sys.stderr)
+        return 130
+    if outcome.status == "already finished":
+        print(outcome.message)
+    elif _is_main():
+        print(summary(outcome.experiment.report.to_dict(), outcome.folder))
     return 0
 
 

@@ -34,15 +34,11 @@ from jaxae.cluster.refine import (
     RefinementStopped,
     RefineResult,
     init_refinement,
-    predict_dec,
     refine,
 )
 from jaxae.cluster.scores import cluster_accuracy, scores
 
-METHODS = ("kmeans", "gmm", "umap-gmm", "dec", "idec")
-
 __all__ = [
-    "METHODS",
     "GMMFit",
     "KMeansFit",
     "KMeansResult",
@@ -62,7 +58,6 @@ __all__ = [
     "kmeans",
     "kmeans_fit",
     "kmeans_jax",
-    "predict_dec",
     "predict_nearest",
     "refine",
     "refine_steps",

@@ -1,21 +1,19 @@
-"""The host side of DEC and IDEC: starting centres, the chunk loop, the result.
+"""The host side of DEC and IDEC: starting centres, the loop, the result.
 
-:func:`refine` mirrors :func:`jaxae.train.fit`: one compiled program per chunk of
-steps (:func:`jaxae.cluster.dec.refine_steps`), a tqdm bar advanced per chunk,
-``on_chunk`` for checkpoints, ``should_stop`` for signals, and ``initial`` /
-``start_step`` to resume from a host copy of the state.
+:func:`refine` runs :func:`jaxae.cluster.dec.refine_steps` through the same host
+driver as training (:func:`jaxae.loop.drive`): calls of about two seconds, a
+progress bar, ``on_chunk`` for checkpoints, ``should_stop`` for signals, and
+``initial`` / ``start_step`` to resume from a host copy of the state.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxae._validate import check_int, check_rows
 from jaxae.cluster.dec import (
@@ -28,14 +26,15 @@ from jaxae.cluster.dec import (
 from jaxae.cluster.kmeans import check_clusters, fit_kmeans, predict_nearest
 from jaxae.config import ModelConfig, check_seed
 from jaxae.errors import JaxaeError
+from jaxae.loop import Call, Stopped, drive
 
 
-class RefinementStopped(JaxaeError):
+class RefinementStopped(Stopped):
     """The refinement stopped early (divergence or an interrupt) after ``step`` steps."""
 
-    def __init__(self, message: str, *, step: int):
-        super().__init__(message)
-        self.step = step
+    @property
+    def step(self) -> int:
+        return self.done
 
 
 class RefineResult(NamedTuple):
@@ -46,25 +45,19 @@ class RefineResult(NamedTuple):
       centers: ``(M, K, C)`` float32 refined centres.
       labels: ``(M, N)`` int32 final assignments: each code's nearest centre, which
         is the argmax of Q (the Student-t kernel falls with the distance).
-      start_labels: ``(M, N)`` int32 assignments of the starting state (the KMeans
-        on the pretrained codes, unless resumed).
       steps: ``(M,)`` int optimiser steps each model took in all.
       converged: ``(M,)`` bool, True where the change of assignments fell below tol.
       delta: ``(M,)`` float fraction of assignments changed at the last target update.
       state: the final :class:`RefineState` on the host (for a checkpoint).
-      compile_seconds, refine_seconds: compiling the chunk program; the steps of this call.
     """
 
     params: Any
     centers: np.ndarray
     labels: np.ndarray
-    start_labels: np.ndarray
     steps: np.ndarray
     converged: np.ndarray
     delta: np.ndarray
     state: RefineState
-    compile_seconds: float
-    refine_seconds: float
 
 
 def init_refinement(
@@ -108,6 +101,49 @@ def init_refinement(
     )
 
 
+def state_template(params: Any, n: int, *, model_config: ModelConfig, config: RefineConfig):
+    """The shapes and dtypes of a :class:`RefineState` for ``params`` (axis M) and n rows."""
+    m = {np.shape(leaf)[0] for leaf in jax.tree.leaves(params)}.pop()
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    trainable = {
+        "autoencoder": jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), params),
+        "centers": f32(m, config.clusters, model_config.code_dim),
+    }
+    return RefineState(
+        params=trainable,
+        opt_state=jax.eval_shape(jax.vmap(build_optimizer(config).init), trainable),
+        target=f32(m, n, config.clusters),
+        labels=jax.ShapeDtypeStruct((m, n), jnp.int32),
+        delta=f32(m),
+        step=jax.ShapeDtypeStruct((m,), jnp.int32),
+        converged=jax.ShapeDtypeStruct((m,), jnp.bool_),
+        loss=f32(m),
+    )
+
+
+def restore_state(saved: dict, template: RefineState) -> RefineState:
+    """A :class:`RefineState` from its saved nested dicts (a checkpoint's ``refine``).
+
+    Raises:
+      JaxaeError: the arrays do not have the template's tree, shapes or dtypes.
+    """
+    from flax import serialization
+
+    try:
+        state = serialization.from_state_dict(template, saved)
+    except (KeyError, TypeError, ValueError) as e:
+        raise JaxaeError(
+            f"the saved refinement does not fit this run ({e}): refine again"
+        ) from None
+    for leaf, want in zip(jax.tree.leaves(state), jax.tree.leaves(template), strict=True):
+        if np.shape(leaf) != want.shape or np.asarray(leaf).dtype != want.dtype:
+            raise JaxaeError(
+                f"the saved refinement has an array of {np.asarray(leaf).dtype}"
+                f"{list(np.shape(leaf))} where {want.dtype}{list(want.shape)} belongs: refine again"
+            )
+    return state
+
+
 def default_chunk(config: RefineConfig) -> int:
     """Steps per host call: about 20 progress updates, whole update intervals."""
     intervals = -(-config.max_iter // (20 * config.update_interval))
@@ -137,12 +173,14 @@ def refine(
       model_config: their shape.
       config: the refinement (``config.method`` is ``"dec"`` or ``"idec"``).
       seeds: M seeds for the starting KMeans, one per model.
-      steps_per_chunk: steps per compiled call (default: about 20 calls).
+      steps_per_chunk: steps between checkpoint chances (default: about 20); the host
+        calls the program for about two seconds of steps at a time within them.
       initial, start_step: resume from a host state after ``start_step`` steps
         (the ``state`` given to ``on_chunk``).
-      progress: a tqdm bar (after 2 s) advanced once per chunk.
-      on_chunk: called after each chunk with (steps done, host state).
-      should_stop: polled after each chunk; True stops with :class:`RefinementStopped`.
+      progress: a tqdm bar (after 2 s).
+      on_chunk: called after each chunk (and before a stop, and when every model
+        converged) with (steps done, host state).
+      should_stop: polled after each call; True stops with :class:`RefinementStopped`.
       vectorize_models: ``vmap`` the models (default on GPU and TPU) or run them one
         after another (default on CPU, where each equals its model refined alone).
 
@@ -189,55 +227,33 @@ def refine(
     x = jnp.asarray(x, jnp.float32)
     if initial is None:
         initial = init_refinement(params, x, model_config=model_config, config=config, seeds=seeds)
-    start_labels = np.asarray(jax.device_get(initial.labels))
     state = jax.tree.map(jnp.array, initial)  # a copy on the device, donated below
     statics = dict(model_config=model_config, config=config, vectorize=bool(vectorize_models))
 
-    start = time.perf_counter()
-    compiled = refine_steps.lower(state, x, 0, 0, **statics).compile()
-    compile_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    done = start_step
-    with tqdm(
-        total=config.max_iter,
-        initial=start_step,
-        unit="step",
-        delay=2,
-        disable=not progress,
-        leave=False,
-    ) as bar:
-        while done < config.max_iter and not bool(np.all(jax.device_get(state.converged))):
-            count = min(chunk, config.max_iter - done)
-            state, ran = compiled(state, x, done, count)
-            ran = int(ran)
-            host = jax.device_get(state)
-            if not np.isfinite(host.loss).all():
-                bad = int(np.argmin(np.isfinite(host.loss)))
-                raise RefinementStopped(
-                    f"refinement diverged: model {bad}'s loss is {host.loss[bad]} by step "
-                    f"{done + ran}; pass a smaller lr",
-                    step=done,
-                )
-            done += ran
-            bar.set_postfix(
-                loss=f"{np.mean(host.loss):.4f}",
-                changed=f"{np.max(host.delta):.4f}",
-                refresh=False,
+    def observe(state, ran, done, count):
+        host = jax.device_get(state)
+        if not np.isfinite(host.loss).all():
+            bad = int(np.argmin(np.isfinite(host.loss)))
+            message = (
+                f"refinement diverged: model {bad}'s loss is {host.loss[bad]} by step "
+                f"{done + int(ran)}; pass a smaller lr"
             )
-            bar.update(ran)
-            if on_chunk is not None:
-                on_chunk(done, host)
-            if (
-                should_stop is not None
-                and done < config.max_iter
-                and not host.converged.all()
-                and should_stop()
-            ):
-                raise RefinementStopped(f"refinement stopped after step {done}", step=done)
-    host = jax.device_get(state)
-    refine_seconds = time.perf_counter() - start
+            return Call(int(ran), diverged=message)
+        postfix = {"loss": f"{np.mean(host.loss):.4f}", "changed": f"{np.max(host.delta):.4f}"}
+        return Call(int(ran), finished=bool(host.converged.all()), postfix=postfix)
 
+    def checkpoint(done, state):
+        on_chunk(done, jax.device_get(state))
+
+    if start_step < config.max_iter and not bool(np.all(jax.device_get(state.converged))):
+        compiled = refine_steps.lower(state, x, 0, 0, **statics).compile()
+        state, _ = drive(
+            lambda state, first, count: compiled(state, x, first, count),
+            state, start=start_step, total=config.max_iter, chunk=chunk, observe=observe,
+            unit="step", what="refinement", progress=progress, should_stop=should_stop,
+            on_chunk=None if on_chunk is None else checkpoint, stop_error=RefinementStopped,
+        )  # fmt: skip
+    host = jax.device_get(state)
     ae = host.params["autoencoder"]
     codes = np.asarray(jax.device_get(encode_models(ae, x, model_config=model_config)))
     centers = np.asarray(host.params["centers"])
@@ -246,20 +262,8 @@ def refine(
         params=ae,
         centers=centers,
         labels=labels,
-        start_labels=start_labels,
         steps=np.asarray(host.step),
         converged=np.asarray(host.converged),
         delta=np.asarray(host.delta),
         state=host,
-        compile_seconds=compile_seconds,
-        refine_seconds=refine_seconds,
     )
-
-
-def predict_dec(centers: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """DEC/IDEC clusters of ``(N, C)`` codes (from the refined encoder) given ``(K, C)`` centres.
-
-    The argmax of the Student-t soft assignment, i.e. the nearest centre, for any
-    alpha; computed in float64 as :attr:`RefineResult.labels` is.
-    """
-    return predict_nearest(centers, codes)

@@ -1,0 +1,121 @@
+"""One host driver for every compiled loop: pretraining's epochs, DEC and IDEC's steps.
+
+Each algorithm hands :func:`drive` one jitted program that runs ``count`` units
+(epochs, steps) from unit ``first``, both traced so no call compiles again, and
+an ``observe`` function that reads what a call left on the host. The driver owns
+the rest, with one contract for every loop:
+
+- calls of about ``CALL_SECONDS`` each (one unit first, to time it), so a
+  Ctrl-C or SIGTERM is seen within seconds however long a chunk is;
+- a tqdm bar (after 2 s) with the algorithm's own numbers;
+- ``on_chunk(done, state)`` at every ``chunk`` boundary (a checkpoint chance),
+  when the loop finishes early, and before a stop;
+- ``should_stop()`` polled after every call: True raises ``stop_error`` with
+  ``interrupted=True`` after handing the state to ``on_chunk``;
+- divergence, as ``observe`` reports it, raises ``stop_error`` without handing
+  the diverged state out (the last ``on_chunk`` had the last finite one).
+
+A run cut into calls this way is the same as one call, since the programs take
+their position (``first``) as an argument.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+from tqdm.auto import tqdm
+
+from jaxae.errors import JaxaeError
+
+# Seconds one device call may take: how soon a signal is obeyed.
+CALL_SECONDS = 2.0
+
+
+class Stopped(JaxaeError):
+    """A loop stopped early after ``done`` units: by a signal (``interrupted``) or divergence."""
+
+    def __init__(self, message: str, *, done: int, interrupted: bool = False):
+        super().__init__(message)
+        self.done = done
+        self.interrupted = interrupted
+
+
+class Call(NamedTuple):
+    """What ``observe`` read of one call.
+
+    Attributes:
+      ran: units the call ran (fewer than asked when the loop converged).
+      diverged: a message when a loss became non-finite, else None.
+      finished: nothing is left to run (every model converged).
+      postfix: numbers for the progress bar.
+    """
+
+    ran: int
+    diverged: str | None = None
+    finished: bool = False
+    postfix: dict | None = None
+
+
+def drive(
+    run: Callable[[Any, int, int], tuple[Any, Any]],
+    state: Any,
+    *,
+    start: int,
+    total: int,
+    chunk: int,
+    observe: Callable[[Any, Any, int, int], Call],
+    unit: str,
+    what: str,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_chunk: Callable[[int, Any], None] | None = None,
+    stop_error: type[Stopped] = Stopped,
+) -> tuple[Any, int]:
+    """Run units ``start .. total - 1`` of a compiled loop; returns (state, units done).
+
+    Args:
+      run: ``run(state, first, count) -> (state, out)``, the compiled program.
+      state: its state (donated to ``run``, so only the returned one is valid).
+      start, total: units already done, and of the whole loop.
+      chunk: units between checkpoint chances (``on_chunk``).
+      observe: ``observe(state, out, first, count) -> Call``; it copies what it
+        needs to the host, which also waits for the call to finish.
+      unit: what a unit is called ("epoch", "step"), for the bar and messages.
+      what: the loop's name in messages ("training", "refinement").
+      progress, should_stop, on_chunk, stop_error: see the module docstring.
+
+    Raises:
+      ``stop_error``: divergence, or ``should_stop()`` returned True.
+    """
+    done, per_unit = start, None
+    multi_process = jax.process_count() > 1
+    bar = dict(total=total, initial=start, unit=unit, delay=2, disable=not progress, leave=False)
+    with tqdm(**bar) as bar:
+        while done < total:
+            boundary = min((done // chunk + 1) * chunk, total)
+            count = 1 if per_unit is None else int(CALL_SECONDS / max(per_unit, 1e-9))
+            count = max(1, min(count, boundary - done))
+            if multi_process:  # every process must make the same calls
+                count = boundary - done
+            called = time.perf_counter()
+            state, out = run(state, done, count)
+            call = observe(state, out, done, count)
+            per_unit = (time.perf_counter() - called) / max(call.ran, 1)
+            if call.diverged is not None:
+                raise stop_error(call.diverged, done=done)
+            done += call.ran
+            bar.set_postfix(call.postfix or {}, refresh=False)
+            bar.update(call.ran)
+            finished = call.finished or done >= total
+            stop = not finished and should_stop is not None and should_stop()
+            if on_chunk is not None and (done == boundary or finished or stop):
+                on_chunk(done, state)
+            if stop:
+                message = f"{what} stopped after {unit} {done}"
+                raise stop_error(message, done=done, interrupted=True)
+            if finished:
+                break
+    return state, done
