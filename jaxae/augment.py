@@ -241,8 +241,7 @@ def warp(
     check_choice("fill", fill, FILLS)
     if not jnp.issubdtype(images.dtype, jnp.floating):
         raise JaxaeError(
-            f"images must be floats, got {images.dtype}: scale them first "
-            "(jaxae.preprocess.scale)"
+            f"images must be floats, got {images.dtype}: scale them first (jaxae.preprocess.scale)"
         )
     if images.ndim != 2 or matrices.shape != (images.shape[0], 2, 3):
         raise JaxaeError(
@@ -313,4 +312,3 @@ def augment(
     check_image_shape(image_shape, images.shape[-1])
     matrices = affine_matrices(key, images.shape[0], config, image_shape)
     return warp(images, matrices, image_shape, fill=config.fill)
-

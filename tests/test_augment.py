@@ -66,9 +66,11 @@ def test_identity_is_exact(digits):
     for m in (IDENTITY, transform_matrices((28, 28))):
         for fill in ("nearest", "zero"):
             matrices = jnp.broadcast_to(jnp.asarray(m), (len(digits), 2, 3))
-            out = np.asarray(jax.jit(warp, static_argnums=2, static_argnames="fill")(
-                x, matrices, (28, 28), fill=fill
-            ))
+            out = np.asarray(
+                jax.jit(warp, static_argnums=2, static_argnames="fill")(
+                    x, matrices, (28, 28), fill=fill
+                )
+            )
             np.testing.assert_array_equal(out, digits)  # bitwise
 
 
