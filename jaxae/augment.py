@@ -255,11 +255,6 @@ def warp(
     m = matrices.astype(jnp.float32)
     sx = m[:, 0, 0:1] * gx + m[:, 0, 1:2] * gy + m[:, 0, 2:3]  # (n, HW)
     sy = m[:, 1, 0:1] * gx + m[:, 1, 1:2] * gy + m[:, 1, 2:3]
-    if fill == "nearest":
-        # Clamping the point to the image before interpolating is exactly
-        # "repeat the edge pixel outwards", as scipy's mode='nearest'.
-        sx = jnp.clip(sx, 0.0, w - 1.0)
-        sy = jnp.clip(sy, 0.0, h - 1.0)
     x0 = jnp.floor(sx)
     y0 = jnp.floor(sy)
     fx = sx - x0  # weight of the right neighbour, in [0, 1)
@@ -277,14 +272,14 @@ def warp(
         (1, 1, fx * fy),
     ):
         xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        # An index outside the image is clamped to a valid one so that the gather
-        # never reads out of bounds; with zero fill its weight is then zeroed, and
-        # with nearest fill (the point was clamped) only a neighbour of weight
-        # exactly 0 can be outside, so there is nothing to mask.
+        # Clamping a neighbour's index to the image is the nearest fill by itself:
+        # a point left of column 0 has both its x-neighbours clamped to column 0,
+        # whose weights sum to 1, as scipy's mode='nearest'. It also keeps the
+        # gather in bounds; zero fill then drops the weight of outside neighbours.
         idx = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)
         v = jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds")
         if fill == "zero":
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
             wt = jnp.where(inside, wt, 0.0)
         out = out + wt * v.astype(jnp.float32)
     return out.astype(images.dtype)
