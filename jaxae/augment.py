@@ -270,7 +270,7 @@ def warp(
     xa, xb = jnp.clip(x0, 0, w - 1), jnp.clip(x0 + 1, 0, w - 1)
     ya, yb = jnp.clip(y0, 0, h - 1) * w, jnp.clip(y0 + 1, 0, h - 1) * w
     # All four neighbours in one gather of (n, 4*HW): on the CPU the warp took
-    # 10-40% less time so than with four gathers of (n, HW) and four weights, in
+    # 10-40% less time than with four gathers of (n, HW) and four weights, in
     # every paired run (bench/ab_augment.py, bench/results/augment-cost.md).
     idx = jnp.concatenate([ya + xa, ya + xb, yb + xa, yb + xb], axis=1)
     v = jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds").astype(jnp.float32)
