@@ -12,8 +12,11 @@ round, so a drifting machine (this CPU is shared) moves them alike. Prints, per
 variant, wall time per step and the median [min, max] over rounds of its wall time
 and process CPU time over the plain step's in the same round.
 
-  python bench/ab_augment.py                         # 9 rounds of 20 steps
-  python bench/ab_augment.py --rounds 7 --variants plain,augment,augment-only
+  PYTHONPATH=$PWD python bench/ab_augment.py        # 9 rounds of 20 steps
+  PYTHONPATH=$PWD python bench/ab_augment.py --rounds 7 --variants plain,augment,augment-only
+
+(PYTHONPATH: a script's folder, not the working directory, starts sys.path, and the
+jaxae to time is the checkout's.)
 
 Variants:
   plain          the step without augmentation
@@ -21,11 +24,11 @@ Variants:
                  nearest fill: DEC-DA's settings)
   augment-zero   the same with zero fill
   augment-all    shift 0.1, rotate 10, scale 0.1, shear 10 (the same work per pixel)
-  augment-only   only the augmentation of each batch, no training step (its own cost)
-  augment-4g     the step on the first formulation of the warp: four gathers of
-                 (B, HW) and four weights per pixel (``four_gather_warp`` below)
-                 instead of the library's one gather of (B, 4 HW) and lerps
-  only-4g        augment-only with the four-gather warp
+  augment-only   only the augmentation of each batch, no training step (its own cost;
+                 the augmented batches are written out, as the step's input would be)
+  augment-1g     the step on a slower formulation of the warp: one gather of
+                 (B, 4 HW) and lerps (``one_gather_warp`` below), kept to compare
+  only-1g        augment-only with that warp
 """
 
 from __future__ import annotations
@@ -51,16 +54,19 @@ CONFIGS = {
     "augment-zero": AugmentConfig(fill="zero"),
     "augment-all": AugmentConfig(shift=0.1, rotate=10.0, scale=0.1, shear=10.0),
     "augment-only": AugmentConfig(),
-    "augment-4g": AugmentConfig(),
-    "only-4g": AugmentConfig(),
+    "augment-1g": AugmentConfig(),
+    "only-1g": AugmentConfig(),
 }
 MODEL = ModelConfig(
     input_dim=784, hidden=(500, 500, 2000), code_dim=10, code_activation="linear", scaling="unit"
 )
 
 
-def four_gather_warp(images, matrices, image_shape):
-    """jaxae.augment.warp as first written (commit 045b9ac, nearest fill), kept to compare."""
+def one_gather_warp(images, matrices, image_shape):
+    """A slower formulation of jaxae.augment.warp (commit ff36c06, nearest fill), kept to
+    compare: the four neighbours' indices concatenated into one gather of (B, 4 HW), then
+    interpolated as a + f (b - a). XLA writes the concatenated index array to memory
+    before the gather instead of fusing the index arithmetic into it."""
     h, w = image_shape
     gy, gx = np.divmod(np.arange(h * w, dtype=np.int32), w)
     gx = jnp.asarray(gx, jnp.float32)[None, :]
@@ -71,16 +77,15 @@ def four_gather_warp(images, matrices, image_shape):
     x0, y0 = jnp.floor(sx), jnp.floor(sy)
     fx, fy = sx - x0, sy - y0
     x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-    out = jnp.zeros(images.shape, jnp.float32)
-    for dx, dy, wt in (
-        (0, 0, (1.0 - fx) * (1.0 - fy)),
-        (1, 0, fx * (1.0 - fy)),
-        (0, 1, (1.0 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        idx = jnp.clip(y0 + dy, 0, h - 1) * w + jnp.clip(x0 + dx, 0, w - 1)
-        out = out + wt * jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds")
-    return out
+    xa, xb = jnp.clip(x0, 0, w - 1), jnp.clip(x0 + 1, 0, w - 1)
+    ya, yb = jnp.clip(y0, 0, h - 1) * w, jnp.clip(y0 + 1, 0, h - 1) * w
+    idx = jnp.concatenate([ya + xa, ya + xb, yb + xa, yb + xb], axis=1)
+    v = jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds")
+    hw = h * w
+    v00, v01, v10, v11 = v[:, :hw], v[:, hw : 2 * hw], v[:, 2 * hw : 3 * hw], v[:, 3 * hw :]
+    top = v00 + fx * (v01 - v00)
+    bottom = v10 + fx * (v11 - v10)
+    return top + fy * (bottom - top)
 
 
 def program(name: str, train_config: TrainConfig):
@@ -93,20 +98,78 @@ def program(name: str, train_config: TrainConfig):
         def one(state, i):
             batch = x.at[idx[i]].get(mode="promise_in_bounds")
             step_key = jax.random.fold_in(key, first + i)
-            if name.endswith("4g"):
+            if name.endswith("1g"):
                 m = affine_matrices(step_key, batch.shape[0], config, SHAPE)
-                batch = four_gather_warp(batch, m, SHAPE)
+                batch = one_gather_warp(batch, m, SHAPE)
             elif config is not None:
                 batch = augment(step_key, batch, config, SHAPE)
-            if (
-                name.startswith("only") or name == "augment-only"
-            ):  # keep the warp alive without a step
-                return state, batch.sum()
+            if name in ("augment-only", "only-1g"):
+                # No step; the augmented batches are the scan's output, written to
+                # memory as the step's input is (a sum could fuse the warp away).
+                return state, batch
             return train_step(state, batch, model=model, optimizer=optimizer)
 
         return jax.lax.scan(one, state, jnp.arange(idx.shape[0]))
 
     return jax.jit(run, donate_argnums=0)
+
+
+def measure(x, names, *, rounds=9, steps=20, batch=256, log=print) -> dict:
+    """Time the variants ``names`` (the first must be ``plain``) on scaled images ``x``.
+
+    Returns ``{name: {"wall": (rounds,), "cpu": (rounds,), "compile_seconds": float}}``,
+    seconds per call of ``steps`` steps, and ``"load"``: /proc/loadavg before and after.
+    """
+    if names[0] != "plain":
+        raise ValueError("the first variant must be plain: the ratios are over it")
+    train_config = TrainConfig(batch_size=batch, lr=1e-3)
+    init_key, _ = split_seed(0)
+    load_before = _loadavg()
+    rng = np.random.default_rng(0)
+    key = jax.random.key(1)
+
+    def batches():
+        return jax.device_put(rng.integers(0, x.shape[0], (steps, batch), dtype=np.int32))
+
+    programs, states, out = {}, {}, {}
+    for name in names:
+        run = program(name, train_config)
+        state = create_train_state(init_key, jnp.float32(train_config.lr), MODEL, train_config)
+        start = time.perf_counter()
+        compiled = run.lower(state, x, batches(), key, 0).compile()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(state, x, batches(), key, 0))  # warm-up
+        log(
+            f"{name}: compiled in {compile_s:.1f} s, first call {time.perf_counter() - start:.2f} s"
+        )
+        programs[name], states[name] = compiled, state
+        out[name] = {"wall": [], "cpu": [], "compile_seconds": compile_s}
+    step = steps
+    for r in range(rounds):
+        idx = batches()  # the same rows for every variant of a round
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            states[name], losses = programs[name](states[name], x, idx, key, step)
+            jax.block_until_ready((states[name], losses))
+            out[name]["wall"].append(time.perf_counter() - t0)
+            out[name]["cpu"].append(time.process_time() - c0)
+        step += steps
+    for row in out.values():
+        row["wall"], row["cpu"] = np.asarray(row["wall"]), np.asarray(row["cpu"])
+    out["load"] = {"before": load_before, "after": _loadavg()}
+    return out
+
+
+def ratios(times: dict, name: str, kind: str = "wall") -> tuple[float, float, float]:
+    """Median, min and max over rounds of ``name``'s time over plain's in the same round."""
+    r = times[name][kind] / times["plain"][kind]
+    return float(np.median(r)), float(r.min()), float(r.max())
+
+
+def _loadavg() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
 def main() -> int:
@@ -122,65 +185,24 @@ def main() -> int:
         p.error("the first variant must be plain: the ratios are over it")
     ds = load_dataset(args.data)
     x = jax.device_put(jnp.asarray(ds.images, jnp.float32) / 255.0)
-    train_config = TrainConfig(batch_size=args.batch, lr=1e-3)
-    init_key, _ = split_seed(0)
-    loadavg = lambda: open("/proc/loadavg").read().split()[:3]
     print(
         f"data: {args.data} ({x.shape[0]} x {x.shape[1]}); {jax.default_backend()} "
         f"{jax.devices()[0].device_kind}; jax {jax.__version__}; "
-        f"{os.cpu_count()} CPUs; load {' '.join(loadavg())}"
+        f"{os.cpu_count()} CPUs; load {_loadavg()}"
     )
-
-    def fresh_state():
-        return create_train_state(init_key, jnp.float32(train_config.lr), MODEL, train_config)
-
-    rng = np.random.default_rng(0)
-    key = jax.random.key(1)
-
-    def batches():
-        idx = rng.integers(0, x.shape[0], (args.steps, args.batch), dtype=np.int32)
-        return jax.device_put(idx)
-
-    programs, states = {}, {}
-    for name in names:
-        run = program(name, train_config)
-        state = fresh_state()
-        start = time.perf_counter()
-        compiled = run.lower(state, x, batches(), key, 0).compile()
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        state, _ = jax.block_until_ready(compiled(state, x, batches(), key, 0))  # warm-up
-        print(
-            f"{name}: compiled in {compile_s:.1f} s, first call {time.perf_counter() - start:.2f} s"
-        )
-        programs[name], states[name] = compiled, state
-
-    wall = {n: [] for n in names}
-    cpu = {n: [] for n in names}
-    step = args.steps
-    for r in range(args.rounds):
-        idx = batches()  # the same rows for every variant of a round
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            t0, c0 = time.perf_counter(), time.process_time()
-            states[name], losses = programs[name](states[name], x, idx, key, step)
-            jax.block_until_ready((states[name], losses))
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-        step += args.steps
+    times = measure(x, names, rounds=args.rounds, steps=args.steps, batch=args.batch)
     print(
         f"{args.rounds} rounds of {args.steps} steps, batch {args.batch}; "
-        f"load after {' '.join(loadavg())}"
+        f"load after {times['load']['after']}"
     )
-    base_w, base_c = np.asarray(wall["plain"]), np.asarray(cpu["plain"])
     for name in names:
-        w, c = np.asarray(wall[name]), np.asarray(cpu[name])
-        rw, rc = w / base_w, c / base_c
+        w = times[name]["wall"]
+        mw, lw, hw = ratios(times, name, "wall")
+        mc, lc, hc = ratios(times, name, "cpu")
         print(
             f"  {name:13} {1e3 * np.median(w) / args.steps:7.2f} ms/step "
-            f"(min {1e3 * w.min() / args.steps:.2f})   wall / plain: median {np.median(rw):.3f} "
-            f"[{rw.min():.3f}, {rw.max():.3f}]   CPU time / plain: median {np.median(rc):.3f} "
-            f"[{rc.min():.3f}, {rc.max():.3f}]"
+            f"(min {1e3 * w.min() / args.steps:.2f})   wall / plain: median {mw:.3f} "
+            f"[{lw:.3f}, {hw:.3f}]   CPU time / plain: median {mc:.3f} [{lc:.3f}, {hc:.3f}]"
         )
     return 0
 

@@ -224,9 +224,9 @@ def warp(
     Output pixel ``(x, y)`` of image i is the input's value at
     ``matrices[i] @ (x, y, 1)``, interpolated between its four neighbours. A point
     outside the image takes the nearest edge pixel (``fill="nearest"``, as Keras
-    and ``scipy.ndimage`` do) or 0 (``fill="zero"``). Jittable; the cost is one
-    gather of ``(n, 4*H*W)`` values and a few element-wise ops per pixel (no
-    ``(n, HW, HW)`` matrix).
+    and ``scipy.ndimage`` do) or 0 (``fill="zero"``). Jittable; the cost is four
+    gathers of ``(n, H*W)`` and a few element-wise ops per pixel (no ``(n, HW, HW)``
+    matrix).
 
     Args:
       images: ``(n, H*W)`` float rows (row-major images), any float dtype.
@@ -259,37 +259,34 @@ def warp(
     sy = m[:, 1, 0:1] * gx + m[:, 1, 1:2] * gy + m[:, 1, 2:3]
     x0 = jnp.floor(sx)
     y0 = jnp.floor(sy)
-    fx = sx - x0  # how far towards the right neighbour, in [0, 1)
+    fx = sx - x0  # weight of the right neighbour, in [0, 1)
     fy = sy - y0
     x0 = x0.astype(jnp.int32)
     y0 = y0.astype(jnp.int32)
-    # Clamping a neighbour's index to the image is the nearest fill by itself: a
-    # point left of column 0 has both its x-neighbours clamped to column 0, so it
-    # gets that pixel, as scipy's mode='nearest'. It also keeps the gather in
-    # bounds; zero fill then zeroes the values of the neighbours outside.
-    xa, xb = jnp.clip(x0, 0, w - 1), jnp.clip(x0 + 1, 0, w - 1)
-    ya, yb = jnp.clip(y0, 0, h - 1) * w, jnp.clip(y0 + 1, 0, h - 1) * w
-    # All four neighbours in one gather of (n, 4*HW): on the CPU the warp took
-    # 10-40% less time than with four gathers of (n, HW) and four weights, in
-    # every paired run (bench/ab_augment.py, bench/results/augment-cost.md).
-    idx = jnp.concatenate([ya + xa, ya + xb, yb + xa, yb + xb], axis=1)
-    v = jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds").astype(jnp.float32)
-    if fill == "zero":
-        xs, ys = x0 + 1, y0 + 1
-        ok_x0, ok_x1 = (x0 >= 0) & (x0 < w), (xs >= 0) & (xs < w)
-        ok_y0, ok_y1 = (y0 >= 0) & (y0 < h), (ys >= 0) & (ys < h)
-        inside = jnp.concatenate(
-            [ok_y0 & ok_x0, ok_y0 & ok_x1, ok_y1 & ok_x0, ok_y1 & ok_x1], axis=1
-        )
-        v = jnp.where(inside, v, 0.0)
-    hw = h * w
-    v00, v01, v10, v11 = v[:, :hw], v[:, hw : 2 * hw], v[:, 2 * hw : 3 * hw], v[:, 3 * hw :]
-    # Interpolate as a + f (b - a): an integer point (f = 0) gives a exactly, so
-    # the identity returns every pixel bit for bit, and it is fewer ops than
-    # four weights.
-    top = v00 + fx * (v01 - v00)
-    bottom = v10 + fx * (v11 - v10)
-    out = top + fy * (bottom - top)
+    # The four neighbours: (x0, y0), (x0+1, y0), (x0, y0+1), (x0+1, y0+1). An
+    # integer point puts all its weight on (x0, y0) and exactly 0 on the others,
+    # so the identity returns every pixel bit for bit. Four gathers of (n, HW),
+    # each fused with its own index arithmetic: one gather of the four index sets
+    # concatenated, (n, 4 HW), took 3-5x as long on the CPU, because its index
+    # array is written to memory first (bench/results/augment-cost.md).
+    out = jnp.zeros(images.shape, jnp.float32)
+    for dx, dy, wt in (
+        (0, 0, (1.0 - fx) * (1.0 - fy)),
+        (1, 0, fx * (1.0 - fy)),
+        (0, 1, (1.0 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
+        xi, yi = x0 + dx, y0 + dy
+        # Clamping a neighbour's index to the image is the nearest fill by itself:
+        # a point left of column 0 has both its x-neighbours clamped to column 0,
+        # whose weights sum to 1, as scipy's mode='nearest'. It also keeps the
+        # gather in bounds; zero fill then drops the weight of outside neighbours.
+        idx = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)
+        v = jnp.take_along_axis(images, idx, axis=1, mode="promise_in_bounds")
+        if fill == "zero":
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            wt = jnp.where(inside, wt, 0.0)
+        out = out + wt * v.astype(jnp.float32)
     return out.astype(images.dtype)
 
 
