@@ -169,7 +169,7 @@ def ratios(times: dict, name: str, kind: str = "wall") -> tuple[float, float, fl
 
 
 def _loadavg() -> str:
-    return " ".join(open("/proc/loadavg").read().split()[:3])
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())  # 1, 5 and 15 minutes
 
 
 def main() -> int:
