@@ -267,7 +267,7 @@ def warp(
     # integer point puts all its weight on (x0, y0) and exactly 0 on the others,
     # so the identity returns every pixel bit for bit. Four gathers of (n, HW),
     # each fused with its own index arithmetic: one gather of the four index sets
-    # concatenated, (n, 4 HW), took 3-5x as long on the CPU, because its index
+    # concatenated, (n, 4 HW), took 2.5-5x as long on the CPU, because its index
     # array is written to memory first (bench/results/augment-cost.md).
     out = jnp.zeros(images.shape, jnp.float32)
     for dx, dy, wt in (
