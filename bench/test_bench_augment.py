@@ -1,0 +1,46 @@
+"""What augmentation (jaxae.augment) adds to a step of DEC's pretraining, issue 18's 15% target.
+
+One benchmark: bench/ab_augment.py's measurement (the d-500-500-2000-10 step at batch
+256, plain and on an augmented batch, and the augmentation alone, timed in alternation
+round after round), on the session's digits scaled to [0, 1]. The benchmark's own time
+columns are the whole measurement (compilation included): read extra_info, which holds
+per variant ``seconds_per_step`` (median), ``compile_seconds`` and ``ratio_vs_plain``
+with ``ratio_min``/``ratio_max`` over the rounds, in wall and process CPU time.
+
+  pytest bench/test_bench_augment.py --benchmark-json=augment.json
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from ab_augment import measure, ratios  # bench/ is on sys.path: pytest puts it there
+
+QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
+VARIANTS = ["plain", "augment", "augment-only"]
+
+
+def test_augment_cost(benchmark, record, images):
+    rounds, steps = (2, 2) if QUICK else (9, 20)
+    x = jnp.asarray(images[:10_000], jnp.float32) / 255.0
+    times = benchmark.pedantic(
+        measure,
+        args=(x, VARIANTS),
+        kwargs=dict(rounds=rounds, steps=steps, log=lambda _: None),
+        rounds=1,
+        iterations=1,
+    )
+    rows = {}
+    for name in VARIANTS:
+        rows[name] = dict(
+            seconds_per_step=float(np.median(times[name]["wall"])) / steps,
+            compile_seconds=times[name]["compile_seconds"],
+        )
+        for kind in ("wall", "cpu"):
+            med, lo, hi = ratios(times, name, kind)
+            rows[name][f"{kind}_ratio_vs_plain"] = med
+            rows[name][f"{kind}_ratio_min"], rows[name][f"{kind}_ratio_max"] = lo, hi
+    record(rows=rows, rounds=rounds, steps=steps, batch=256, load=times["load"])
+    assert all(np.isfinite(v) for row in rows.values() for v in row.values())
