@@ -41,7 +41,7 @@ _HOMES = {
     "encode_fn": "jaxae.encoder",
     "fit": "jaxae.train",
     "kmeans": "jaxae.cluster",
-    "load": "jaxae.checkpoint",
+    "load": "jaxae.rundir",
     "load_checkpoint": "jaxae.checkpoint",
     "load_dataset": "jaxae.data",
     "run_experiment": "jaxae.experiment",

@@ -25,7 +25,6 @@ from flax import serialization
 
 from jaxae._files import atomic_write
 from jaxae.config import ModelConfig, TrainConfig
-from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainState, create_train_state
 
@@ -293,44 +292,3 @@ def encoder_params(ckpt: Checkpoint, model: int) -> Any:
         index = ckpt.refine_models.index(model)
         return jax.tree.map(lambda a: np.asarray(a)[index], ckpt.refine["params"]["autoencoder"])
     return jax.tree.map(lambda a: a[model], ckpt.state.params)
-
-
-def load(run_dir: str | os.PathLike) -> Encoder:
-    """Load a trained run's encoder.
-
-    Example::
-
-        ae = jaxae.load("runs/my-run")
-        codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
-    """
-
-    ckpt = load_checkpoint(run_dir)
-    params = encoder_params(ckpt, ckpt.selected)
-    method = ckpt.run.get("cluster", {}).get("method", "kmeans")
-    folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
-    return Encoder(params, ckpt.model_config, clusterer=_clusterer(folder, method, ckpt))
-
-
-def _clusterer(folder: Path, method: str, ckpt: Checkpoint):
-    """What predicts clusters for a saved run: its centres or mixture, when saved."""
-    from jaxae.cluster import GMMFit, gmm_from_arrays
-    from jaxae.methods import Clustering
-
-    centers, mixture = folder / "centers.npy", folder / "mixture.npz"
-    none = np.zeros(0, np.int64)
-    try:
-        if centers.is_file():
-            c = np.load(centers, allow_pickle=False)
-            if c.ndim != 2 or c.shape[1] != ckpt.model_config.code_dim or not np.isfinite(c).all():
-                raise ValueError(f"shape {c.shape}")
-            return Clustering(method, none, centers=c)
-        if mixture.is_file():
-            with np.load(mixture, allow_pickle=False) as arrays:
-                model = gmm_from_arrays(dict(arrays))
-            return Clustering(method, none, model=GMMFit(none, model))
-    except (OSError, ValueError, KeyError) as e:
-        raise JaxaeError(
-            f"cannot read the clusters of {folder} ({e}): train again with jaxae run"
-        ) from None
-    # umap-gmm: UMAP's fitted graph is not saved; predict says so.
-    return Clustering(method, none) if ckpt.run.get("cluster") else None

@@ -26,7 +26,6 @@ KERNEL_INITS = (
 )  # fmt: skip
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
-METHODS = ("kmeans", "gmm", "dec", "idec", "umap-gmm")
 # Two billion float32 parameters (8 GB, 24 GB with Adam's state): far above any
 # model this recipe needs, and far below what a typo like --hidden 2147483648 asks for.
 MAX_PARAMETERS = 2**31
@@ -207,7 +206,9 @@ class ClusterConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_choice("method", self.method, METHODS)
+        from jaxae.cluster import METHODS  # the one list of methods (imports config too)
+
+        check_choice("method", self.method, tuple(METHODS))
         check_int("clusters", self.clusters, minimum=1)
         check_int("n_init", self.n_init, minimum=1, maximum=MAX_N_INIT)
         check_int("max_iter", self.max_iter, minimum=1)
@@ -263,7 +264,7 @@ class ExperimentConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig | None = None  # None: ModelConfig() with the data's input_dim
     train: TrainConfig = TrainConfig()
-    cluster: ClusterConfig = ClusterConfig()
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     seeds: int = 1
     lrs: tuple[float, ...] | None = None
     devices: int | str | None = None

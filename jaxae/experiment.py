@@ -177,28 +177,11 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
             "or images with more than one value"
         )
     model = fit_scaling(model, dataset.images)
-    if config.cluster.method == "umap-gmm":  # before training, not after it
-        from jaxae.cluster.manifold import import_umap
-
-        _check_umap(config.cluster, n)
-        import_umap()
+    method = cluster.METHODS[config.cluster.method]
+    if method.check is not None:  # what the method needs, before training rather than after
+        method.check(config.cluster, n)
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
     return dataclasses.replace(config, model=model)
-
-
-def _check_umap(cluster_config, n: int) -> None:
-    """UMAP's neighbours and dimensions must fit in ``n`` images (named as the config does)."""
-    neighbors, dim = cluster_config.umap_neighbors, cluster_config.umap_dim
-    if neighbors >= n:
-        raise JaxaeError(
-            f"umap_neighbors={neighbors} needs more than the {n} images: "
-            f"pass umap_neighbors={max(2, n - 1)} or less, or more images"
-        )
-    if dim >= n - 1:
-        raise JaxaeError(
-            f"umap_dim={dim} needs more than the {n} images: "
-            f"pass umap_dim={max(1, n - 2)} or less, or more images"
-        )
 
 
 def plan_chunk(config: ExperimentConfig, dataset: Dataset) -> int:

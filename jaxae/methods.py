@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxae import cluster
+from jaxae.cluster.refine import config_for, restore_state, state_template
 from jaxae.config import ClusterConfig, ModelConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
@@ -28,33 +29,26 @@ ALIVE_FRACTION = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class Clustering:
-    """One model's clusters: ``labels`` (N,) on the training images, and what
-    ``predict`` uses on new codes: ``centers`` (KMeans, DEC, IDEC) or the fitted
-    ``model`` (``GMMFit``, ``UMAPGMMFit``)."""
+    """One model's clusters: ``labels`` (N,) on the training images, and the
+    ``fitted`` method that predicts new codes (``jaxae.cluster.registry``); None in
+    a run folder that keeps nothing to predict with, for the reason ``missing``."""
 
     method: str
     labels: np.ndarray
-    centers: np.ndarray | None = None
-    model: Any = None
+    fitted: Any = None
     alive_code_units: int | None = None
     details: dict | None = None
+    missing: str | None = None
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
         """(N, code_dim) codes -> (N,) cluster labels."""
-        if self.model is not None:
-            return np.asarray(self.model.predict(codes))
-        if self.centers is None and self.method == "umap-gmm":
+        if self.fitted is None:
             raise JaxaeError(
-                "a umap-gmm run folder keeps nothing to predict with: UMAP's fitted graph "
-                "cannot be saved without pickle; predict in the process that fitted it "
-                "(jaxae.AutoEncoderClusterer, or the Experiment's encoder)"
-            )
-        if self.centers is None:
-            raise JaxaeError(
-                f"this {self.method} run has no saved clusters (it has not finished): "
+                self.missing
+                or f"this {self.method} run has no saved clusters (it has not finished): "
                 "finish it with jaxae run --resume RUN_DIR, then predict"
             )
-        return cluster.predict_nearest(self.centers, codes)
+        return np.asarray(self.fitted.predict(codes))
 
     def summary(self) -> dict[str, Any]:
         out = {"method": self.method, **(self.details or {})}
@@ -99,7 +93,7 @@ def cluster_models(
     chunk of steps, when it converges, and before a stop.
     """
     method = cluster_config.method
-    if method in ("dec", "idec"):
+    if cluster.METHODS[method].refines_encoder:
         return _refine(
             params, images, alive, model_config, cluster_config, seeds, progress,
             should_stop, refinement, on_refine,
@@ -127,29 +121,9 @@ def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
 
 
 def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
-    """``config.method`` (not DEC/IDEC) on (N, F) features."""
-    c = config
-    if c.method == "gmm":
-        fit = cluster.fit_gmm(features, clusters=c.clusters, n_init=c.n_init, seed=c.seed)
-        return Clustering("gmm", fit.labels, model=fit)
-    if c.method == "umap-gmm":
-        fit = cluster.fit_umap_gmm(
-            features, clusters=c.clusters, n_init=c.n_init, seed=c.seed, n_components=c.umap_dim,
-            n_neighbors=c.umap_neighbors, min_dist=c.umap_min_dist,
-        )  # fmt: skip
-        return Clustering("umap-gmm", fit.labels, model=fit)
-    fit = cluster.kmeans_fit(features, c, backend=c.kmeans_backend)
-    return Clustering("kmeans", fit.labels, fit.centers)
-
-
-def refine_config(cluster_config: ClusterConfig, n: int) -> cluster.RefineConfig:
-    """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` images."""
-    c = cluster_config
-    return cluster.RefineConfig.for_method(
-        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
-        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, n),
-        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
-    )  # fmt: skip
+    """``config.method`` (one that does not refine the encoder) on (N, F) features."""
+    fitted = cluster.METHODS[config.method].fit(features, config)
+    return Clustering(config.method, fitted.labels, fitted)
 
 
 def restore_refinement(
@@ -157,10 +131,8 @@ def restore_refinement(
     model_config: ModelConfig, cluster_config: ClusterConfig,
 ) -> Refinement:  # fmt: skip
     """A checkpoint's refinement (nested dicts) as the state :func:`cluster_models` resumes."""
-    from jaxae.cluster.refine import restore_state, state_template
-
     pretrained = jax.tree.map(lambda a: np.asarray(a)[models], params)
-    config = refine_config(cluster_config, n)
+    config = config_for(cluster_config, n)
     template = state_template(pretrained, n, model_config=model_config, config=config)
     return Refinement(restore_state(saved, template), step, list(models))
 
@@ -174,7 +146,7 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     keep = np.flatnonzero(alive)
     if not len(keep):
         return params, [None] * len(seeds), None
-    config = refine_config(c, len(images))
+    config = config_for(c, len(images))
     x = scale(images, model_config.scaling, model_config.data_range)
     pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
     models = [int(i) for i in keep]
@@ -198,8 +170,9 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
         # Labels as predict gives them (nearest centre of the encoder's own codes), so
         # that jaxae.load(run).predict on the training images reproduces them.
         centers = np.asarray(result.centers[j], np.float64)
+        labels = cluster.predict_nearest(centers, codes)
         out[i] = Clustering(
-            c.method, cluster.predict_nearest(centers, codes), centers,
+            c.method, labels, cluster.KMeansFit(labels, centers),
             alive_code_units=alive_units(codes), details=details,
         )  # fmt: skip
     done = int(np.max(result.steps))  # the models that did not converge took every step
@@ -218,7 +191,7 @@ def pixel_baselines(
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per seed."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
     method = cluster_config.method
-    if method in ("gmm", "umap-gmm"):  # DEC and IDEC need an encoder: KMeans is theirs
+    if cluster.METHODS[method].pixel_baseline:  # DEC and IDEC need an encoder: KMeans is theirs
         out[f"pixel_{method.replace('-', '_')}"] = {}
     bar = dict(desc="pixel baselines", unit="seed", delay=2, disable=not progress, leave=False)
     for done, seed in enumerate(tqdm(seeds, **bar)):

@@ -21,9 +21,10 @@ import jax
 import numpy as np
 
 from jaxae._files import RUN_MARKER, run_folder_of, save_npy, save_npz, write_json
-from jaxae.checkpoint import FILENAME, save_checkpoint
-from jaxae.cluster import gmm_arrays
+from jaxae.checkpoint import FILENAME, encoder_params, load_checkpoint, save_checkpoint
+from jaxae.cluster import METHODS
 from jaxae.config import ExperimentConfig
+from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.experiment import Experiment
 from jaxae.figures import (
@@ -33,15 +34,17 @@ from jaxae.figures import (
     loss_figure,
     reconstructions_figure,
 )
-from jaxae.methods import Refinement
+from jaxae.methods import Clustering, Refinement
 from jaxae.preprocess import scale
 
 MARKER = RUN_MARKER
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
 FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
-LABELS, CENTERS, MIXTURE = "clusters.npy", "centers.npy", "mixture.npz"
-RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CENTERS, MIXTURE, *FIGURES}
+LABELS = "clusters.npy"  # the selected model's cluster of every training image
+CLUSTERER = "clusterer.npz"  # its fitted method as arrays, with the method's name
+OLD_CLUSTERERS = ("centers.npy", "mixture.npz")  # what runs before clusterer.npz kept
+RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CLUSTERER, *OLD_CLUSTERERS, *FIGURES}
 
 
 def _is_temporary(name: str) -> bool:
@@ -208,7 +211,7 @@ def checkpoint_bytes(experiment_config: ExperimentConfig) -> int:
     """About how many bytes a checkpoint of this run takes (parameters and Adam's moments)."""
     models = experiment_config.seeds * len(experiment_config.lr_list)
     # Parameters and Adam's two moments; DEC/IDEC adds the refined copy and its optimiser.
-    copies = 5 if experiment_config.cluster.method in ("dec", "idec") else 3
+    copies = 5 if METHODS[experiment_config.cluster.method].refines_encoder else 3
     return (
         copies * 4 * experiment_config.model.parameter_count * models
         + 4 * models * (experiment_config.train.epochs)
@@ -311,11 +314,56 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
     if ds.labels is not None:
         confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
-    chosen_clustering = experiment.clusterings[experiment.selected]
-    save_npy(out / LABELS, np.asarray(chosen_clustering.labels, np.int64))
-    if chosen_clustering.centers is not None:  # what jaxae.load(...).predict needs
-        save_npy(out / CENTERS, np.asarray(chosen_clustering.centers, np.float64))
-    if chosen_clustering.method == "gmm":
-        save_npz(out / MIXTURE, **gmm_arrays(chosen_clustering.model.model))
+    chosen = experiment.clusterings[experiment.selected]
+    save_npy(out / LABELS, np.asarray(chosen.labels, np.int64))
+    if METHODS[chosen.method].load is not None:  # what jaxae.load(...).predict needs
+        save_npz(out / CLUSTERER, method=np.asarray(chosen.method), **chosen.fitted.arrays())
     write_json(out / REPORT, report.to_dict())
     return out
+
+
+def load(run_dir: str | os.PathLike) -> Encoder:
+    """Load a trained run's encoder, with its clusters when the run saved them.
+
+    Example::
+
+        ae = jaxae.load("runs/my-run")
+        codes = ae.encode(images)   # (N, 784) -> (N, 100) float32
+        clusters = ae.predict(images)
+    """
+    ckpt = load_checkpoint(run_dir)
+    folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    params = encoder_params(ckpt, ckpt.selected)
+    clusterer = (
+        _clusterer(folder, ckpt.run["cluster"]["method"]) if ckpt.run.get("cluster") else None
+    )
+    return Encoder(params, ckpt.model_config, clusterer=clusterer)
+
+
+def _clusterer(folder: Path, method: str) -> Clustering:
+    """The run's fitted method, restored through its registry entry from clusterer.npz."""
+    none = np.zeros(0, np.int64)
+    entry = METHODS.get(method)
+    if entry is None:
+        raise JaxaeError(f"{folder} was clustered by {method!r}, which this jaxae does not know")
+    old = {name: folder / name for name in OLD_CLUSTERERS}
+    try:
+        if (folder / CLUSTERER).is_file():
+            with np.load(folder / CLUSTERER, allow_pickle=False) as saved:
+                arrays = dict(saved)
+            if str(arrays.pop("method")) != method:
+                raise ValueError(f"it holds {arrays.get('method')!r}, not {method}")
+        elif old["centers.npy"].is_file():
+            arrays = {"centers": np.load(old["centers.npy"], allow_pickle=False)}
+        elif old["mixture.npz"].is_file():
+            with np.load(old["mixture.npz"], allow_pickle=False) as saved:
+                arrays = dict(saved)
+        elif entry.load is None:  # umap-learn's: nothing could be saved
+            return Clustering(method, none, missing=entry.unsaved())
+        else:  # not finished: predict says so
+            return Clustering(method, none)
+        return Clustering(method, none, entry.load(arrays))
+    except (OSError, ValueError, KeyError, JaxaeError) as e:
+        raise JaxaeError(
+            f"cannot read the clusters of {folder} ({e}): train again with jaxae run"
+        ) from None

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from jaxae.checkpoint import FILENAME, checksum, load, load_checkpoint
+from jaxae.checkpoint import FILENAME, checksum, load_checkpoint
 from jaxae.config import TrainConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
+from jaxae.rundir import load
 from tests.helpers import save_trained
 
 

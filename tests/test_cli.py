@@ -28,7 +28,7 @@ def test_run_end_to_end(run_dir, capsys):
         "confusion.png",
         "checkpoint.msgpack",
         "clusters.npy",
-        "centers.npy",
+        "clusterer.npz",
         ".jaxae-run",
         ".jaxae-lock",
     }
@@ -166,8 +166,8 @@ def test_bad_flag_is_argparse_error(capsys):
 
 
 def test_encode_streams_npy_in_chunks(run_dir, tmp_path, capsys):
-    from jaxae.checkpoint import load
     from jaxae.data import load_dataset
+    from jaxae.rundir import load
 
     images = load_dataset("digits").images.astype(np.uint8)
     np.save(tmp_path / "pixels.npy", images)
@@ -213,9 +213,12 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
     status = main(["predict", str(out), "digits", "--n", "300", "--out", str(pred)])
     if method == "umap-gmm":  # UMAP cannot be saved without pickle: one line saying so
         assert status == 2 and "cannot be saved without pickle" in capsys.readouterr().err
+        assert not (out / "clusterer.npz").exists()
     else:  # the saved mixture, or the refined encoder and centres, give the run's clusters
         assert status == 0
         np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
+        with np.load(out / "clusterer.npz", allow_pickle=False) as saved:
+            assert str(saved["method"]) == method  # one file, the method's name inside
 
 
 # Issue 17, rows 1-2: nothing writes into a run folder but its run.
@@ -315,7 +318,8 @@ def test_resume_of_a_folder_in_use_names_resume(tmp_path, capsys):
 def test_the_clis_choices_are_the_configs():
     """The CLI keeps literal lists (it parses before JAX loads): they must stay in step."""
     from jaxae import config
-    from jaxae.cli.run import CHOICES, LABELS
+    from jaxae.cli.run import CHOICES
+    from jaxae.cluster import METHODS
     from jaxae.cluster.kmeans import BACKENDS
 
     assert CHOICES == {
@@ -323,8 +327,24 @@ def test_the_clis_choices_are_the_configs():
         "schedule": config.SCHEDULES,
         "code_activation": config.CODE_ACTIVATIONS,
         "scaling": config.SCALINGS,
-        "method": config.METHODS,
+        "method": tuple(METHODS),
         "kmeans": BACKENDS,
         "dtype": config.DTYPES,
     }
-    assert set(LABELS) == {m.replace("-", "_") for m in config.METHODS}
+
+
+def test_a_run_folder_from_before_clusterer_npz_still_predicts(run_dir, tmp_path, capsys):
+    """Runs written before the registry kept centers.npy (kmeans, dec, idec) instead."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    with np.load(old / "clusterer.npz", allow_pickle=False) as saved:
+        np.save(old / "centers.npy", saved["centers"])
+    (old / "clusterer.npz").unlink()
+    pred = tmp_path / "pred.npy"
+    assert main(["predict", str(old), "digits", "--n", "300", "--out", str(pred)]) == 0
+    np.testing.assert_array_equal(np.load(pred), np.load(run_dir / "clusters.npy"))
+    np.save(old / "centers.npy", np.zeros(3))  # damaged: one line
+    assert main(["predict", str(old), "digits", "--n", "300", "--out", str(pred)]) == 2
+    assert "cannot read the clusters" in capsys.readouterr().err

@@ -101,9 +101,10 @@ def test_fit_keeps_a_fitted_range_and_fills_a_missing_one():
 def test_the_range_is_kept_with_the_model(tmp_path):
     """Trained on [-1, 1] floats: the checkpoint, jaxae.load and predict scale new images
     with the training range, and the report records it."""
-    from jaxae.checkpoint import load, load_checkpoint
+    from jaxae.checkpoint import load_checkpoint
     from jaxae.cli import main
     from jaxae.data import load_dataset
+    from jaxae.rundir import load
 
     images = load_dataset("digits", n=300).images
     np.savez(tmp_path / "x.npz", x=(images / 8.0 - 1.0).astype(np.float32))

@@ -47,8 +47,8 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from jaxae.checkpoint import load
     from jaxae.data import load_dataset
+    from jaxae.rundir import load
     from jaxae.stream import encode_file, is_streamable
 
     setup_jax(args)
@@ -74,8 +74,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 def handle_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxae.checkpoint import load
     from jaxae.data import load_dataset
+    from jaxae.rundir import load
 
     setup_jax(args)
     _check_out(args)

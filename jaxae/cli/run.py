@@ -277,13 +277,14 @@ def _is_main() -> bool:
     return jax.process_index() == 0
 
 
-LABELS = {"kmeans": "KMeans", "gmm": "GMM", "dec": "DEC", "idec": "IDEC", "umap_gmm": "UMAP + GMM"}
-
-
 def _label(key: str) -> str:
+    """``autoencoder_umap_gmm`` -> ``autoencoder + UMAP + GMM``, with the method's own label."""
+    from jaxae.cluster import METHODS
+
     source, _, method = key.partition("_")
+    labels = {name.replace("-", "_"): m.label for name, m in METHODS.items()}
     return (
-        f"{'autoencoder' if source == 'autoencoder' else 'pixels'} + {LABELS.get(method, method)}"
+        f"{'autoencoder' if source == 'autoencoder' else 'pixels'} + {labels.get(method, method)}"
     )
 
 

@@ -1,11 +1,17 @@
 """Clustering of codes and its scores.
 
-Methods: ``kmeans`` (scikit-learn's, or :func:`kmeans_jax` on the device), ``gmm``
-(GaussianMixture), ``umap-gmm`` (N2D: UMAP then GaussianMixture; needs the extra
-``jaxae[umap]``), and ``dec`` / ``idec`` (the encoder and centres refined together
-on the device, :func:`refine`). Every fitted method predicts new codes.
+``METHODS`` is the one list of clustering methods, each a module here with its
+:class:`~jaxae.cluster.registry.Method` record: ``kmeans`` (scikit-learn's, or
+:func:`kmeans_jax` on the device), ``gmm`` (GaussianMixture), ``umap-gmm`` (N2D:
+UMAP then GaussianMixture; needs the extra ``jaxae[umap]``), and ``dec`` / ``idec``
+(the encoder and centres refined together on the device, :func:`refine`). Every
+fitted method predicts new codes.
 """
 
+from jaxae.cluster import gmm as _gmm
+from jaxae.cluster import kmeans as _kmeans
+from jaxae.cluster import refine as _refine
+from jaxae.cluster import umap_gmm as _umap_gmm
 from jaxae.cluster.dec import (
     RefineConfig,
     RefineState,
@@ -13,35 +19,25 @@ from jaxae.cluster.dec import (
     soft_assignment,
     target_distribution,
 )
+from jaxae.cluster.gmm import GMMFit, fit_gmm, gmm_arrays, gmm_from_arrays
 from jaxae.cluster.jax_kmeans import KMeansResult, kmeans_jax
-from jaxae.cluster.kmeans import (
-    KMeansFit,
-    check_clusters,
-    fit_kmeans,
-    kmeans,
-    kmeans_fit,
-    predict_nearest,
-)
-from jaxae.cluster.manifold import (
-    GMMFit,
-    UMAPGMMFit,
-    fit_gmm,
-    fit_umap_gmm,
-    gmm_arrays,
-    gmm_from_arrays,
-)
-from jaxae.cluster.refine import (
-    RefinementStopped,
-    RefineResult,
-    init_refinement,
-    refine,
-)
+from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, kmeans, predict_nearest
+from jaxae.cluster.refine import RefinementStopped, RefineResult, init_refinement, refine
+from jaxae.cluster.registry import Method
 from jaxae.cluster.scores import cluster_accuracy, scores
+from jaxae.cluster.umap_gmm import UMAPGMMFit, fit_umap_gmm
+
+# Name -> method. A new method is a module of its own and one entry here.
+METHODS: dict[str, Method] = {
+    m.name: m for m in (_kmeans.METHOD, _gmm.METHOD, _refine.DEC, _refine.IDEC, _umap_gmm.METHOD)
+}
 
 __all__ = [
+    "METHODS",
     "GMMFit",
     "KMeansFit",
     "KMeansResult",
+    "Method",
     "RefineConfig",
     "RefineResult",
     "RefineState",
@@ -56,7 +52,6 @@ __all__ = [
     "gmm_from_arrays",
     "init_refinement",
     "kmeans",
-    "kmeans_fit",
     "kmeans_jax",
     "predict_nearest",
     "refine",

@@ -1,4 +1,5 @@
-"""KMeans on codes (scikit-learn's, or the on-device one), and nearest-centre prediction."""
+"""``kmeans``: KMeans on codes (scikit-learn's, or the on-device one), and
+nearest-centre prediction, which DEC and IDEC's refined centres use too."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
+from jaxae.cluster.registry import Method
 from jaxae.config import ClusterConfig, check_seed
 from jaxae.errors import JaxaeError
 
@@ -15,21 +17,32 @@ BACKENDS = ("sklearn", "jax")
 
 
 class KMeansFit(NamedTuple):
-    """A fitted KMeans.
+    """Clusters given by centres: a fitted KMeans (or DEC/IDEC's refined centres).
 
     Attributes:
       labels: ``(N,)`` int32 index of each row's nearest centre.
       centers: ``(K, F)`` float64 centres.
-      inertia: sum of squared distances of rows to their centre.
+      inertia: sum of squared distances of rows to their centre (NaN where unknown).
     """
 
     labels: np.ndarray
     centers: np.ndarray
-    inertia: float
+    inertia: float = float("nan")
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """``(N, F)`` new features -> ``(N,)`` int32 index of the nearest centre."""
         return predict_nearest(self.centers, features)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"centers": np.asarray(self.centers, np.float64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> KMeansFit:
+        """The centres back from :meth:`arrays` (no labels: they are the run's)."""
+        centers = np.asarray(arrays["centers"], np.float64)
+        if centers.ndim != 2 or not len(centers) or not np.isfinite(centers).all():
+            raise JaxaeError(f"the saved centres are damaged (shape {centers.shape})")
+        return cls(np.zeros(0, np.int32), centers)
 
 
 def check_clusters(clusters: int, n: int) -> None:
@@ -93,30 +106,25 @@ def fit_kmeans(
     return KMeansFit(model.labels_.astype(np.int32), model.cluster_centers_, float(model.inertia_))
 
 
-def kmeans_fit(
-    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
-) -> KMeansFit:
-    """:func:`fit_kmeans` with the options of a ``ClusterConfig``."""
-    return fit_kmeans(
-        features,
-        clusters=config.clusters,
-        n_init=config.n_init,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        seed=config.seed,
-        backend=backend,
-    )
-
-
 def kmeans(
-    features: np.ndarray, config: ClusterConfig = ClusterConfig(), *, backend: str = "sklearn"
+    features: np.ndarray, config: ClusterConfig | None = None, *, backend: str = "sklearn"
 ) -> np.ndarray:
     """Cluster (N, F) features with k-means++ KMeans: (N,) int labels.
 
-    ``backend`` "sklearn" uses scikit-learn's KMeans; "jax" the jitted
+    ``config`` gives the options (default: ``ClusterConfig()``, the original
+    recipe's); ``backend`` "sklearn" uses scikit-learn's KMeans, "jax" the jitted
     on-device k-means of ``jaxae.cluster.jax_kmeans`` (for many codes, on a GPU).
     """
-    return kmeans_fit(features, config, backend=backend).labels
+    return _fit(features, config or ClusterConfig(), backend=backend).labels
+
+
+def _fit(features: np.ndarray, config: ClusterConfig, *, backend: str | None = None) -> KMeansFit:
+    """:func:`fit_kmeans` with a ``ClusterConfig``'s options (its backend unless given)."""
+    c = config
+    return fit_kmeans(
+        features, clusters=c.clusters, n_init=c.n_init, max_iter=c.max_iter, tol=c.tol,
+        seed=c.seed, backend=backend or c.kmeans_backend,
+    )  # fmt: skip
 
 
 def predict_nearest(centers: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -140,3 +148,6 @@ def predict_nearest(centers: np.ndarray, features: np.ndarray) -> np.ndarray:
         d2 = ((block[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
         labels[start : start + step] = d2.argmin(axis=1)
     return labels
+
+
+METHOD = Method("kmeans", "KMeans", fit=_fit, load=KMeansFit.from_arrays)

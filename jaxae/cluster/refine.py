@@ -23,7 +23,8 @@ from jaxae.cluster.dec import (
     encode_models,
     refine_steps,
 )
-from jaxae.cluster.kmeans import check_clusters, fit_kmeans, predict_nearest
+from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, predict_nearest
+from jaxae.cluster.registry import Method
 from jaxae.config import ModelConfig, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import Call, Stopped, drive
@@ -267,3 +268,19 @@ def refine(
         delta=np.asarray(host.delta),
         state=host,
     )
+
+
+def config_for(cluster_config, n: int) -> RefineConfig:
+    """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` rows."""
+    c = cluster_config
+    return RefineConfig.for_method(
+        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
+        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, n),
+        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
+    )  # fmt: skip
+
+
+# Fitted over all models at once with their encoders (jaxae.methods); the refined
+# centres predict as KMeans' do, by the nearest centre.
+DEC = Method("dec", "DEC", fit=None, load=KMeansFit.from_arrays, refines_encoder=True)
+IDEC = Method("idec", "IDEC", fit=None, load=KMeansFit.from_arrays, refines_encoder=True)

@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from jaxae.cluster import fit_gmm, fit_umap_gmm, gmm_arrays, gmm_from_arrays
-from jaxae.cluster.manifold import UMAP_MISSING
+from jaxae.cluster.umap_gmm import UMAP_MISSING
 from jaxae.errors import JaxaeError
 
 
