@@ -66,6 +66,8 @@ class ModelConfig:
       data_range: for ``"unit"``, the training data's ``(min, max)``; ``None``
         until fitted (``jaxae.fit`` and ``jaxae run`` fit it on the training
         images and keep it with the model).
+      image_shape: ``(H, W)`` the rows were flattened from (``jaxae run`` takes
+        the dataset's); what augmentation (``TrainConfig.shift``, ``rotate``) needs.
       kernel_init: Glorot-uniform by default; ``"dec_uniform"`` is DEC-keras'
         variance scaling (scale 1/3, fan-in, uniform).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are
@@ -78,6 +80,7 @@ class ModelConfig:
     code_activation: str = "relu"
     scaling: str = "standardize"
     data_range: tuple[float, float] | None = None
+    image_shape: tuple[int, int] | None = None
     kernel_init: str = "glorot_uniform"
     dtype: str = "float32"
 
@@ -95,6 +98,11 @@ class ModelConfig:
         check_choice("scaling", self.scaling, SCALINGS)
         if self.data_range is not None:
             object.__setattr__(self, "data_range", _check_range(self.data_range))
+        if self.image_shape is not None:
+            if not isinstance(self.image_shape, Sequence) or len(self.image_shape) != 2:
+                raise JaxaeError(f"image_shape must be (H, W), got {self.image_shape!r}")
+            shape = tuple(check_int("image_shape", s, minimum=1) for s in self.image_shape)
+            object.__setattr__(self, "image_shape", shape)
         check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
         check_choice("dtype", self.dtype, DTYPES)
         if self.parameter_count > MAX_PARAMETERS:
@@ -134,7 +142,11 @@ class TrainConfig:
       eps: Adam epsilon (Keras' default, 1e-7).
       momentum: SGD momentum (0 for none).
       schedule: ``"constant"``, or ``"cosine"`` decay from ``lr`` to 0 over the run.
-      seed: seeds initialisation and shuffling.
+      shift, rotate: augmentation of every batch on the device (DEC-DA: 0.1 and
+        10): each image moved by up to ``shift`` of its width and height and turned
+        by up to ``rotate`` degrees, drawn per image and step from the run's seed
+        (``jaxae.augment``); 0 and 0 (the default) train on the images as they are.
+      seed: seeds initialisation, shuffling and augmentation.
     """
 
     epochs: int = 500
@@ -144,10 +156,13 @@ class TrainConfig:
     eps: float = 1e-7
     momentum: float = 0.9
     schedule: str = "constant"
+    shift: float = 0.0
+    rotate: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         check_int("epochs", self.epochs, minimum=1, maximum=MAX_STEPS)
+        _ = self.augment  # its own checks of shift and rotate
         check_int("batch_size", self.batch_size, minimum=1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -162,6 +177,13 @@ class TrainConfig:
         check_real("eps", self.eps)
         check_real("momentum", self.momentum, minimum=0.0, maximum=1.0)
         check_seed(self.seed)
+
+    @property
+    def augment(self):
+        """The ``jaxae.augment.AugmentConfig`` of ``shift`` and ``rotate``."""
+        from jaxae.augment import AugmentConfig
+
+        return AugmentConfig(shift=self.shift, rotate=self.rotate, scale=0.0, shear=0.0)
 
     @classmethod
     def tiny(cls) -> TrainConfig:

@@ -23,8 +23,10 @@ from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
+from jaxae.augment import check_image_shape
+from jaxae.loop import chunk_for
 from jaxae.preprocess import fit_scaling, scale
-from jaxae.train import TrainResult, TrainState, check_batch, chunk_for, fit
+from jaxae.train import TrainResult, TrainState, check_batch, fit
 
 METRICS = ("acc", "nmi", "ari")
 
@@ -167,8 +169,8 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     """``config`` with the model's ``input_dim`` taken from the data, and checked against it."""
     n, d = dataset.images.shape
     model = config.model or ModelConfig(input_dim=d)
-    if model.input_dim != d:
-        model = dataclasses.replace(model, input_dim=d)
+    if model.input_dim != d or model.image_shape is None:
+        model = dataclasses.replace(model, input_dim=d, image_shape=tuple(dataset.image_shape))
     cluster.check_clusters(config.cluster.clusters, n)
     if model.scaling == "standardize" and (d < 2 or not np.ptp(dataset.images, axis=1).any()):
         raise JaxaeError(
@@ -181,6 +183,8 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     if method.check is not None:  # what the method needs, before training rather than after
         method.check(config.cluster, n)
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
+    if config.train.augment.enabled:
+        check_image_shape(model.image_shape, d)
     return dataclasses.replace(config, model=model)
 
 

@@ -21,6 +21,7 @@ their position (``first``) as an argument.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import jax
 from tqdm.auto import tqdm
 
+from jaxae.config import TrainConfig
 from jaxae.errors import JaxaeError
 
 # Seconds one device call may take: how soon a signal is obeyed.
@@ -119,3 +121,14 @@ def drive(
             if finished:
                 break
     return state, done
+
+
+def default_chunk(epochs: int, steps_per_epoch: int) -> int:
+    """Epochs per chunk (a checkpoint chance): about 20 a run, at least ~2,000 steps each."""
+    return max(1, min(epochs, max(math.ceil(epochs / 20), math.ceil(2000 / steps_per_epoch))))
+
+
+def chunk_for(train_config: TrainConfig, n: int, checkpoint_every: int | None = None) -> int:
+    """The epochs per chunk of a run on ``n`` images, at most ``checkpoint_every``."""
+    steps = max(n // train_config.batch_size, 1)
+    return min(default_chunk(train_config.epochs, steps), checkpoint_every or train_config.epochs)

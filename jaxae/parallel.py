@@ -71,3 +71,13 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
         lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
         tree,
     )
+
+
+def add_model_axis(tree: Any) -> Any:
+    """Every leaf with a leading model axis of 1, on the host."""
+    return jax.tree.map(lambda a: np.asarray(a)[None], tree)
+
+
+def squeeze_model_axis(tree: Any) -> Any:
+    """Every leaf without its leading model axis (the first model)."""
+    return jax.tree.map(lambda a: a[0], tree)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -36,11 +35,21 @@ import optax
 from jax.sharding import NamedSharding
 
 from jaxae._validate import check_rows
+from jaxae.augment import augment as augment_batch
+from jaxae.augment import check_image_shape
 from jaxae.config import MAX_STEPS, ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
-from jaxae.loop import Call, Stopped, drive
+from jaxae.loop import Call, Stopped, default_chunk, drive
 from jaxae.model import AutoEncoder, build_model
-from jaxae.parallel import batch_sharding, first_device, make_mesh, replicate, to_host
+from jaxae.parallel import (
+    add_model_axis,
+    batch_sharding,
+    first_device,
+    make_mesh,
+    replicate,
+    squeeze_model_axis,
+    to_host,
+)
 from jaxae.preprocess import fit_scaling, scale
 
 # Loss-history values one run may hold (models x epochs): 512 MB of float32.
@@ -170,17 +179,26 @@ def epoch_key(shuffle_key: jax.Array, epoch: jax.Array | int) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(shuffle_key), epoch)
 
 
-def _train_epochs(state, x, shuffle_key, first_epoch, count, *, step, batch_size, chunk, sharding):
-    def batch_step(state, idx):
-        batch = x.at[idx].get(mode="promise_in_bounds")
+def _train_epochs(
+    state, x, shuffle_key, first_epoch, count, *, step, batch_size, chunk, sharding, augment
+):
+    def batch_step(state, rows_and_key):
+        rows, key = rows_and_key
+        batch = x.at[rows].get(mode="promise_in_bounds")
         if sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, sharding)
+        if augment is not None:  # the augmented batch is input and target, as in DEC-DA
+            batch = augment(key, batch)
         return step(state, batch)
 
     def epoch(i, carry):
         state, losses = carry
-        idx = epoch_batches(epoch_key(shuffle_key, first_epoch + i), x.shape[0], batch_size)
-        state, step_losses = jax.lax.scan(batch_step, state, idx)
+        key = epoch_key(shuffle_key, first_epoch + i)
+        idx = epoch_batches(key, x.shape[0], batch_size)
+        # A key per step from the epoch's own, apart from the shuffle's: a function of
+        # seed, epoch and step, so a resumed run augments exactly as a whole one.
+        keys = None if augment is None else jax.random.split(jax.random.fold_in(key, 1), len(idx))
+        state, step_losses = jax.lax.scan(batch_step, state, (idx, keys))
         return state, losses.at[i].set(step_losses.mean())
 
     losses = jnp.full((chunk,), jnp.nan, jnp.float32)
@@ -235,13 +253,14 @@ def run_epochs(
         model=build_model(model_config),
         optimizer=build_optimizer(train_config, total_steps),
     )
+    augment = None
+    if train_config.augment.enabled:
+        config, shape = train_config.augment, model_config.image_shape
+        augment = lambda key, batch: augment_batch(key, batch, config, shape)
     one = functools.partial(
-        _train_epochs,
-        step=step,
-        batch_size=train_config.batch_size,
-        chunk=chunk,
-        sharding=batch_sharding,
-    )
+        _train_epochs, step=step, batch_size=train_config.batch_size, chunk=chunk,
+        sharding=batch_sharding, augment=augment,
+    )  # fmt: skip
     if shuffle_key.shape[0] == 1:  # one model: no batching or loop around it
         squeezed = jax.tree.map(lambda a: a[0], (state, shuffle_key))
         out = one(squeezed[0], x, squeezed[1], first_epoch, count)
@@ -259,25 +278,6 @@ def check_batch(batch_size: int, n: int) -> None:
         raise JaxaeError(
             f"batch_size={batch_size} is larger than the {n} images: pass batch_size={n} or less"
         )
-
-
-def default_chunk(epochs: int, steps_per_epoch: int) -> int:
-    """Epochs per host call: about 20 progress updates, at least ~2,000 steps each."""
-    return max(1, min(epochs, max(math.ceil(epochs / 20), math.ceil(2000 / steps_per_epoch))))
-
-
-def chunk_for(train_config: TrainConfig, n: int, checkpoint_every: int | None = None) -> int:
-    """The epochs per compiled call of a run on ``n`` images, at most ``checkpoint_every``."""
-    steps = max(n // train_config.batch_size, 1)
-    return min(default_chunk(train_config.epochs, steps), checkpoint_every or train_config.epochs)
-
-
-def add_model_axis(tree: Any) -> Any:
-    return jax.tree.map(lambda a: np.asarray(a)[None], tree)
-
-
-def squeeze_model_axis(tree: Any) -> Any:
-    return jax.tree.map(lambda a: a[0], tree)
 
 
 def fit(
@@ -362,6 +362,8 @@ def fit(
         )
     images = check_rows("images", images, width=model_config.input_dim)
     model_config = fit_scaling(model_config, images)
+    if train_config.augment.enabled:  # before anything compiles
+        check_image_shape(model_config.image_shape, model_config.input_dim)
     n = images.shape[0]
     batch_size, epochs = train_config.batch_size, train_config.epochs
     check_batch(batch_size, n)

@@ -126,8 +126,8 @@ def test_cli_divergence_writes_no_nan_checkpoint(tmp_path, capsys):
 def test_checkpointer_saves_last_finite_state_on_divergence(tmp_path, trained):
     from jaxae.config import ExperimentConfig
     from jaxae.lifecycle import Checkpointer
+    from jaxae.parallel import add_model_axis
     from jaxae.rundir import RunFolder
-    from jaxae.train import add_model_axis
 
     ds, model_config, first = trained
     train = TrainConfig(epochs=6, batch_size=32, lr=1e6)

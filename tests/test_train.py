@@ -153,3 +153,56 @@ def test_fit_refuses_bad_images_before_training(images, match):
     with pytest.raises(JaxaeError, match=match):
         fit(images, model_config=ModelConfig.tiny(8 if images.ndim == 1 else 64),
             train_config=TRAIN, progress=False)  # fmt: skip
+
+
+def _augmented(epochs=4, **kwargs):
+    import dataclasses
+
+    from jaxae.data import load_dataset
+
+    ds = load_dataset("digits", n=256)
+    model = dataclasses.replace(ModelConfig.tiny(), image_shape=(8, 8))
+    train = TrainConfig(epochs=epochs, batch_size=32, shift=0.1, rotate=10.0)
+    return ds.images, model, train
+
+
+def test_augmented_pretraining_is_seeded_and_resumes_exactly():
+    """Issue 18: augmentation drawn from the step's key, so a run is a function of its
+    seed, and a resumed (or chunked) run is bit for bit the whole one."""
+    import dataclasses
+
+    images, model, train = _augmented()
+    whole = fit(images, model_config=model, train_config=train, progress=False)
+    again = fit(images, model_config=model, train_config=train, progress=False)
+    plain = fit(images, model_config=model, progress=False,
+                train_config=dataclasses.replace(train, shift=0.0, rotate=0.0))  # fmt: skip
+    np.testing.assert_array_equal(whole.loss_history, again.loss_history)
+    assert not np.allclose(whole.loss_history, plain.loss_history)  # the batches did move
+    saved = {}
+    fit(images, model_config=model, train_config=train, progress=False, epochs_per_chunk=1,
+        on_chunk=lambda done, state, history: saved.setdefault(done, (state, history)))  # fmt: skip
+    state, history = saved[2]
+    resumed = fit(images, model_config=model, train_config=train, progress=False,
+                  initial=state, start_epoch=2, history=history)  # fmt: skip
+    np.testing.assert_array_equal(resumed.loss_history, whole.loss_history)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--shift", "1.5"], "--shift 1.5 is out of range"),
+        (["--rotate", "-1"], "--rotate -1 is out of range"),
+        (["--shift", "0.1", "--dataset", "{tmp}/rows.npz"], "augmentation moves pixels"),
+    ],
+)
+def test_bad_augmentation_options_are_one_line(tmp_path, capsys, args, match):
+    from jaxae.cli import main
+
+    np.savez(tmp_path / "rows.npz", x=np.random.default_rng(0).random((200, 10)))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = tmp_path / "run"
+    assert main(["run", "--epochs", "1", "--no-progress", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err and not out.exists(), err

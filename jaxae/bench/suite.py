@@ -19,8 +19,8 @@ import numpy as np
 
 from jaxae.bench import harness, peers, report
 from jaxae.bench.peers.common import DEC_RECIPE, SEED_RECIPE, Recipe, Workload
+from jaxae.loop import default_chunk
 from jaxae.preprocess import fit_range, scale
-from jaxae.train import default_chunk
 
 JAXAE = peers.JAXAE
 JAXAE_1CHUNK = "jaxae-1chunk"  # fit() with the whole run in one chunk (only where that differs)

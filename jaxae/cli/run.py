@@ -30,6 +30,8 @@ PRESET_FIELDS = {
     "optimizer": ("train", "optimizer"),
     "momentum": ("train", "momentum"),
     "schedule": ("train", "schedule"),
+    "shift": ("train", "shift"),
+    "rotate": ("train", "rotate"),
     "method": ("cluster", "method"),
     "clusters": ("cluster", "clusters"),
     "n_init": ("cluster", "n_init"),
@@ -76,6 +78,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None)
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
     p.add_argument("--schedule", choices=CHOICES["schedule"], default=None)
+    p.add_argument(
+        "--shift", type=float, default=None,
+        help="augment: move each image by up to this fraction of its size (DEC-DA 0.1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rotate", type=float, default=None,
+        help="augment: turn each image by up to this many degrees (DEC-DA 10)",
+    )  # fmt: skip
     p.add_argument("--hidden", type=_ints, default=None, help="hidden widths, e.g. 500,500,2000")
     p.add_argument("--code-dim", type=int, default=None)
     p.add_argument("--code-activation", choices=CHOICES["code_activation"], default=None)
