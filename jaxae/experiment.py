@@ -19,11 +19,11 @@ import jax
 import numpy as np
 
 from jaxae import cluster, methods
+from jaxae.augment import check_image_shape
 from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.augment import check_image_shape
 from jaxae.loop import chunk_for
 from jaxae.preprocess import fit_scaling, scale
 from jaxae.train import TrainResult, TrainState, check_batch, fit
