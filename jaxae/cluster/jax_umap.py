@@ -333,6 +333,8 @@ def _knn(queries, data, *, k: int, rows: int, cols: int, self_first: bool):
         # (stable, so the row itself stays first among exact duplicates).
         diff = x[:, None, :] - data[ids]
         dist = jnp.sqrt(jnp.sum(diff * diff, axis=2))
+        if self_first:  # exactly 0, whatever XLA's fusion does to x - x
+            dist = jnp.where(ids == row_ids[:, None], 0.0, dist)
         order = jnp.argsort(dist, axis=1, stable=True)
         return jnp.take_along_axis(ids, order, 1), jnp.take_along_axis(dist, order, 1)
 
@@ -511,6 +513,32 @@ def _rdist_terms(diff, a, b):
     return d2, positive, safe, a * safe**b + 1.0
 
 
+def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
+    """Which edges fire in ``epoch`` and how many negative samples each draws.
+
+    umap-learn's counters in closed form. Its edge counter starts at ``e`` and
+    grows by ``e`` at each firing, so after epoch ``n`` an edge has fired
+    ``floor(n / e)`` times (``e >= 1``: at most once an epoch). Its negative-sample
+    counter, after a firing in epoch ``m``, stands at ``floor(m r / e) * e / r``
+    (``e / r`` before any), so a firing in epoch ``n`` draws ``floor(n r / e)``
+    minus ``floor(m r / e)``, where ``m = ceil(c e)`` is the epoch of the edge's
+    ``c``-th and latest firing (minus 1 when it has not fired yet). At most
+    ``2 r + 1``: firings are less than ``e + 1`` epochs apart.
+
+    Returns:
+      ``(E,)`` bool and ``(E,)`` float32 counts in ``[0, 2 r + 1]``.
+    """
+    e = epochs_per_sample
+    n = jnp.asarray(epoch, jnp.int32).astype(jnp.float32)
+    rate = float(negative_sample_rate)
+    fired_before = jnp.maximum(jnp.floor((n - 1.0) / e), 0.0)
+    fires = jnp.floor(n / e) > fired_before
+    last = jnp.ceil(fired_before * e)
+    drawn = jnp.where(fired_before >= 1.0, jnp.floor(last * rate / e), 1.0)
+    most = 2 * negative_sample_rate + 1
+    return fires, jnp.clip(jnp.floor(n * rate / e) - drawn, 0.0, float(most))
+
+
 def layout_step(
     embedding: jax.Array,
     graph: LayoutGraph,
@@ -549,19 +577,11 @@ def layout_step(
     move_other = reference is None
     tail_y = embedding if move_other else reference
     epoch = jnp.asarray(epoch, jnp.int32)
-    n = epoch.astype(jnp.float32)
-    alpha = initial_alpha * (1.0 - n / jnp.asarray(n_epochs, jnp.float32))
+    progress = epoch.astype(jnp.float32) / jnp.asarray(n_epochs, jnp.float32)
+    alpha = initial_alpha * (1.0 - progress)
     e = graph.epochs_per_sample
-    rate = float(negative_sample_rate)
-    # Firings so far: floor(n / e) after epoch n (umap-learn's counter starts at e).
-    fired_before = jnp.maximum(jnp.floor((n - 1.0) / e), 0.0)
-    fires = jnp.floor(n / e) > fired_before
-    # Negative samples drawn so far: floor(epoch of last firing * r / e), 1 before any.
-    last = jnp.ceil(fired_before * e)
-    drawn = jnp.where(fired_before >= 1.0, jnp.floor(last * rate / e), 1.0)
-    # At most 2r + 1 per firing (firings are at most e + 1 epochs apart, e >= 1).
+    fires, n_neg = _schedule(e, epoch, negative_sample_rate)
     most = 2 * negative_sample_rate + 1
-    n_neg = jnp.clip(jnp.floor(n * rate / e) - drawn, 0.0, float(most))
 
     y_head = embedding[graph.head]
     diff = y_head - tail_y[graph.tail]
