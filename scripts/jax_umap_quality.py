@@ -56,8 +56,45 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def summarise(report: dict) -> str:
+    """Markdown tables (mean ± std over seeds) of a JSON report this script wrote."""
+    rows = report["rows"]
+    methods = [m for m in rows[0] if m != "seed"]
+    stat = lambda m, key: np.array([r[m][key] for r in rows if key in r[m]])  # noqa: E731
+    fmt = lambda v, d=3: f"{v.mean():.{d}f} ± {v.std():.{d}f}" if v.size else "-"  # noqa: E731
+    lines = [
+        "| UMAP + GMM | ACC | NMI | ARI | UMAP s | GMM s | kNN shared with umap-learn |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in methods:
+        lines.append(
+            f"| {m} | {fmt(stat(m, 'acc'))} | {fmt(stat(m, 'nmi'))} | {fmt(stat(m, 'ari'))} "
+            f"| {fmt(stat(m, 'umap_s'), 0)} | {fmt(stat(m, 'gmm_s'), 1)} "
+            f"| {fmt(stat(m, 'neighbours_shared'))} |"
+        )
+    lines += [
+        "",
+        "| embedding | ACC, scikit-learn GMM | ACC, JAX GMM |",
+        "| --- | --- | --- |",
+    ]
+    for m in methods:
+        if m == "umap-learn":
+            # Each JAX entry clustered umap-learn's embedding with the JAX GMM: take the first.
+            first = next(n for n in methods if n != m)
+            sk, jx = stat(m, "acc"), stat(first, "acc_jax_gmm_on_umap_learn")
+        else:
+            sk, jx = stat(m, "acc_sklearn_gmm"), stat(m, "acc")
+        lines.append(f"| {m} | {fmt(sk)} | {fmt(jx)} |")
+    per_seed = ["", "| seed | " + " | ".join(f"{m} ACC" for m in methods) + " |",
+                "| --- |" + " --- |" * len(methods)]  # fmt: skip
+    for r in rows:
+        per_seed.append(f"| {r['seed']} | " + " | ".join(f"{r[m]['acc']:.4f}" for m in methods) + " |")
+    return "\n".join(lines + per_seed) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--summarise", metavar="JSON", help="print the tables of a report")
     parser.add_argument("--dataset", default="../shared/data/mnist-5k")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--pca", type=int, default=50, help="0: the raw pixels")
@@ -67,6 +104,10 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-umap-learn", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.summarise:
+        with open(args.summarise) as f:
+            print(summarise(json.load(f)), end="")
+        return 0
 
     ds = load_dataset(args.dataset, n=args.n)
     x = np.asarray(ds.images, np.float32) / 255.0
