@@ -41,6 +41,7 @@ from jaxae.data import load_dataset
 
 def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int = 20) -> float:
     """Mean share of each row's k nearest neighbours in ``a`` found among its k in ``b``."""
+
     def knn(y):
         y = jnp.asarray(y, jnp.float32)
         return np.asarray(nearest_neighbors(y, y, k + 1, self_first=True)[0])[:, 1:]
@@ -49,9 +50,9 @@ def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int = 20) -> float:
     return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(ia, ib, strict=True)]))
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     jax.block_until_ready(out) if isinstance(out, jax.Array) else None
     return out, time.perf_counter() - start
 
@@ -60,8 +61,8 @@ def summarise(report: dict) -> str:
     """Markdown tables (mean ± std over seeds) of a JSON report this script wrote."""
     rows = report["rows"]
     methods = [m for m in rows[0] if m != "seed"]
-    stat = lambda m, key: np.array([r[m][key] for r in rows if key in r[m]])  # noqa: E731
-    fmt = lambda v, d=3: f"{v.mean():.{d}f} ± {v.std():.{d}f}" if v.size else "-"  # noqa: E731
+    stat = lambda m, key: np.array([r[m][key] for r in rows if key in r[m]])
+    fmt = lambda v, d=3: f"{v.mean():.{d}f} ± {v.std():.{d}f}" if v.size else "-"
     lines = [
         "| UMAP + GMM | ACC | NMI | ARI | UMAP s | GMM s | kNN shared with umap-learn |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -88,7 +89,9 @@ def summarise(report: dict) -> str:
     per_seed = ["", "| seed | " + " | ".join(f"{m} ACC" for m in methods) + " |",
                 "| --- |" + " --- |" * len(methods)]  # fmt: skip
     for r in rows:
-        per_seed.append(f"| {r['seed']} | " + " | ".join(f"{r[m]['acc']:.4f}" for m in methods) + " |")
+        per_seed.append(
+            f"| {r['seed']} | " + " | ".join(f"{r[m]['acc']:.4f}" for m in methods) + " |"
+        )
     return "\n".join(lines + per_seed) + "\n"
 
 
@@ -126,13 +129,12 @@ def main(argv=None) -> int:
                 reducer = umap.UMAP(
                     n_components=10, n_neighbors=20, min_dist=0.0, random_state=seed, n_jobs=1
                 )
-                emb_ref, t = timed(lambda: reducer.fit_transform(x))
+                emb_ref, t = timed(reducer.fit_transform, x)
             with threadpool_limits(1):
-                gmm, t_gmm = timed(
-                    lambda: GaussianMixture(
-                        10, covariance_type="full", n_init=args.n_init, random_state=seed
-                    ).fit(emb_ref)
+                gmm = GaussianMixture(
+                    10, covariance_type="full", n_init=args.n_init, random_state=seed
                 )
+                gmm, t_gmm = timed(gmm.fit, emb_ref)
             row["umap-learn"] = {
                 "umap_s": t,
                 "gmm_s": t_gmm,
@@ -141,9 +143,9 @@ def main(argv=None) -> int:
             }
             print(seed, "umap-learn", row["umap-learn"], flush=True)
         for init in args.inits:
-            fit, t = timed(lambda: fit_umap(x, n_components=10, n_neighbors=20, seed=seed, init=init))
+            fit, t = timed(fit_umap, x, n_components=10, n_neighbors=20, seed=seed, init=init)
             result, t_gmm = timed(
-                lambda: fit_gmm_jax(fit.embedding, clusters=10, n_init=args.n_init, seed=seed)
+                fit_gmm_jax, fit.embedding, clusters=10, n_init=args.n_init, seed=seed
             )
             entry = {
                 "umap_s": t,

@@ -92,9 +92,9 @@ def test_fit_finds_sklearns_optimum_on_separated_blobs(blobs, covariance_type):
     assert result.covariances.shape == ((K, 5, 5) if covariance_type == "full" else (K, 5))
     np.testing.assert_allclose(result.weights.sum(), 1.0, rtol=1e-6)
     assert adjusted_rand_score(y, result.labels) == 1.0
-    reference = GaussianMixture(
-        K, covariance_type=covariance_type, n_init=3, random_state=0
-    ).fit(x.astype(np.float64))
+    reference = GaussianMixture(K, covariance_type=covariance_type, n_init=3, random_state=0).fit(
+        x.astype(np.float64)
+    )
     np.testing.assert_allclose(result.lower_bound, reference.lower_bound_, rtol=1e-5)
     assert result.converged and 1 <= result.n_iter <= 100
 
@@ -104,7 +104,7 @@ def test_best_start_is_the_highest_lower_bound(overlapping):
     starts = jnp.stack(
         [jnp.asarray(kmeans_jax(x, clusters=K, n_init=1, seed=s).labels) for s in range(3)]
     )
-    fit = lambda s: jax_gmm._fit(  # noqa: E731
+    fit = lambda s: jax_gmm._fit(
         x, s, np.float32(1e-3), np.float32(1e-6), clusters=K, max_iter=100, diag=False
     )
     bounds = [float(fit(starts[i : i + 1])[4]) for i in range(3)]

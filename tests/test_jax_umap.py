@@ -54,7 +54,9 @@ def digits():
 
 @pytest.fixture(scope="module")
 def knn(digits):
-    idx, dist = nearest_neighbors(jnp.asarray(digits[0]), jnp.asarray(digits[0]), K, self_first=True)
+    idx, dist = nearest_neighbors(
+        jnp.asarray(digits[0]), jnp.asarray(digits[0]), K, self_first=True
+    )
     return np.asarray(idx), np.asarray(dist)
 
 
@@ -218,7 +220,7 @@ def test_layout_step_matches_a_float64_transcription(fit, small_graph):
 
 def test_chunked_layout_equals_one_chunk(fit, small_graph):
     graph, start = small_graph
-    run = lambda y, first, count: layout_epochs(  # noqa: E731
+    run = lambda y, first, count: layout_epochs(
         y, graph, jax.random.key(5), first, count, a=fit.a, b=fit.b, n_epochs=EPOCHS
     )
     whole = run(start, 0, 12)
@@ -235,7 +237,7 @@ def test_layout_vmaps_over_models(fit, small_graph):
     graph, start = small_graph
     keys = jax.random.split(jax.random.key(0), 2)
     starts = jnp.stack([start, start[::-1]])
-    run = lambda y, key: jax_umap._layout_epochs(  # noqa: E731
+    run = lambda y, key: jax_umap._layout_epochs(
         y, graph, key, 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS
     )
     both = jax.jit(jax.vmap(run))(starts, keys)

@@ -113,7 +113,7 @@ def fit_gmm_jax(
         stopped being positive definite.
     """
     features = check_rows("features", features, floats_only=True, allow_images=False)
-    n, f = features.shape
+    n = features.shape[0]
     for name, value in (("clusters", clusters), ("n_init", n_init), ("max_iter", max_iter)):
         check_int(name, value, minimum=1)
     if clusters > n:
@@ -128,10 +128,7 @@ def fit_gmm_jax(
     x = jnp.asarray(features, jnp.float32)
     seeds = np.random.SeedSequence(seed).generate_state(n_init)
     starts = jnp.stack(
-        [
-            jnp.asarray(kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels)
-            for s in seeds
-        ]
+        [jnp.asarray(kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels) for s in seeds]
     )
     labels, weights, means, covs, bound, n_iter, converged = jax.device_get(
         _fit(
@@ -149,9 +146,7 @@ def fit_gmm_jax(
             f"every covariance estimate stopped being positive definite: pass a larger "
             f"reg_covar than {reg_covar} (e.g. reg_covar={max(reg_covar * 100, 1e-4):g})"
         )
-    return GMMResult(
-        labels, weights, means, covs, float(bound), int(n_iter), bool(converged)
-    )
+    return GMMResult(labels, weights, means, covs, float(bound), int(n_iter), bool(converged))
 
 
 @functools.partial(jax.jit, static_argnames=("clusters", "max_iter", "diag"))
@@ -171,7 +166,15 @@ def _fit(x, starts, tol, reg_covar, *, clusters: int, max_iter: int, diag: bool)
     weights, means, covs = weights[best], means[best], covs[best]
     log_prob = _weighted_log_prob(xc, weights, means, covs, diag=diag)
     labels = jnp.argmax(log_prob, axis=1).astype(jnp.int32)
-    return labels, weights, means + mean[None, :], covs, bounds[best], n_iters[best], converged[best]
+    return (
+        labels,
+        weights,
+        means + mean[None, :],
+        covs,
+        bounds[best],
+        n_iters[best],
+        converged[best],
+    )
 
 
 def _em(x, params, tol, reg_covar, max_iter: int, *, diag: bool):
@@ -223,9 +226,7 @@ def _log_gaussian(x, means, covs, *, diag: bool):
     def one(m, cov):
         diff = x - m[None, :]
         if diag:
-            return -0.5 * jnp.sum(diff * diff / cov[None, :], axis=1) - 0.5 * jnp.sum(
-                jnp.log(cov)
-            )
+            return -0.5 * jnp.sum(diff * diff / cov[None, :], axis=1) - 0.5 * jnp.sum(jnp.log(cov))
         chol = jnp.linalg.cholesky(cov)
         z = solve_triangular(chol, diff.T, lower=True)
         return -0.5 * jnp.sum(z * z, axis=0) - jnp.sum(jnp.log(jnp.diagonal(chol)))

@@ -369,16 +369,14 @@ def _smooth_knn_dist_jit(distances, *, k: float, local_connectivity: float):
         positive = dist > 0.0
         count = jnp.sum(positive)
         zeros = dist.shape[0] - count  # sorted rows: the zero distances come first
-        nonzero = lambda i: dist[jnp.clip(zeros + i, 0, dist.shape[0] - 1)]  # noqa: E731
+        nonzero = lambda i: dist[jnp.clip(zeros + i, 0, dist.shape[0] - 1)]
         if index > 0:
             rho = nonzero(index - 1)
             if fraction > _SMOOTH_K_TOLERANCE:
                 rho = rho + fraction * (nonzero(index) - nonzero(index - 1))
         else:
             rho = fraction * nonzero(0)
-        rho = jnp.where(
-            count >= local_connectivity, rho, jnp.where(count > 0, jnp.max(dist), 0.0)
-        )
+        rho = jnp.where(count >= local_connectivity, rho, jnp.where(count > 0, jnp.max(dist), 0.0))
         rest = dist[1:] - rho  # umap-learn's sum leaves out the first neighbour
 
         def step(_, state):
@@ -390,7 +388,7 @@ def _smooth_knn_dist_jit(distances, *, k: float, local_connectivity: float):
             new_hi = jnp.where(high, mid, hi)
             doubled = jnp.where(hi >= _FLOAT32_MAX, mid * 2.0, (new_lo + new_hi) / 2.0)
             new_mid = jnp.where(high, (new_lo + new_hi) / 2.0, doubled)
-            keep = lambda old, new: jnp.where(done, old, new)  # noqa: E731
+            keep = lambda old, new: jnp.where(done, old, new)
             return keep(lo, new_lo), keep(hi, new_hi), keep(mid, new_mid), done
 
         start = (jnp.float32(0), jnp.float32(_FLOAT32_MAX), jnp.float32(1), jnp.bool_(False))
@@ -652,7 +650,7 @@ def _layout_epochs(
 
 
 layout_epochs = jax.jit(_layout_epochs, static_argnames="negative_sample_rate")
-layout_epochs.__doc__ = """Epochs ``first_epoch`` .. ``first_epoch + count - 1`` of the layout, jitted.
+layout_epochs.__doc__ = """Layout epochs ``first_epoch`` to ``first_epoch + count - 1``, jitted.
 
 ``first_epoch`` and ``count`` are traced, so every chunk reuses one program, and
 chunks compose exactly: ``count=a`` then ``count=b`` from ``first_epoch + a`` gives
@@ -713,9 +711,9 @@ def _transform_start(weights, indices, reference):
     memberships all underflowed starts at its nearest neighbour's (umap-learn: NaN)."""
     neighbours = reference[indices]  # (Q, k, C)
     total = jnp.sum(weights, axis=1)
-    mean = jnp.sum(weights[..., None] * neighbours, axis=1) / jnp.where(total > 0, total, 1.0)[
-        :, None
-    ]
+    mean = (
+        jnp.sum(weights[..., None] * neighbours, axis=1) / jnp.where(total > 0, total, 1.0)[:, None]
+    )
     exact = weights == 1.0
     first = jnp.argmax(exact, axis=1)
     pick = jnp.take_along_axis(neighbours, first[:, None, None], axis=1)[:, 0]
