@@ -67,14 +67,14 @@ def fit(digits):
 
 @pytest.fixture(scope="module")
 def small_graph(fit, digits):
-    """The fit's pruned graph as a LayoutGraph, and a start embedding."""
+    """The fit's pruned graph as a LayoutGraph, a start embedding, and as scipy COO."""
     x = jnp.asarray(digits[0])
     idx, dist = nearest_neighbors(x, x, K, self_first=True)
     sigmas, rhos = jax_umap._smooth_knn_dist(dist, float(K), 1.0)
     w = jax_umap._memberships(dist, idx, sigmas, rhos, skip_self=True)
     graph = jax_umap._prune(jax_umap._fuzzy_union(*jax.device_get((idx, w)), N), EPOCHS)
     start = np.random.default_rng(0).uniform(0, 10, size=(N, C)).astype(np.float32)
-    return jax_umap._layout_graph(graph), jnp.asarray(start)
+    return jax_umap._layout_graph(graph), jnp.asarray(start), graph
 
 
 def test_knn_equals_brute_force_with_blocks_that_do_not_divide():
@@ -138,6 +138,20 @@ def test_fuzzy_union_is_umap_learns_graph(umap_, digits, knn):
     assert abs(mine - want.tocsr()).max() < 1e-5
 
 
+def test_spectral_start_is_umap_learns(umap_, small_graph, digits):
+    """The eigenvectors against umap-learn's ``spectral_layout`` on the same graph: equal
+    up to sign (their eigenvalues are distinct on this graph)."""
+    import umap.spectral
+
+    graph = small_graph[2]
+    mine = jax_umap._spectral(graph, C)
+    want = umap.spectral.spectral_layout(digits[0], graph.tocsr(), C, np.random.RandomState(0))
+    cosine = np.abs(np.sum(mine * want, axis=0)) / (
+        np.linalg.norm(mine, axis=0) * np.linalg.norm(want, axis=0)
+    )
+    np.testing.assert_allclose(cosine, 1.0, atol=1e-3)
+
+
 def test_schedule_is_umap_learns_counters():
     """Firings and negative-sample counts against umap-learn's counters (layouts.py,
     ``optimize_layout_euclidean``) replayed in exact rational arithmetic: equal. In
@@ -172,7 +186,7 @@ def test_schedule_is_umap_learns_counters():
 
 
 def test_layout_step_jitted_equals_eager(fit, small_graph):
-    graph, start = small_graph
+    graph, start, _ = small_graph
     kwargs = dict(key=jax.random.key(0), epoch=7, a=fit.a, b=fit.b, n_epochs=EPOCHS)
     eager = layout_step(start, graph, **kwargs)
     jitted = jax.jit(layout_step, static_argnames="negative_sample_rate")(start, graph, **kwargs)
@@ -205,7 +219,7 @@ def numpy_epoch(y, graph, fires, n_neg, samples, a, b, alpha):
 
 
 def test_layout_step_matches_a_float64_transcription(fit, small_graph):
-    graph, start = small_graph
+    graph, start, _ = small_graph
     key, epoch = jax.random.key(0), 7
     got = jax.jit(layout_step)(start, graph, key, epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
     fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, epoch, 5))
@@ -219,7 +233,7 @@ def test_layout_step_matches_a_float64_transcription(fit, small_graph):
 
 
 def test_chunked_layout_equals_one_chunk(fit, small_graph):
-    graph, start = small_graph
+    graph, start, _ = small_graph
     run = lambda y, first, count: layout_epochs(
         y, graph, jax.random.key(5), first, count, a=fit.a, b=fit.b, n_epochs=EPOCHS
     )
@@ -234,12 +248,10 @@ def test_chunked_layout_equals_one_chunk(fit, small_graph):
 
 
 def test_layout_vmaps_over_models(fit, small_graph):
-    graph, start = small_graph
+    graph, start, _ = small_graph
     keys = jax.random.split(jax.random.key(0), 2)
     starts = jnp.stack([start, start[::-1]])
-    run = lambda y, key: jax_umap._layout_epochs(
-        y, graph, key, 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS
-    )
+    run = lambda y, key: layout_epochs(y, graph, key, 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS)
     both = jax.jit(jax.vmap(run))(starts, keys)
     for m in range(2):
         alone = layout_epochs(starts[m], graph, keys[m], 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS)

@@ -487,8 +487,16 @@ def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np
 
 
 def _spectral(graph, n_components: int) -> np.ndarray | None:
-    """Eigenvectors 2..C+1 of the normalised Laplacian (umap-learn's eigsh call), or
-    ``None`` for a graph in several pieces or a solver that does not converge."""
+    """Eigenvectors 2..C+1 of the normalised Laplacian, or ``None`` for a graph in
+    several pieces or a solver that does not converge.
+
+    umap-learn asks ``eigsh`` for the C + 1 smallest eigenpairs and drops the
+    smallest, taking it for the trivial one (``sqrt(degree)``, eigenvalue 0). ARPACK
+    does not always find that one: on 400 digits, in float64, it returned the next
+    five instead, and dropping the smallest lost a real axis. Here the trivial
+    vector ``u`` is moved out of the way (``L + 2 u u^T``: eigenvalue 2, the top of
+    the spectrum) and ``eigsh``, with umap-learn's settings, asked for the C smallest.
+    """
     n = graph.shape[0]
     pieces, _ = scipy.sparse.csgraph.connected_components(graph)
     if pieces > 1:
@@ -497,11 +505,17 @@ def _spectral(graph, n_components: int) -> np.ndarray | None:
     degree = np.sqrt(np.asarray(graph.sum(axis=0)).ravel())
     scale = scipy.sparse.diags(1.0 / degree)
     laplacian = scipy.sparse.identity(n) - scale @ graph @ scale
-    k = n_components + 1
+    trivial = degree / np.linalg.norm(degree)
+    deflated = scipy.sparse.linalg.LinearOperator(
+        (n, n),
+        matvec=lambda v: laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v)),
+        dtype=np.float64,
+    )
+    k = n_components + 1  # umap-learn's count, for its Lanczos basis size
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
-            laplacian,
-            k,
+            deflated,
+            n_components,
             which="SM",
             ncv=max(2 * k + 1, int(np.sqrt(n))),
             tol=1e-4,
@@ -510,7 +524,7 @@ def _spectral(graph, n_components: int) -> np.ndarray | None:
         )
     except scipy.sparse.linalg.ArpackError:
         return None
-    return vectors[:, np.argsort(values)[1:k]]
+    return vectors[:, np.argsort(values)]
 
 
 # ---------------------------------------------------------------- layout
