@@ -141,7 +141,9 @@ class UMAPFit(NamedTuple):
         a training row's embedding when the new row equals it), then 100 epochs
         (30 above 10,000 rows; a third of the fit's when it was given) at a
         learning rate of 0.25, pulled towards the neighbours, pushed from
-        negative samples, the training embedding held still.
+        negative samples, the training embedding held still. Unlike umap-learn,
+        which returns ``embedding_`` when handed the training array itself, the
+        training rows are embedded as any others: near their embedding, not on it.
 
         Returns:
           ``(Q, C)`` float32.
