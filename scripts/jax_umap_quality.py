@@ -92,6 +92,10 @@ def summarise(report: dict) -> str:
         per_seed.append(
             f"| {r['seed']} | " + " | ".join(f"{r[m]['acc']:.4f}" for m in methods) + " |"
         )
+    agreement = report.get("seed_agreement", {})
+    if agreement:
+        per_seed += ["", "| method | kNN shared, seed 0 against seed 1 |", "| --- | --- |"]
+        per_seed += [f"| {m} | {v:.3f} |" for m, v in agreement.items()]
     return "\n".join(lines + per_seed) + "\n"
 
 
@@ -118,6 +122,7 @@ def main(argv=None) -> int:
         x = PCA(args.pca, random_state=0).fit_transform(x).astype(np.float32)
     labels = np.asarray(ds.labels)
     rows = []
+    embeddings: dict[str, list[np.ndarray]] = {}  # method -> one embedding per seed
     for seed in args.seeds:
         row = {"seed": seed}
         emb_ref = None
@@ -135,6 +140,7 @@ def main(argv=None) -> int:
                     10, covariance_type="full", n_init=args.n_init, random_state=seed
                 )
                 gmm, t_gmm = timed(gmm.fit, emb_ref)
+            embeddings.setdefault("umap-learn", []).append(emb_ref)
             row["umap-learn"] = {
                 "umap_s": t,
                 "gmm_s": t_gmm,
@@ -165,9 +171,16 @@ def main(argv=None) -> int:
                 entry["acc_jax_gmm_on_umap_learn"] = scores(
                     labels, fit_gmm_jax(emb_ref, clusters=10, n_init=args.n_init, seed=seed).labels
                 )["acc"]
+            embeddings.setdefault(f"jax-{init}", []).append(fit.embedding)
             row[f"jax-{init}"] = entry
             print(seed, f"jax-{init}", entry, flush=True)
         rows.append(row)
+    # How far apart two seeds of one method are: the yardstick for the agreement
+    # between the methods.
+    seed_agreement = {
+        m: neighbour_agreement(e[0], e[1]) for m, e in embeddings.items() if len(e) > 1
+    }
+    print("seed 0 against seed 1", seed_agreement, flush=True)
 
     meta = {
         "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
@@ -188,7 +201,7 @@ def main(argv=None) -> int:
     print(json.dumps(meta))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+            json.dump({"meta": meta, "rows": rows, "seed_agreement": seed_agreement}, f, indent=1)
     return 0
 
 
