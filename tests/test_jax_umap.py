@@ -223,9 +223,8 @@ def test_layout_step_matches_a_float64_transcription(fit, small_graph):
     key, epoch = jax.random.key(0), 7
     got = jax.jit(layout_step)(start, graph, key, epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
     fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, epoch, 5))
-    samples = np.asarray(
-        jax.random.randint(jax.random.fold_in(key, epoch), (fires.shape[0], 11), 0, N)
-    )
+    samples = np.asarray(jax_umap._negative_samples(key, epoch, fires.shape[0], 11, N))
+    assert samples.min() >= 0 and samples.max() < N
     assert fires.sum() > 100 and n_neg[fires].max() >= 4
     want = numpy_epoch(np.asarray(start), graph, fires, n_neg, samples, fit.a, fit.b,
                        1.0 - epoch / EPOCHS)  # fmt: skip

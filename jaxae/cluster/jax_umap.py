@@ -565,6 +565,19 @@ def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
     return fires, jnp.clip(jnp.floor(n * rate / e) - drawn, 0.0, float(most))
 
 
+def _negative_samples(key, epoch, edges: int, slots: int, rows: int) -> jax.Array:
+    """``(edges, slots)`` int32 rows drawn uniformly for epoch ``epoch``.
+
+    Random 32-bit words modulo ``rows``, as umap-learn's ``tau_rand_int(...) % n``:
+    the bias is below ``rows / 2^32``. ``jax.random.randint`` draws two words per
+    number to shrink that bias further and took twice as long on this CPU (78
+    against 34 ms for 133,130 x 11 draws), when the draws were half of a layout
+    epoch's time.
+    """
+    bits = jax.random.bits(jax.random.fold_in(key, epoch), (edges, slots), jnp.uint32)
+    return (bits % jnp.uint32(rows)).astype(jnp.int32)
+
+
 def layout_step(
     embedding: jax.Array,
     graph: LayoutGraph,
@@ -616,9 +629,7 @@ def layout_step(
     step = jnp.where(fires, alpha, 0.0)
     pull = jnp.clip(coeff[:, None] * diff, -_CLIP, _CLIP) * step[:, None]
 
-    samples = jax.random.randint(
-        jax.random.fold_in(key, epoch), (e.shape[0], most), 0, tail_y.shape[0]
-    )
+    samples = _negative_samples(key, epoch, e.shape[0], most, tail_y.shape[0])
     diff_neg = y_head[:, None, :] - tail_y[samples]
     _, positive, safe, denom = _rdist_terms(diff_neg, a, b)
     coeff = jnp.where(positive, 2.0 * gamma * b / ((0.001 + safe) * denom), 0.0)
