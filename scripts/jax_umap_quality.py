@@ -75,17 +75,26 @@ def summarise(report: dict) -> str:
         )
     lines += [
         "",
-        "| embedding | ACC, scikit-learn GMM | ACC, JAX GMM |",
-        "| --- | --- | --- |",
+        "| embedding | seed | ACC, scikit-learn GMM | ACC, JAX GMM "
+        "| lower bound, scikit-learn | lower bound, JAX |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for m in methods:
-        if m == "umap-learn":
-            # Each JAX entry clustered umap-learn's embedding with the JAX GMM: take the first.
-            first = next(n for n in methods if n != m)
-            sk, jx = stat(m, "acc"), stat(first, "acc_jax_gmm_on_umap_learn")
-        else:
-            sk, jx = stat(m, "acc_sklearn_gmm"), stat(m, "acc")
-        lines.append(f"| {m} | {fmt(sk)} | {fmt(jx)} |")
+        for r in rows:
+            if m == "umap-learn":
+                # Each JAX entry clustered umap-learn's embedding with the JAX GMM: the first.
+                first = r[next(n for n in methods if n != m)]
+                sk = (r[m]["acc"], r[m]["lower_bound"])
+                jx = (
+                    first["acc_jax_gmm_on_umap_learn"],
+                    first.get("lower_bound_jax_gmm_on_umap_learn"),
+                )
+            else:
+                sk = (r[m]["acc_sklearn_gmm"], r[m].get("lower_bound_sklearn_gmm"))
+                jx = (r[m]["acc"], r[m]["lower_bound"])
+            bound = lambda v: "-" if v is None else f"{v:.4f}"
+            cells = [m, r["seed"], f"{sk[0]:.4f}", f"{jx[0]:.4f}", bound(sk[1]), bound(jx[1])]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     per_seed = ["", "| seed | " + " | ".join(f"{m} ACC" for m in methods) + " |",
                 "| --- |" + " --- |" * len(methods)]  # fmt: skip
     for r in rows:
@@ -168,9 +177,10 @@ def main(argv=None) -> int:
                         10, covariance_type="full", n_init=args.n_init, random_state=seed
                     ).fit(fit.embedding)
                 entry["acc_sklearn_gmm"] = scores(labels, sk.predict(fit.embedding))["acc"]
-                entry["acc_jax_gmm_on_umap_learn"] = scores(
-                    labels, fit_gmm_jax(emb_ref, clusters=10, n_init=args.n_init, seed=seed).labels
-                )["acc"]
+                entry["lower_bound_sklearn_gmm"] = float(sk.lower_bound_)
+                other = fit_gmm_jax(emb_ref, clusters=10, n_init=args.n_init, seed=seed)
+                entry["acc_jax_gmm_on_umap_learn"] = scores(labels, other.labels)["acc"]
+                entry["lower_bound_jax_gmm_on_umap_learn"] = other.lower_bound
             embeddings.setdefault(f"jax-{init}", []).append(fit.embedding)
             row[f"jax-{init}"] = entry
             print(seed, f"jax-{init}", entry, flush=True)
