@@ -1,0 +1,753 @@
+"""UMAP in JAX: exact neighbours, umap-learn's fuzzy graph, a synchronous layout.
+
+It follows umap-learn 0.5.12 (``umap_.py``, ``layouts.py``, ``spectral.py``) step by
+step, for the Euclidean metric only:
+
+1. The ``k = n_neighbors`` nearest neighbours of every row, the row itself first
+   at distance 0 (umap-learn's convention, so its ``rho`` and ``sigma`` come out
+   the same). Exact, by blocked matrix products: a block of ``B`` rows against
+   column blocks of ``C`` data rows, a running ``jax.lax.top_k`` merged per
+   column block. Time O(N^2 D) flops; memory O(B C + B k D), never N x N. The
+   chosen neighbours' distances are recomputed from differences (not from the
+   ``|x|^2 - 2 x.y + |y|^2`` expansion) so near neighbours keep their digits.
+2. Per row, ``rho`` (distance to the nearest non-identical neighbour, for
+   ``local_connectivity=1``) and ``sigma`` by 64 steps of bisection until the
+   memberships sum to ``log2(k)`` within 1e-5; ``sigma`` is floored at 1e-3 times
+   the row's mean distance (``smooth_knn_dist``). Vectorised over rows, on device,
+   in float32 (umap-learn bisects in float64: on 400 digits the sigmas agree to
+   4e-6 relative, the rhos exactly).
+3. Memberships ``exp(-(d - rho) / sigma)``, then the fuzzy union
+   ``A + A^T - A * A^T`` on the host with ``scipy.sparse``: the number of edges
+   depends on the data (a dynamic shape), the work is O(N k), and doing it as
+   umap-learn does makes the graph equal to its graph, value for value.
+4. ``a`` and ``b`` fitted to ``min_dist`` and ``spread`` by ``scipy.optimize.curve_fit``
+   (``find_ab_params``); 500 epochs up to 10,000 rows and 200 above; edges below
+   ``max / n_epochs`` dropped; ``epochs_per_sample = max / weight``.
+5. Initialisation: eigenvectors 2..C+1 of the normalised Laplacian (``eigsh``,
+   umap-learn's settings, the trivial eigenvector deflated: see ``_spectral``)
+   or the features' principal components; scaled so the
+   largest coordinate is 10, noise of 1e-4, then each axis stretched to [0, 10].
+6. The layout: per epoch every edge "due" pulls its two ends together and pushes
+   its head away from negative samples (5 per edge, uniform over the rows), the
+   gradients clipped at 4, with the learning rate ``1 - epoch / n_epochs``.
+
+What differs from umap-learn, on purpose:
+
+* The updates are synchronous. Within an epoch every gradient is computed from
+  the positions at the epoch's start and summed with scatter-adds; umap-learn
+  moves points edge by edge (Hogwild on several threads). Fixed shapes, and one
+  seed gives the same embedding bit for bit, on one device.
+* Which epochs an edge fires in, and how many negative samples it draws, come in
+  closed form from the epoch number: an edge with ``epochs_per_sample = e`` fires
+  in epoch ``n`` when ``floor(n / e)`` has grown since epoch ``n - 1``, and draws
+  ``floor(n r / e)`` minus the same count at its previous firing (umap-learn's
+  counters, in exact arithmetic; its float64 running sums can fall one sample
+  short at a boundary and make it up at the next firing). So the layout carries
+  no counters and a chunk of epochs
+  needs only the epoch number to start from.
+* Random numbers come from JAX (words of ``fold_in(key(seed), epoch)`` modulo N,
+  as umap-learn takes its own generator's words modulo N), so the same seed gives
+  a different embedding from umap-learn's.
+* Neighbours are always exact (umap-learn switches to NN-descent from 4,096 rows).
+* A graph in several pieces is laid out from PCA (umap-learn lays out each
+  component spectrally and places the pieces), as is one whose eigensolver fails
+  (umap-learn falls back to random).
+
+Time per layout epoch is O(E (2r + 2) C) for E edges (about 1.5 N k after the
+union), r negative samples and C output dimensions, whether an edge fires or not:
+every edge draws the most negative samples a firing can need (2r + 1) and masks
+the unused ones. The negative samples' differences are E (2r + 1) C float32: with
+k = 20, C = 10, r = 5 (E was 1.33 N k on mnist-5k), about 60 MB for 5,000 rows
+and 0.8 GB for 70,000 (looping over the 2r + 1 slots would cut that to E C; not
+done yet).
+
+Example:
+  >>> import numpy as np
+  >>> from jaxae.cluster.jax_umap import fit_umap
+  >>> x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+  >>> x[:150] += 6.0
+  >>> fit = fit_umap(x, n_components=2, n_neighbors=10, n_epochs=50)
+  >>> fit.embedding.shape, fit.transform(x[:5]).shape
+  ((300, 2), (5, 2))
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+import scipy.sparse.csgraph
+import scipy.sparse.linalg
+
+from jaxae._validate import check_choice, check_int, check_real, check_rows
+from jaxae.errors import JaxaeError
+
+INITS = ("spectral", "pca")
+# umap-learn's constants (umap_.py): bisection tolerance and the floor of sigma.
+_SMOOTH_K_TOLERANCE = 1e-5
+_MIN_K_DIST_SCALE = 1e-3
+_BISECTION_STEPS = 64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# As in jax_kmeans: TF32 on a GPU would reorder near neighbours.
+_PRECISION = jax.lax.Precision.HIGHEST
+_CLIP = 4.0
+# Rows and data rows per kNN block: a (256, 2048) float32 score block is 2 MiB.
+_KNN_ROWS = 256
+_KNN_COLS = 2048
+
+
+class LayoutGraph(NamedTuple):
+    """The edges the layout optimises, as fixed-shape device arrays.
+
+    Attributes:
+      head: ``(E,)`` int32 row moved by the edge (and pushed from negative samples).
+      tail: ``(E,)`` int32 row it is pulled towards (of the reference embedding
+        when there is one).
+      epochs_per_sample: ``(E,)`` float32, at least 1: the edge fires about once
+        every this many epochs.
+    """
+
+    head: jax.Array
+    tail: jax.Array
+    epochs_per_sample: jax.Array
+
+
+class UMAPFit(NamedTuple):
+    """A fitted UMAP: plain arrays, so ``np.savez(path, **fit.arrays())`` saves it.
+
+    Attributes:
+      features: ``(N, D)`` float32 training features (``transform`` searches them).
+      embedding: ``(N, C)`` float32 their embedding.
+      a, b: the curve ``1 / (1 + a d^(2b))`` of the embedding's similarities.
+      n_neighbors: k of the fit (``transform`` uses the same).
+      seed: seed of the fit (``transform`` draws from it too).
+      n_epochs: the ``n_epochs`` passed to the fit, -1 for umap-learn's default.
+    """
+
+    features: np.ndarray
+    embedding: np.ndarray
+    a: float
+    b: float
+    n_neighbors: int
+    seed: int
+    n_epochs: int
+
+    def transform(self, features: np.ndarray | jax.Array) -> np.ndarray:
+        """Embeds ``(Q, D)`` new rows among the fixed training embedding.
+
+        As ``UMAP.transform``: memberships to the k nearest training rows with
+        ``local_connectivity=0``, a start at their weighted mean embedding (or at
+        a training row's embedding when the new row equals it), then 100 epochs
+        (30 above 10,000 rows; a third of the fit's when it was given) at a
+        learning rate of 0.25, pulled towards the neighbours, pushed from
+        negative samples, the training embedding held still. Unlike umap-learn,
+        which returns ``embedding_`` when handed the training array itself, the
+        training rows are embedded as any others: near their embedding, not on it.
+
+        Returns:
+          ``(Q, C)`` float32.
+        """
+        features = check_rows("features", features, floats_only=True, allow_images=False)
+        if features.shape[1] != self.features.shape[1]:
+            raise JaxaeError(
+                f"features have {features.shape[1]} columns but the UMAP was fitted on "
+                f"{self.features.shape[1]}: pass rows of the same width"
+            )
+        return _transform(self, jnp.asarray(features, jnp.float32))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fit as a dict of arrays for ``np.savez`` (no pickle)."""
+        return {
+            "features": np.asarray(self.features),
+            "embedding": np.asarray(self.embedding),
+            "ab": np.asarray([self.a, self.b], np.float64),
+            "options": np.asarray([self.n_neighbors, self.seed, self.n_epochs], np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays) -> UMAPFit:
+        """The fit :meth:`arrays` gave (a dict or an ``np.load`` result)."""
+        try:
+            features = np.asarray(arrays["features"], np.float32)
+            embedding = np.asarray(arrays["embedding"], np.float32)
+            a, b = np.asarray(arrays["ab"], np.float64).tolist()
+            n_neighbors, seed, n_epochs = np.asarray(arrays["options"], np.int64).tolist()
+        except (KeyError, ValueError, TypeError):
+            raise JaxaeError(
+                "UMAP arrays need features, embedding, ab (2) and options (3): "
+                "pass what UMAPFit.arrays() returned"
+            ) from None
+        if (
+            features.ndim != 2
+            or embedding.ndim != 2
+            or features.shape[0] != embedding.shape[0]
+            or not 2 <= n_neighbors < features.shape[0]
+        ):
+            raise JaxaeError(
+                f"UMAP arrays do not fit together: features {features.shape}, "
+                f"embedding {embedding.shape}, n_neighbors {n_neighbors}"
+            )
+        return cls(features, embedding, a, b, n_neighbors, seed, n_epochs)
+
+
+def fit_umap(
+    features: np.ndarray | jax.Array,
+    *,
+    n_components: int = 10,
+    n_neighbors: int = 20,
+    min_dist: float = 0.0,
+    spread: float = 1.0,
+    seed: int = 0,
+    n_epochs: int | None = None,
+    init: str = "spectral",
+) -> UMAPFit:
+    """Embeds ``(N, D)`` features in ``n_components`` dimensions with UMAP.
+
+    Args:
+      features: ``(N, D)`` finite floats (computed in float32).
+      n_components: C, 1 to N - 2.
+      n_neighbors: k, 2 to N - 1 (the row itself counts as the first, as in umap-learn).
+      min_dist, spread: the embedding's similarity curve (``0 <= min_dist <= spread``).
+      seed: seed of the initial noise and the negative samples.
+      n_epochs: layout epochs; ``None`` for umap-learn's 500 (200 above 10,000 rows).
+      init: ``"spectral"`` (umap-learn's default) or ``"pca"``.
+
+    Returns:
+      A :class:`UMAPFit`; ``fit.embedding`` is ``(N, C)`` float32.
+
+    Raises:
+      JaxaeError: for features that are not 2-D finite floats, or an option out of range.
+    """
+    features = check_rows("features", features, floats_only=True, allow_images=False)
+    n = features.shape[0]
+    check_int("n_neighbors", n_neighbors, minimum=2)
+    if n_neighbors >= n:
+        raise JaxaeError(
+            f"n_neighbors={n_neighbors} needs more than the {n} rows: "
+            f"pass n_neighbors={max(2, n - 1)} or less"
+        )
+    check_int("n_components", n_components, minimum=1)
+    if n_components >= n - 1:
+        raise JaxaeError(
+            f"n_components={n_components} needs more than the {n} rows: "
+            f"pass n_components={max(1, n - 2)} or less"
+        )
+    check_real("spread", spread, positive=True)
+    check_real("min_dist", min_dist, minimum=0, maximum=spread)
+    check_int("seed", seed, minimum=0, maximum=2**31 - 1)
+    if n_epochs is not None:
+        check_int("n_epochs", n_epochs, minimum=1)
+    check_choice("init", init, INITS)
+
+    x = jnp.asarray(features, jnp.float32)
+    indices, distances = nearest_neighbors(x, x, n_neighbors, self_first=True)
+    sigmas, rhos = _smooth_knn_dist(distances, float(n_neighbors), 1.0)
+    weights = _memberships(distances, indices, sigmas, rhos, skip_self=True)
+    graph = _fuzzy_union(*jax.device_get((indices, weights)), n)
+
+    epochs = n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
+    graph = _prune(graph, epochs if epochs > 10 else (500 if n <= 10_000 else 200))
+    a, b = find_ab_params(spread, min_dist)
+    rng = np.random.default_rng(seed)
+    start = _initial_embedding(np.asarray(features, np.float32), graph, n_components, init, rng)
+    layout = _layout_graph(graph)
+    embedding = layout_epochs(
+        jnp.asarray(start),
+        layout,
+        jax.random.key(seed),
+        0,
+        epochs,
+        a=a,
+        b=b,
+        n_epochs=epochs,
+    )
+    return UMAPFit(
+        np.asarray(features, np.float32),
+        np.asarray(jax.device_get(embedding)),
+        a,
+        b,
+        n_neighbors,
+        seed,
+        -1 if n_epochs is None else n_epochs,
+    )
+
+
+# ---------------------------------------------------------------- neighbours
+
+
+def nearest_neighbors(
+    queries: jax.Array,
+    data: jax.Array,
+    k: int,
+    *,
+    self_first: bool = False,
+    block_rows: int = _KNN_ROWS,
+    block_cols: int = _KNN_COLS,
+) -> tuple[jax.Array, jax.Array]:
+    """Exact Euclidean k nearest rows of ``data`` for each of ``queries``.
+
+    Args:
+      queries: ``(Q, D)`` float32.
+      data: ``(N, D)`` float32, N >= k.
+      k: neighbours per query.
+      self_first: ``queries`` is ``data``: each row is its own first neighbour at
+        distance 0 (umap-learn's convention), whatever ties the distances have.
+      block_rows, block_cols: B and C, the query and data rows of one score block.
+
+    Returns:
+      ``(Q, k)`` int32 indices into ``data`` and ``(Q, k)`` float32 distances, nearest first.
+    """
+    q, n = queries.shape[0], data.shape[0]
+    check_int("k", k, minimum=1, maximum=n)
+    check_int("block_rows", block_rows, minimum=1)
+    check_int("block_cols", block_cols, minimum=1)
+    if queries.ndim != 2 or data.ndim != 2 or queries.shape[1] != data.shape[1]:
+        raise JaxaeError(
+            f"queries {queries.shape} and data {data.shape} must be (Q, D) and (N, D): "
+            "pass rows of the same width"
+        )
+    rows = min(block_rows, q)
+    cols = max(min(block_cols, n), 1)
+    return _knn(queries, data, k=k, rows=rows, cols=cols, self_first=self_first)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "rows", "cols", "self_first"))
+def _knn(queries, data, *, k: int, rows: int, cols: int, self_first: bool):
+    q, d = queries.shape
+    n = data.shape[0]
+    mean = jnp.mean(data, axis=0)  # centred rows keep the expansion accurate in float32
+    queries, data = queries - mean[None, :], data - mean[None, :]
+    q_blocks, n_blocks = -(-q // rows), -(-n // cols)
+    qp = jnp.pad(queries, ((0, q_blocks * rows - q), (0, 0)))
+    dp = jnp.pad(data, ((0, n_blocks * cols - n), (0, 0)))
+    d_sq = jnp.sum(dp * dp, axis=1).reshape(n_blocks, cols)
+    col_ids = jnp.arange(n_blocks * cols, dtype=jnp.int32).reshape(n_blocks, cols)
+    data_blocks = dp.reshape(n_blocks, cols, d)
+
+    def one_block(args):
+        x, row_ids = args
+        x_sq = jnp.sum(x * x, axis=1)
+
+        def merge(best, block):
+            best_neg, best_ids = best
+            y, y_sq, ids = block
+            scores = x_sq[:, None] - 2.0 * jnp.dot(x, y.T, precision=_PRECISION) + y_sq[None, :]
+            scores = jnp.where((ids < n)[None, :], scores, jnp.inf)
+            if self_first:  # below every true distance, so the row itself comes first
+                scores = jnp.where(ids[None, :] == row_ids[:, None], -1.0, scores)
+            both = jnp.concatenate([best_neg, -scores], axis=1)
+            both_ids = jnp.concatenate([best_ids, jnp.broadcast_to(ids[None, :], scores.shape)], 1)
+            top, where = jax.lax.top_k(both, k)
+            return (top, jnp.take_along_axis(both_ids, where, axis=1)), None
+
+        start = (jnp.full((rows, k), -jnp.inf), jnp.zeros((rows, k), jnp.int32))
+        (_, ids), _ = jax.lax.scan(merge, start, (data_blocks, d_sq, col_ids))
+        # Exact distances of the chosen k, from differences, and their order by them
+        # (stable, so the row itself stays first among exact duplicates).
+        diff = x[:, None, :] - data[ids]
+        dist = jnp.sqrt(jnp.sum(diff * diff, axis=2))
+        if self_first:  # exactly 0, whatever XLA's fusion does to x - x
+            dist = jnp.where(ids == row_ids[:, None], 0.0, dist)
+        order = jnp.argsort(dist, axis=1, stable=True)
+        return jnp.take_along_axis(ids, order, 1), jnp.take_along_axis(dist, order, 1)
+
+    row_ids = jnp.arange(q_blocks * rows, dtype=jnp.int32).reshape(q_blocks, rows)
+    ids, dist = jax.lax.map(one_block, (qp.reshape(q_blocks, rows, d), row_ids))
+    return ids.reshape(-1, k)[:q], dist.reshape(-1, k)[:q]
+
+
+# ---------------------------------------------------------------- fuzzy graph
+
+
+@functools.partial(jax.jit, static_argnames=("k", "local_connectivity"))
+def _smooth_knn_dist_jit(distances, *, k: float, local_connectivity: float):
+    target = math.log2(k)
+    mean_all = jnp.mean(distances)
+    index = math.floor(local_connectivity)
+    fraction = local_connectivity - index
+
+    def one_row(dist):
+        positive = dist > 0.0
+        count = jnp.sum(positive)
+        zeros = dist.shape[0] - count  # sorted rows: the zero distances come first
+        nonzero = lambda i: dist[jnp.clip(zeros + i, 0, dist.shape[0] - 1)]
+        if index > 0:
+            rho = nonzero(index - 1)
+            if fraction > _SMOOTH_K_TOLERANCE:
+                rho = rho + fraction * (nonzero(index) - nonzero(index - 1))
+        else:
+            rho = fraction * nonzero(0)
+        rho = jnp.where(count >= local_connectivity, rho, jnp.where(count > 0, jnp.max(dist), 0.0))
+        rest = dist[1:] - rho  # umap-learn's sum leaves out the first neighbour
+
+        def step(_, state):
+            lo, hi, mid, done = state
+            total = jnp.sum(jnp.where(rest > 0, jnp.exp(-(rest / mid)), 1.0))
+            done = done | (jnp.abs(total - target) < _SMOOTH_K_TOLERANCE)
+            high = total > target
+            new_lo = jnp.where(high, lo, mid)
+            new_hi = jnp.where(high, mid, hi)
+            doubled = jnp.where(hi >= _FLOAT32_MAX, mid * 2.0, (new_lo + new_hi) / 2.0)
+            new_mid = jnp.where(high, (new_lo + new_hi) / 2.0, doubled)
+            keep = lambda old, new: jnp.where(done, old, new)
+            return keep(lo, new_lo), keep(hi, new_hi), keep(mid, new_mid), done
+
+        start = (jnp.float32(0), jnp.float32(_FLOAT32_MAX), jnp.float32(1), jnp.bool_(False))
+        sigma = jax.lax.fori_loop(0, _BISECTION_STEPS, step, start)[2]
+        floor = _MIN_K_DIST_SCALE * jnp.where(rho > 0.0, jnp.mean(dist), mean_all)
+        return jnp.maximum(sigma, floor), rho
+
+    return jax.vmap(one_row)(distances)
+
+
+def _smooth_knn_dist(distances, k: float, local_connectivity: float):
+    """umap-learn's ``smooth_knn_dist`` (bandwidth 1): ``(N,)`` sigmas and rhos.
+
+    ``distances`` ``(N, k)`` float32, each row ascending.
+    """
+    return _smooth_knn_dist_jit(distances, k=k, local_connectivity=local_connectivity)
+
+
+@functools.partial(jax.jit, static_argnames="skip_self")
+def _memberships(distances, indices, sigmas, rhos, *, skip_self: bool):
+    """``(N, k)`` membership of each neighbour (``compute_membership_strengths``)."""
+    excess = distances - rhos[:, None]
+    safe_sigma = jnp.where(sigmas > 0.0, sigmas, 1.0)[:, None]
+    near = (excess <= 0.0) | (sigmas == 0.0)[:, None]
+    weights = jnp.where(near, 1.0, jnp.exp(-(excess / safe_sigma)))
+    if skip_self:
+        own = jnp.arange(indices.shape[0], dtype=indices.dtype)[:, None]
+        weights = jnp.where(indices == own, 0.0, weights)
+    return weights
+
+
+def _fuzzy_union(indices: np.ndarray, weights: np.ndarray, n: int) -> scipy.sparse.coo_matrix:
+    """The symmetric ``A + A^T - A * A^T`` of the directed memberships, as COO, float32."""
+    rows = np.repeat(np.arange(n, dtype=np.int32), indices.shape[1])
+    a = scipy.sparse.coo_matrix(
+        (weights.reshape(-1).astype(np.float32), (rows, indices.reshape(-1))), shape=(n, n)
+    ).tocsr()
+    a.eliminate_zeros()
+    t = a.transpose().tocsr()
+    union = a + t - a.multiply(t)
+    union = scipy.sparse.coo_matrix(union)
+    union.eliminate_zeros()
+    return union
+
+
+def _prune(graph: scipy.sparse.coo_matrix, n_epochs: int) -> scipy.sparse.coo_matrix:
+    """Drops edges below ``max / n_epochs`` (they would fire less than once)."""
+    graph = graph.tocoo(copy=True)
+    graph.sum_duplicates()
+    graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
+    graph.eliminate_zeros()
+    return graph
+
+
+def _layout_graph(graph: scipy.sparse.coo_matrix) -> LayoutGraph:
+    weights = graph.data.astype(np.float64)
+    return LayoutGraph(
+        jnp.asarray(graph.row, jnp.int32),
+        jnp.asarray(graph.col, jnp.int32),
+        jnp.asarray(weights.max() / weights, jnp.float32),
+    )
+
+
+def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
+    """``a`` and ``b`` of ``1 / (1 + a x^(2b))`` fitted to umap-learn's target curve.
+
+    The target is 1 below ``min_dist`` and ``exp(-(x - min_dist) / spread)`` above,
+    on 300 points of ``[0, 3 spread]``, least squares by ``scipy.optimize.curve_fit``
+    (umap-learn's ``find_ab_params``).
+    """
+    x = np.linspace(0, spread * 3, 300)
+    y = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+    (a, b), _ = scipy.optimize.curve_fit(lambda x, a, b: 1.0 / (1.0 + a * x ** (2 * b)), x, y)
+    return float(a), float(b)
+
+
+# ---------------------------------------------------------------- initialisation
+
+
+def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np.ndarray:
+    """``(N, C)`` float32 start in ``[0, 10]``: spectral or PCA, scaled as umap-learn."""
+    coords = None
+    if init == "spectral":
+        coords = _spectral(graph, n_components)
+    if coords is None:
+        centred = features.astype(np.float64) - features.mean(axis=0)
+        # Principal axes by SVD; the sign of each axis fixed by its largest loading.
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        vt = vt[:n_components]
+        signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
+        coords = centred @ (vt * signs[:, None]).T
+    coords = (coords * (10.0 / np.abs(coords).max())).astype(np.float32)
+    coords = coords + rng.normal(scale=1e-4, size=coords.shape).astype(np.float32)
+    low, high = coords.min(axis=0), coords.max(axis=0)
+    return (10.0 * (coords - low) / (high - low)).astype(np.float32)
+
+
+def _spectral(graph, n_components: int) -> np.ndarray | None:
+    """Eigenvectors 2..C+1 of the normalised Laplacian, or ``None`` for a graph in
+    several pieces or a solver that does not converge.
+
+    umap-learn asks ``eigsh`` for the C + 1 smallest eigenpairs and drops the
+    smallest, taking it for the trivial one (``sqrt(degree)``, eigenvalue 0). ARPACK
+    does not always find that one: on 400 digits, in float64, it returned the next
+    five instead, and dropping the smallest lost a real axis. Here the trivial
+    vector ``u`` is moved out of the way (``L + 2 u u^T``: eigenvalue 2, the top of
+    the spectrum) and ``eigsh``, with umap-learn's settings, asked for the C smallest.
+    """
+    n = graph.shape[0]
+    pieces, _ = scipy.sparse.csgraph.connected_components(graph)
+    if pieces > 1:
+        return None
+    graph = graph.tocsr().astype(np.float64)
+    degree = np.sqrt(np.asarray(graph.sum(axis=0)).ravel())
+    scale = scipy.sparse.diags(1.0 / degree)
+    laplacian = scipy.sparse.identity(n) - scale @ graph @ scale
+    trivial = degree / np.linalg.norm(degree)
+    deflated = scipy.sparse.linalg.LinearOperator(
+        (n, n),
+        matvec=lambda v: laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v)),
+        dtype=np.float64,
+    )
+    k = n_components + 1  # umap-learn's count, for its Lanczos basis size
+    try:
+        values, vectors = scipy.sparse.linalg.eigsh(
+            deflated,
+            n_components,
+            which="SM",
+            ncv=max(2 * k + 1, int(np.sqrt(n))),
+            tol=1e-4,
+            v0=np.ones(n),
+            maxiter=n * 5,
+        )
+    except scipy.sparse.linalg.ArpackError:
+        return None
+    return vectors[:, np.argsort(values)]
+
+
+# ---------------------------------------------------------------- layout
+
+
+def _rdist_terms(diff, a, b):
+    d2 = jnp.sum(diff * diff, axis=-1)
+    positive = d2 > 0.0
+    safe = jnp.where(positive, d2, 1.0)
+    return d2, positive, safe, a * safe**b + 1.0
+
+
+def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
+    """Which edges fire in ``epoch`` and how many negative samples each draws.
+
+    umap-learn's counters in closed form. Its edge counter starts at ``e`` and
+    grows by ``e`` at each firing, so after epoch ``n`` an edge has fired
+    ``floor(n / e)`` times (``e >= 1``: at most once an epoch). Its negative-sample
+    counter, after a firing in epoch ``m``, stands at ``floor(m r / e) * e / r``
+    (``e / r`` before any), so a firing in epoch ``n`` draws ``floor(n r / e)``
+    minus ``floor(m r / e)``, where ``m = ceil(c e)`` is the epoch of the edge's
+    ``c``-th and latest firing (minus 1 when it has not fired yet). At most
+    ``2 r + 1``: firings are less than ``e + 1`` epochs apart.
+
+    Returns:
+      ``(E,)`` bool and ``(E,)`` float32 counts in ``[0, 2 r + 1]``.
+    """
+    e = epochs_per_sample
+    n = jnp.asarray(epoch, jnp.int32).astype(jnp.float32)
+    rate = float(negative_sample_rate)
+    fired_before = jnp.maximum(jnp.floor((n - 1.0) / e), 0.0)
+    fires = jnp.floor(n / e) > fired_before
+    last = jnp.ceil(fired_before * e)
+    drawn = jnp.where(fired_before >= 1.0, jnp.floor(last * rate / e), 1.0)
+    most = 2 * negative_sample_rate + 1
+    return fires, jnp.clip(jnp.floor(n * rate / e) - drawn, 0.0, float(most))
+
+
+def _negative_samples(key, epoch, edges: int, slots: int, rows: int) -> jax.Array:
+    """``(edges, slots)`` int32 rows drawn uniformly for epoch ``epoch``.
+
+    Random 32-bit words modulo ``rows``, as umap-learn's ``tau_rand_int(...) % n``:
+    the bias is below ``rows / 2^32``. ``jax.random.randint`` draws two words per
+    number to shrink that bias further and took twice as long on this CPU (78
+    against 34 ms for 133,130 x 11 draws), when the draws were half of a layout
+    epoch's time.
+    """
+    bits = jax.random.bits(jax.random.fold_in(key, epoch), (edges, slots), jnp.uint32)
+    return (bits % jnp.uint32(rows)).astype(jnp.int32)
+
+
+def layout_step(
+    embedding: jax.Array,
+    graph: LayoutGraph,
+    key: jax.Array,
+    epoch: jax.Array | int,
+    *,
+    a: float,
+    b: float,
+    n_epochs: jax.Array | int,
+    reference: jax.Array | None = None,
+    initial_alpha: float = 1.0,
+    gamma: float = 1.0,
+    negative_sample_rate: int = 5,
+) -> jax.Array:
+    """One epoch of UMAP's layout, every update from the epoch's starting positions.
+
+    Pure and jittable (``negative_sample_rate`` static); vmap over ``embedding`` and
+    ``key`` for several models.
+
+    Args:
+      embedding: ``(N, C)`` float32 positions of the rows that move.
+      graph: the edges; ``head`` indexes ``embedding``, ``tail`` indexes ``reference``
+        (or ``embedding`` when there is none).
+      key: the layout's key; epoch ``n`` draws from ``fold_in(key, n)``.
+      epoch: n, from 0; the learning rate is ``initial_alpha * (1 - n / n_epochs)``.
+      a, b: the similarity curve.
+      n_epochs: the schedule's length.
+      reference: ``(M, C)`` fixed positions (``transform``); ``None``: the tails are
+        rows of ``embedding`` and move too.
+      initial_alpha, gamma, negative_sample_rate: umap-learn's learning rate,
+        repulsion strength and negative samples per positive one.
+
+    Returns:
+      ``(N, C)`` float32 positions after the epoch.
+    """
+    move_other = reference is None
+    tail_y = embedding if move_other else reference
+    epoch = jnp.asarray(epoch, jnp.int32)
+    progress = epoch.astype(jnp.float32) / jnp.asarray(n_epochs, jnp.float32)
+    alpha = initial_alpha * (1.0 - progress)
+    e = graph.epochs_per_sample
+    fires, n_neg = _schedule(e, epoch, negative_sample_rate)
+    most = 2 * negative_sample_rate + 1
+
+    y_head = embedding[graph.head]
+    diff = y_head - tail_y[graph.tail]
+    _, positive, safe, denom = _rdist_terms(diff, a, b)
+    coeff = jnp.where(positive, -2.0 * a * b * safe ** (b - 1.0) / denom, 0.0)
+    step = jnp.where(fires, alpha, 0.0)
+    pull = jnp.clip(coeff[:, None] * diff, -_CLIP, _CLIP) * step[:, None]
+
+    samples = _negative_samples(key, epoch, e.shape[0], most, tail_y.shape[0])
+    diff_neg = y_head[:, None, :] - tail_y[samples]
+    _, positive, safe, denom = _rdist_terms(diff_neg, a, b)
+    coeff = jnp.where(positive, 2.0 * gamma * b / ((0.001 + safe) * denom), 0.0)
+    used = (jnp.arange(most, dtype=jnp.float32)[None, :] < n_neg[:, None]) & fires[:, None]
+    push = jnp.clip(coeff[..., None] * diff_neg, -_CLIP, _CLIP)
+    push = jnp.sum(push * jnp.where(used, alpha, 0.0)[..., None], axis=1)
+
+    delta = jnp.zeros_like(embedding).at[graph.head].add(pull + push)
+    if move_other:
+        delta = delta.at[graph.tail].add(-pull)
+    return embedding + delta
+
+
+def _layout_epochs(
+    embedding,
+    graph,
+    key,
+    first_epoch,
+    count,
+    *,
+    a,
+    b,
+    n_epochs,
+    reference=None,
+    initial_alpha=1.0,
+    gamma=1.0,
+    negative_sample_rate: int = 5,
+):
+    first_epoch = jnp.asarray(first_epoch, jnp.int32)
+    step = functools.partial(
+        layout_step,
+        graph=graph,
+        key=key,
+        a=a,
+        b=b,
+        n_epochs=n_epochs,
+        reference=reference,
+        initial_alpha=initial_alpha,
+        gamma=gamma,
+        negative_sample_rate=negative_sample_rate,
+    )
+    return jax.lax.fori_loop(
+        0, jnp.asarray(count, jnp.int32), lambda i, y: step(y, epoch=first_epoch + i), embedding
+    )
+
+
+layout_epochs = jax.jit(_layout_epochs, static_argnames="negative_sample_rate")
+layout_epochs.__doc__ = """Layout epochs ``first_epoch`` to ``first_epoch + count - 1``, jitted.
+
+``first_epoch`` and ``count`` are traced, so every chunk reuses one program, and
+chunks compose exactly: ``count=a`` then ``count=b`` from ``first_epoch + a`` gives
+the same bits as ``count=a + b``. The other arguments are those of :func:`layout_step`;
+the per-model function is vmappable over ``embedding`` and ``key``.
+
+Returns:
+  ``(N, C)`` float32 positions.
+"""
+
+
+# ---------------------------------------------------------------- transform
+
+
+def _transform(fit: UMAPFit, x: jax.Array) -> np.ndarray:
+    train = jnp.asarray(fit.features)
+    reference = jnp.asarray(fit.embedding)
+    k = fit.n_neighbors
+    indices, distances = nearest_neighbors(x, train, k)
+    sigmas, rhos = _smooth_knn_dist(distances, float(k), 0.0)
+    weights = _memberships(distances, indices, sigmas, rhos, skip_self=False)
+    start = _transform_start(weights, indices, reference)
+
+    q = x.shape[0]
+    if fit.n_epochs < 0:
+        n_epochs = 100 if q <= 10_000 else 30
+    else:
+        n_epochs = max(fit.n_epochs // 3, 1)
+    weights, indices = jax.device_get((weights, indices))
+    weights = np.where(weights < weights.max() / float(n_epochs), 0.0, weights)
+    head, slot = np.nonzero(weights > 0)
+    kept = weights[head, slot].astype(np.float64)
+    graph = LayoutGraph(
+        jnp.asarray(head, jnp.int32),
+        jnp.asarray(indices[head, slot], jnp.int32),
+        jnp.asarray(kept.max() / kept, jnp.float32),
+    )
+    key = jax.random.fold_in(jax.random.key(fit.seed), 1)  # apart from the fit's draws
+    embedding = layout_epochs(
+        start,
+        graph,
+        key,
+        0,
+        n_epochs,
+        a=fit.a,
+        b=fit.b,
+        n_epochs=n_epochs,
+        reference=reference,
+        initial_alpha=0.25,
+    )
+    return np.asarray(jax.device_get(embedding))
+
+
+@jax.jit
+def _transform_start(weights, indices, reference):
+    """Each new row starts at its neighbours' membership-weighted mean embedding, or
+    at the first neighbour of membership 1 (a training row it equals). A row whose
+    memberships all underflowed starts at its nearest neighbour's (umap-learn: NaN)."""
+    neighbours = reference[indices]  # (Q, k, C)
+    total = jnp.sum(weights, axis=1)
+    mean = (
+        jnp.sum(weights[..., None] * neighbours, axis=1) / jnp.where(total > 0, total, 1.0)[:, None]
+    )
+    exact = weights == 1.0
+    first = jnp.argmax(exact, axis=1)
+    pick = jnp.take_along_axis(neighbours, first[:, None, None], axis=1)[:, 0]
+    use_pick = jnp.any(exact, axis=1) | (total <= 0)
+    return jnp.where(use_pick[:, None], pick, mean)

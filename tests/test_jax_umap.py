@@ -1,0 +1,335 @@
+"""jax_umap against umap-learn's own functions (the reference) and a brute-force kNN.
+
+Small data and shared shapes: most of the run time on CPU is compiling, once per
+(N, k, C, E) shape.
+"""
+
+import math
+import warnings
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from jaxae.cluster import jax_umap
+from jaxae.cluster.jax_umap import (
+    LayoutGraph,
+    UMAPFit,
+    find_ab_params,
+    fit_umap,
+    layout_epochs,
+    layout_step,
+    nearest_neighbors,
+)
+from jaxae.data import load_dataset
+from jaxae.errors import JaxaeError
+
+N, K, C = 400, 15, 4
+EPOCHS = 60
+
+
+@pytest.fixture
+def umap_(monkeypatch):
+    """umap-learn's ``umap_`` module, its numba kernels swapped for their Python
+    sources (``py_func``: the same code, without seconds of numba compilation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = pytest.importorskip("umap.umap_")
+    for name in ("smooth_knn_dist", "compute_membership_strengths"):
+        monkeypatch.setattr(module, name, getattr(module, name).py_func)
+    return module
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The first 400 of scikit-learn's digits, pixels / 16, and their labels."""
+    ds = load_dataset("digits", n=N)
+    x = np.asarray(ds.images, np.float32).reshape(N, -1) / 16.0
+    return x, np.asarray(ds.labels)
+
+
+@pytest.fixture(scope="module")
+def knn(digits):
+    idx, dist = nearest_neighbors(
+        jnp.asarray(digits[0]), jnp.asarray(digits[0]), K, self_first=True
+    )
+    return np.asarray(idx), np.asarray(dist)
+
+
+@pytest.fixture(scope="module")
+def fit(digits):
+    return fit_umap(digits[0], n_components=C, n_neighbors=K, n_epochs=EPOCHS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_graph(fit, digits):
+    """The fit's pruned graph as a LayoutGraph, a start embedding, and as scipy COO."""
+    x = jnp.asarray(digits[0])
+    idx, dist = nearest_neighbors(x, x, K, self_first=True)
+    sigmas, rhos = jax_umap._smooth_knn_dist(dist, float(K), 1.0)
+    w = jax_umap._memberships(dist, idx, sigmas, rhos, skip_self=True)
+    graph = jax_umap._prune(jax_umap._fuzzy_union(*jax.device_get((idx, w)), N), EPOCHS)
+    start = np.random.default_rng(0).uniform(0, 10, size=(N, C)).astype(np.float32)
+    return jax_umap._layout_graph(graph), jnp.asarray(start), graph
+
+
+def test_knn_equals_brute_force_with_blocks_that_do_not_divide():
+    # Continuous data: no tied distances, so the neighbours are unique.
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(301, 12)).astype(np.float32)
+    queries = rng.normal(size=(77, 12)).astype(np.float32)
+    d = np.sqrt(((queries[:, None, :].astype(np.float64) - data[None]) ** 2).sum(-1))
+    want = np.argsort(d, axis=1)[:, :9]
+    idx, dist = nearest_neighbors(
+        jnp.asarray(queries), jnp.asarray(data), 9, block_rows=32, block_cols=50
+    )
+    np.testing.assert_array_equal(np.asarray(idx), want)
+    np.testing.assert_allclose(np.asarray(dist), np.take_along_axis(d, want, 1), rtol=1e-6)
+    # Against itself: each row first at distance 0, then its 8 nearest others.
+    idx, dist = nearest_neighbors(jnp.asarray(data), jnp.asarray(data), 9, self_first=True)
+    d = np.sqrt(((data[:, None, :].astype(np.float64) - data[None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(np.asarray(idx), np.argsort(d, axis=1)[:, :9])
+    assert (np.asarray(dist)[:, 0] == 0).all()
+
+
+def test_knn_self_first_on_digits_with_ties(knn):
+    idx, dist = knn
+    assert (idx[:, 0] == np.arange(N)).all() and (dist[:, 0] == 0).all()
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("local_connectivity", [1.0, 0.0])
+def test_bandwidths_match_umap_learn(umap_, knn, local_connectivity):
+    dist = knn[1][:150]  # umap-learn's Python source is slow: 150 rows are enough
+    sigma_ref, rho_ref = umap_.smooth_knn_dist(
+        dist, float(K), local_connectivity=local_connectivity
+    )
+    sigma, rho = jax.jit(jax_umap._smooth_knn_dist, static_argnums=(1, 2))(
+        jnp.asarray(dist), float(K), local_connectivity
+    )
+    np.testing.assert_array_equal(np.asarray(rho), rho_ref)
+    # umap-learn bisects in float64 and stops within 1e-5 of the target; float32 here.
+    np.testing.assert_allclose(np.asarray(sigma), sigma_ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("spread", "min_dist"), [(1.0, 0.0), (1.0, 0.1), (2.0, 0.5)])
+def test_ab_params_match_umap_learn(umap_, spread, min_dist):
+    np.testing.assert_allclose(
+        find_ab_params(spread, min_dist), umap_.find_ab_params(spread, min_dist), rtol=1e-6
+    )
+
+
+def test_fuzzy_union_is_umap_learns_graph(umap_, digits, knn):
+    idx, dist = knn
+    sigmas, rhos = jax_umap._smooth_knn_dist(jnp.asarray(dist), float(K), 1.0)
+    w = jax_umap._memberships(jnp.asarray(dist), jnp.asarray(idx), sigmas, rhos, skip_self=True)
+    mine = jax_umap._fuzzy_union(idx, np.asarray(w), N).tocsr()
+    want, _, _ = umap_.fuzzy_simplicial_set(
+        digits[0], K, 0, "euclidean", knn_indices=idx, knn_dists=dist
+    )
+    assert abs(mine - mine.T).max() == 0
+    assert mine.data.min() > 0 and mine.data.max() <= 1
+    assert mine.diagonal().max() == 0
+    assert (mine != 0).sum() == (want != 0).sum()
+    assert abs(mine - want.tocsr()).max() < 1e-5
+
+
+def test_spectral_start_is_umap_learns(umap_, small_graph, digits):
+    """The eigenvectors against umap-learn's ``spectral_layout`` on the same graph: equal
+    up to sign (their eigenvalues are distinct on this graph)."""
+    import umap.spectral
+
+    graph = small_graph[2]
+    mine = jax_umap._spectral(graph, C)
+    want = umap.spectral.spectral_layout(digits[0], graph.tocsr(), C, np.random.RandomState(0))
+    cosine = np.abs(np.sum(mine * want, axis=0)) / (
+        np.linalg.norm(mine, axis=0) * np.linalg.norm(want, axis=0)
+    )
+    np.testing.assert_allclose(cosine, 1.0, atol=1e-3)
+
+
+def test_schedule_is_umap_learns_counters():
+    """Firings and negative-sample counts against umap-learn's counters (layouts.py,
+    ``optimize_layout_euclidean``) replayed in exact rational arithmetic: equal. In
+    float64, as umap-learn runs them, a running sum that should hit an epoch
+    exactly can fall short (e = 1.5: 1.2 / 0.3 < 4): one sample fewer, made up later."""
+    rng = np.random.default_rng(1)
+    eps = np.concatenate([[1.0, 1.5, 2.0, 7.25], rng.uniform(1.0, 100.0, size=60)])
+    eps = eps.astype(np.float32)  # the layout holds them in float32
+    rate = 5
+    exact = [Fraction(float(e)) for e in eps]
+    next_sample, per_neg = list(exact), [e / rate for e in exact]
+    next_neg = list(per_neg)
+    f64_next_neg = eps.astype(np.float64) / rate
+    fired = 0
+    for n in range(300):
+        fires, n_neg = jax_umap._schedule(jnp.asarray(eps), n, rate)
+        fires, n_neg = np.asarray(fires), np.asarray(n_neg)
+        for i, e in enumerate(exact):
+            assert fires[i] == (next_sample[i] <= n), (n, e)
+            if not fires[i]:
+                continue
+            fired += 1
+            want = math.floor((n - next_neg[i]) / per_neg[i])
+            assert n_neg[i] == want, (n, e)
+            per64 = float(e) / rate
+            want64 = np.floor((n - f64_next_neg[i]) / per64)
+            assert abs(want - want64) <= 1, (n, e)
+            next_sample[i] += e
+            next_neg[i] += want * per_neg[i]
+            f64_next_neg[i] += want64 * per64
+    assert fired > 1000
+
+
+def test_layout_step_jitted_equals_eager(fit, small_graph):
+    graph, start, _ = small_graph
+    kwargs = dict(key=jax.random.key(0), epoch=7, a=fit.a, b=fit.b, n_epochs=EPOCHS)
+    eager = layout_step(start, graph, **kwargs)
+    jitted = jax.jit(layout_step, static_argnames="negative_sample_rate")(start, graph, **kwargs)
+    assert not np.array_equal(eager, start)
+    # XLA may fuse the jitted arithmetic differently: a few float32 ulps of the coordinates.
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-5)
+
+
+def numpy_epoch(y, graph, fires, n_neg, samples, a, b, alpha):
+    """One synchronous epoch in float64, edge by edge: umap-learn's gradients
+    (``_optimize_layout_euclidean_single_epoch``, gamma 1) all taken at ``y``."""
+    y = y.astype(np.float64)
+    delta = np.zeros_like(y)
+    head, tail = np.asarray(graph.head), np.asarray(graph.tail)
+    for i in np.nonzero(fires)[0]:
+        j, k = head[i], tail[i]
+        diff = y[j] - y[k]
+        d2 = diff @ diff
+        coeff = -2.0 * a * b * d2 ** (b - 1.0) / (a * d2**b + 1.0) if d2 > 0 else 0.0
+        grad = np.clip(coeff * diff, -4.0, 4.0) * alpha
+        delta[j] += grad
+        delta[k] -= grad
+        for s in samples[i, : int(n_neg[i])]:
+            diff = y[j] - y[s]
+            d2 = diff @ diff
+            if d2 > 0:
+                coeff = 2.0 * b / ((0.001 + d2) * (a * d2**b + 1.0))
+                delta[j] += np.clip(coeff * diff, -4.0, 4.0) * alpha
+    return y + delta
+
+
+def test_layout_step_matches_a_float64_transcription(fit, small_graph):
+    graph, start, _ = small_graph
+    key, epoch = jax.random.key(0), 7
+    got = jax.jit(layout_step)(start, graph, key, epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
+    fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, epoch, 5))
+    samples = np.asarray(jax_umap._negative_samples(key, epoch, fires.shape[0], 11, N))
+    assert samples.min() >= 0 and samples.max() < N
+    assert fires.sum() > 100 and n_neg[fires].max() >= 4
+    want = numpy_epoch(np.asarray(start), graph, fires, n_neg, samples, fit.a, fit.b,
+                       1.0 - epoch / EPOCHS)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
+
+
+def test_chunked_layout_equals_one_chunk(fit, small_graph):
+    graph, start, _ = small_graph
+    run = lambda y, first, count: layout_epochs(
+        y, graph, jax.random.key(5), first, count, a=fit.a, b=fit.b, n_epochs=EPOCHS
+    )
+    whole = run(start, 0, 12)
+    chunked = run(run(run(start, 0, 5), 5, 4), 9, 3)
+    np.testing.assert_array_equal(np.asarray(chunked), np.asarray(whole))
+    # One program for every chunk: first_epoch and count are traced.
+    assert layout_epochs._cache_size() >= 1
+    before = layout_epochs._cache_size()
+    run(start, 3, 2)
+    assert layout_epochs._cache_size() == before
+
+
+def test_layout_vmaps_over_models(fit, small_graph):
+    graph, start, _ = small_graph
+    keys = jax.random.split(jax.random.key(0), 2)
+    starts = jnp.stack([start, start[::-1]])
+    run = lambda y, key: layout_epochs(y, graph, key, 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS)
+    both = jax.jit(jax.vmap(run))(starts, keys)
+    for m in range(2):
+        alone = layout_epochs(starts[m], graph, keys[m], 0, 3, a=fit.a, b=fit.b, n_epochs=EPOCHS)
+        # Batched matmuls and scatters may round differently from the single ones.
+        np.testing.assert_allclose(np.asarray(both[m]), np.asarray(alone), rtol=1e-5, atol=1e-4)
+
+
+def test_same_seed_same_embedding_bit_for_bit(fit, digits):
+    again = fit_umap(digits[0], n_components=C, n_neighbors=K, n_epochs=EPOCHS, seed=3)
+    np.testing.assert_array_equal(again.embedding, fit.embedding)
+    other = fit_umap(digits[0], n_components=C, n_neighbors=K, n_epochs=EPOCHS, seed=4)
+    assert not np.array_equal(other.embedding, fit.embedding)
+
+
+def test_embedding_separates_digits(fit, digits):
+    assert fit.embedding.shape == (N, C) and fit.embedding.dtype == np.float32
+    assert np.isfinite(fit.embedding).all()
+    pred = KMeans(10, n_init=3, random_state=0).fit_predict(fit.embedding)
+    # umap-learn on the same 400 digits and options scores about 0.8 here.
+    assert adjusted_rand_score(digits[1], pred) > 0.6
+
+
+def test_transform_of_training_rows_lands_near_their_embedding(fit, digits):
+    new = fit.transform(digits[0][:100])
+    assert new.shape == (100, C) and new.dtype == np.float32
+    # Each row's own embedding should be among the nearest training points of its
+    # transform: compare with the typical spacing of the training embedding.
+    d = np.linalg.norm(new[:, None, :] - fit.embedding[None], axis=2)
+    own = d[np.arange(100), np.arange(100)]
+    spacing = np.sort(np.linalg.norm(fit.embedding[:, None] - fit.embedding[None], axis=2), 1)
+    assert np.median(own) < np.median(spacing[:, K])
+    rank = (d < own[:, None]).sum(axis=1)
+    assert np.mean(rank < K) > 0.9
+
+
+def test_arrays_round_trip(fit, digits, tmp_path):
+    np.savez(tmp_path / "umap.npz", **fit.arrays())
+    with np.load(tmp_path / "umap.npz", allow_pickle=False) as saved:
+        back = UMAPFit.from_arrays(saved)
+    np.testing.assert_array_equal(back.embedding, fit.embedding)
+    assert (back.a, back.b, back.n_neighbors, back.seed, back.n_epochs) == (
+        fit.a,
+        fit.b,
+        K,
+        3,
+        EPOCHS,
+    )
+    rows = digits[0][:100]  # the shape the transform test compiled
+    np.testing.assert_array_equal(back.transform(rows), fit.transform(rows))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (dict(n_neighbors=N), "n_neighbors="),
+        (dict(n_neighbors=1), "n_neighbors"),
+        (dict(n_components=N - 1), "n_components="),
+        (dict(min_dist=2.0), "min_dist"),
+        (dict(spread=0.0), "spread"),
+        (dict(init="random"), "init"),
+        (dict(n_epochs=0), "n_epochs"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_bad_options_raise_one_line(digits, kwargs, needle):
+    with pytest.raises(JaxaeError, match=needle) as info:
+        fit_umap(digits[0], **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_features_raise(fit):
+    with pytest.raises(JaxaeError, match="features"):
+        fit_umap(np.zeros(10, np.float32))
+    with pytest.raises(JaxaeError, match="columns"):
+        fit.transform(np.zeros((3, 5), np.float32))
+    with pytest.raises(JaxaeError, match="UMAP arrays"):
+        UMAPFit.from_arrays({"features": np.zeros((3, 2))})
+
+
+def test_layout_graph_is_a_pytree():
+    graph = LayoutGraph(jnp.zeros(3, jnp.int32), jnp.ones(3, jnp.int32), jnp.ones(3))
+    assert len(jax.tree.leaves(graph)) == 3
