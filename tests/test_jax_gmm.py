@@ -9,9 +9,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
 from jaxae.cluster import jax_gmm
+from jaxae.cluster.gmm import gmm_from_arrays
 from jaxae.cluster.jax_gmm import GMMResult, fit_gmm_jax, predict, predict_proba
 from jaxae.cluster.jax_kmeans import kmeans_jax
-from jaxae.cluster.manifold import gmm_from_arrays
 from jaxae.errors import JaxaeError
 
 K = 6
