@@ -19,9 +19,11 @@ from jaxae.checkpoint import load_checkpoint
 from jaxae.cli import main
 from tests.helpers import SMALL, run_command
 
-# DEC on 512 digits with a tiny model: 2 epochs of pretraining, then 20,000 refinement
-# steps (tol 0: it never converges early), about 10 s, checkpointed every chunk of steps.
-PLAIN = [*SMALL, "--epochs", "2", "--method", "dec", "--max-steps", "20000", "--dec-tol", "0"]
+# DEC on 512 digits with a tiny model: 2 epochs of pretraining, then 10,000 refinement
+# steps (tol 0: it never converges early), a few seconds, checkpointed every chunk of
+# steps (about 500: a call never runs past a chunk, so a signal lands within one).
+STEPS = 10000
+PLAIN = [*SMALL, "--epochs", "2", "--method", "dec", "--max-steps", str(STEPS), "--dec-tol", "0"]
 DEC = [*PLAIN, "--checkpoint-every", "1"]
 
 
@@ -81,12 +83,12 @@ def test_a_signal_during_refinement_then_resume_equals_a_whole_run(tmp_path, who
         assert "refinement stopped after step" in err and f"--resume {out}" in err
         assert "Traceback" not in err
     ckpt = load_checkpoint(out)
-    assert ckpt.stage == "clustering" and step <= ckpt.refine_step < 20000
+    assert ckpt.stage == "clustering" and step <= ckpt.refine_step < STEPS
     assert not (out / "report.json").exists()
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, whole)
     report = json.loads((out / "report.json").read_text())
-    assert report["models"][0]["refine_steps"] == 20000
+    assert report["models"][0]["refine_steps"] == STEPS
 
 
 def test_a_failed_final_save_resumes_without_refining_twice(tmp_path, whole, monkeypatch, capsys):
@@ -101,7 +103,7 @@ def test_a_failed_final_save_resumes_without_refining_twice(tmp_path, whole, mon
         assert main(["run", *DEC, "--out", str(out)]) == 2
     assert "No space left on device" in capsys.readouterr().err
     ckpt = load_checkpoint(out)
-    assert ckpt.stage == "writing" and ckpt.refine_step == 20000
+    assert ckpt.stage == "writing" and ckpt.refine_step == STEPS
     assert not (out / "report.json").exists()
     import importlib
 
