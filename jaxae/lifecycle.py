@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxae.checkpoint import load_checkpoint
+from jaxae.checkpoint import Checkpoint, load_checkpoint
 from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
 from jaxae.errors import JaxaeError
 from jaxae.experiment import (
@@ -156,11 +156,11 @@ def _step(refinement: Refinement | None) -> int:
     return -1 if refinement is None else refinement.step
 
 
-def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, dict, str]:
-    """The configuration, state, saved run meta and stage to continue ``run_dir`` from.
+def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, Checkpoint]:
+    """The configuration and training state to continue ``run_dir`` from, and its checkpoint.
 
-    The refinement, if the checkpoint holds one, is restored once the data is
-    loaded (it needs the number of images): see :func:`resume`.
+    A refinement the checkpoint holds is restored by :func:`resume` once the data
+    is loaded (its state's shapes depend on the number of images).
     """
     ckpt = load_checkpoint(run_dir)
     run = ckpt.run
@@ -179,12 +179,11 @@ def resume_point(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, Resume, 
         raise JaxaeError(
             f"{run_dir} was saved without its run settings ({e}): train again with jaxae run"
         ) from None
-    saved = None if ckpt.refine is None else (ckpt.refine, ckpt.refine_step, ckpt.refine_models)
     resume = Resume(
         ckpt.state, ckpt.epoch, ckpt.loss_history, ckpt.chunk or 1,
-        float(run.get("train_seconds", 0.0)), saved,
+        float(run.get("train_seconds", 0.0)),
     )  # fmt: skip
-    return config, resume, run, ckpt.stage
+    return config, resume, ckpt
 
 
 def start(
@@ -212,31 +211,24 @@ def resume(
 ) -> Outcome:
     """Continue the run in ``run_dir`` from its checkpoint's stage."""
     run_dir = Path(run_dir)
-    config, saved, run, stage = resume_point(run_dir)
-    if stage != "pretraining" and (run_dir / REPORT).is_file():
+    config, saved, ckpt = resume_point(run_dir)
+    if ckpt.stage != "pretraining" and (run_dir / REPORT).is_file():
         message = f"{run_dir} is a finished run ({saved.epoch} epochs): nothing to resume"
         return Outcome("already finished", run_dir, message=message)
     dataset = load_data(config.data)
     _check_stop(should_stop)
-    if fingerprint(dataset) != run.get("fingerprint"):
+    if fingerprint(dataset) != ckpt.run.get("fingerprint"):
         raise JaxaeError(
             f"the data of {run_dir} ({config.data.source}) has changed since the run "
             "began: restore it, or start a new run"
         )
     config = resolve(config, dataset)
-    if saved.refinement is not None:
-        state, step, models = saved.refinement
-        saved = saved._replace(
-            refinement=restore_refinement(
-                state,
-                step,
-                models,
-                saved.state.params,
-                len(dataset.images),
-                model_config=config.model,
-                cluster_config=config.cluster,
-            )
-        )
+    if ckpt.refine is not None:
+        refinement = restore_refinement(
+            ckpt.refine, ckpt.refine_step, ckpt.refine_models, ckpt.state.params,
+            len(dataset.images), model_config=config.model, cluster_config=config.cluster,
+        )  # fmt: skip
+        saved = saved._replace(refinement=refinement)
     return _live(config, dataset, RunFolder(run_dir, resume=True), saved, progress, should_stop)
 
 

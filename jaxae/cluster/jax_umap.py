@@ -196,6 +196,27 @@ class UMAPFit(NamedTuple):
         return cls(features, embedding, a, b, n_neighbors, seed, n_epochs)
 
 
+def check_sizes(
+    n: int, n_neighbors: int, n_components: int, *,
+    names: tuple[str, str] = ("n_neighbors", "n_components"), rows: str = "rows",
+) -> None:  # fmt: skip
+    """UMAP of ``n`` rows needs fewer neighbours than rows, and ``n_components`` below
+    ``n - 1`` (its spectral start); ``names`` are how the caller's parameters are spelt."""
+    k_name, dim_name = names
+    check_int(k_name, n_neighbors, minimum=2)
+    if n_neighbors >= n:
+        raise JaxaeError(
+            f"{k_name}={n_neighbors} needs more than the {n} {rows}: "
+            f"pass {k_name}={max(2, n - 1)} or less, or more {rows}"
+        )
+    check_int(dim_name, n_components, minimum=1)
+    if n_components >= n - 1:
+        raise JaxaeError(
+            f"{dim_name}={n_components} needs more than the {n} {rows}: "
+            f"pass {dim_name}={max(1, n - 2)} or less, or more {rows}"
+        )
+
+
 def fit_umap(
     features: np.ndarray | jax.Array,
     *,
@@ -226,18 +247,7 @@ def fit_umap(
     """
     features = check_rows("features", features, floats_only=True, allow_images=False)
     n = features.shape[0]
-    check_int("n_neighbors", n_neighbors, minimum=2)
-    if n_neighbors >= n:
-        raise JaxaeError(
-            f"n_neighbors={n_neighbors} needs more than the {n} rows: "
-            f"pass n_neighbors={max(2, n - 1)} or less"
-        )
-    check_int("n_components", n_components, minimum=1)
-    if n_components >= n - 1:
-        raise JaxaeError(
-            f"n_components={n_components} needs more than the {n} rows: "
-            f"pass n_components={max(1, n - 2)} or less"
-        )
+    check_sizes(n, n_neighbors, n_components)
     check_real("spread", spread, positive=True)
     check_real("min_dist", min_dist, minimum=0, maximum=spread)
     check_int("seed", seed, minimum=0, maximum=2**31 - 1)

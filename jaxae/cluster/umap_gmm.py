@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxae._validate import check_int, check_real, check_rows
 from jaxae.cluster.gmm import GMMFit, check_width, fit_gmm
+from jaxae.cluster.jax_umap import check_sizes
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.config import check_seed
@@ -101,18 +102,7 @@ def fit_umap_gmm(
     check_clusters(clusters, n)
     check_int("n_init", n_init, minimum=1)
     check_seed(seed)
-    check_int("n_neighbors", n_neighbors, minimum=2)
-    if n_neighbors >= n:
-        raise JaxaeError(
-            f"n_neighbors={n_neighbors} needs more than the {n} samples: "
-            f"pass n_neighbors={max(2, n - 1)} or less"
-        )
-    check_int("n_components", n_components, minimum=1)
-    if n_components >= n - 1:
-        raise JaxaeError(
-            f"n_components={n_components} needs more than the {n} samples: "
-            f"pass n_components={max(1, n - 2)} or less"
-        )
+    check_sizes(n, n_neighbors, n_components, rows="samples")
     check_real("min_dist", min_dist, minimum=0)
     if not isinstance(metric, str):
         raise JaxaeError(f"metric must be a name such as 'euclidean', got {metric!r}")
@@ -151,17 +141,10 @@ def _fit(features: np.ndarray, config) -> UMAPGMMFit:
 def _check(cluster_config, n: int) -> None:
     """Before training: umap-learn is installed, and UMAP's neighbours and dimensions fit
     in ``n`` images (named as the config does)."""
-    neighbors, dim = cluster_config.umap_neighbors, cluster_config.umap_dim
-    if neighbors >= n:
-        raise JaxaeError(
-            f"umap_neighbors={neighbors} needs more than the {n} images: "
-            f"pass umap_neighbors={max(2, n - 1)} or less, or more images"
-        )
-    if dim >= n - 1:
-        raise JaxaeError(
-            f"umap_dim={dim} needs more than the {n} images: "
-            f"pass umap_dim={max(1, n - 2)} or less, or more images"
-        )
+    c = cluster_config
+    check_sizes(
+        n, c.umap_neighbors, c.umap_dim, names=("umap_neighbors", "umap_dim"), rows="images"
+    )
     import_umap()
 
 
