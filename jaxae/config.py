@@ -10,13 +10,20 @@ Errors name the parameter (``batch_size=``); the CLI maps them onto its flags.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from jaxae._validate import check_choice, check_int, check_real, is_int
 from jaxae.errors import JaxaeError
+
+if TYPE_CHECKING:
+    from jaxae.cluster.kmeans import KMeansOptions
+    from jaxae.cluster.refine import RefineOptions
+    from jaxae.cluster.umap_gmm import UMAPOptions
 
 DTYPES = ("float32", "bfloat16")
 SCALINGS = ("standardize", "unit")
@@ -190,9 +197,48 @@ class TrainConfig:
         return cls(epochs=3, batch_size=32)
 
 
+# ClusterConfig's option sections: field -> (module under jaxae.cluster, class). Each
+# method's options live in its own module; this list only says where.
+OPTION_SECTIONS = {
+    "kmeans": ("kmeans", "KMeansOptions"),
+    "umap": ("umap_gmm", "UMAPOptions"),
+    "refine": ("refine", "RefineOptions"),
+}
+# ClusterConfig's flat fields before the sections (report.json and checkpoints of
+# older runs): old name -> (section, field).
+FLAT_CLUSTER_FIELDS = {
+    "max_iter": ("kmeans", "max_iter"),
+    "tol": ("kmeans", "tol"),
+    "kmeans_backend": ("kmeans", "backend"),
+    "umap_dim": ("umap", "dim"),
+    "umap_neighbors": ("umap", "neighbors"),
+    "umap_min_dist": ("umap", "min_dist"),
+    "update_interval": ("refine", "update_interval"),
+    "dec_tol": ("refine", "tol"),
+    "max_steps": ("refine", "max_steps"),
+    "gamma": ("refine", "gamma"),
+    "dec_lr": ("refine", "lr"),
+    "dec_batch_size": ("refine", "batch_size"),
+}
+
+
+def option_class(section: str) -> type:
+    """The options dataclass of ``ClusterConfig.<section>``, from its method's module.
+
+    Imported when a config is made (as the list of methods is): ``jaxae.cluster``
+    imports this module, so this module cannot import it first.
+    """
+    module, name = OPTION_SECTIONS[section]
+    return getattr(importlib.import_module(f"jaxae.cluster.{module}"), name)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClusterConfig:
     """How the codes are clustered.
+
+    What every method shares is here; each method's own options are a section that
+    lives with the method and is given as its dataclass or a dict of its fields:
+    ``ClusterConfig(method="umap-gmm", umap={"neighbors": 15})``.
 
     Attributes:
       method: ``"kmeans"`` (scikit-learn's k-means++ with the original's options),
@@ -202,30 +248,21 @@ class ClusterConfig:
       clusters: how many clusters.
       n_init: KMeans restarts (also for the centres DEC starts from) and
         Gaussian-mixture initialisations; the best is chosen without labels.
-      kmeans_backend: ``"sklearn"`` or ``"jax"`` (on the device) for the codes;
-        the pixel baseline always uses scikit-learn.
-      umap_dim, umap_neighbors, umap_min_dist: the UMAP embedding (N2D: 10, 20, 0).
-      update_interval, tol, max_steps, gamma, dec_lr, dec_batch_size: DEC and IDEC
-        refinement (DEC-keras: target every 140 steps, stop below 0.1% changed
-        assignments or at 20,000 steps; IDEC's KL weight 0.1; SGD 0.01, batch 256).
+      seed: the clustering's random state.
+      kmeans: :class:`jaxae.cluster.kmeans.KMeansOptions` (max_iter, tol, backend):
+        KMeans, DEC/IDEC's starting centres and the KMeans pixel baseline.
+      umap: :class:`jaxae.cluster.umap_gmm.UMAPOptions` (dim, neighbors, min_dist).
+      refine: :class:`jaxae.cluster.refine.RefineOptions` (update_interval, tol,
+        max_steps, gamma, lr, batch_size): DEC and IDEC.
     """
 
     method: str = "kmeans"
     clusters: int = 10
     n_init: int = 3
-    max_iter: int = 300
-    tol: float = 1e-4
-    kmeans_backend: str = "sklearn"
-    umap_dim: int = 10
-    umap_neighbors: int = 20
-    umap_min_dist: float = 0.0
-    update_interval: int = 140
-    dec_tol: float = 0.001
-    max_steps: int = 20000
-    gamma: float = 0.1
-    dec_lr: float = 0.01
-    dec_batch_size: int = 256
     seed: int = 0
+    kmeans: KMeansOptions = dataclasses.field(default_factory=dict)
+    umap: UMAPOptions = dataclasses.field(default_factory=dict)
+    refine: RefineOptions = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         from jaxae.cluster import METHODS  # the one list of methods (imports config too)
@@ -233,19 +270,33 @@ class ClusterConfig:
         check_choice("method", self.method, tuple(METHODS))
         check_int("clusters", self.clusters, minimum=1)
         check_int("n_init", self.n_init, minimum=1, maximum=MAX_N_INIT)
-        check_int("max_iter", self.max_iter, minimum=1)
-        check_real("tol", self.tol, minimum=0.0)
-        check_choice("kmeans_backend", self.kmeans_backend, ("sklearn", "jax"))
-        check_int("umap_dim", self.umap_dim, minimum=1)
-        check_int("umap_neighbors", self.umap_neighbors, minimum=2)
-        check_real("umap_min_dist", self.umap_min_dist, minimum=0.0)
-        check_int("update_interval", self.update_interval, minimum=1)
-        check_real("dec_tol", self.dec_tol, minimum=0.0, maximum=1.0)
-        check_int("max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
-        check_real("gamma", self.gamma, minimum=0.0)
-        check_real("dec_lr", self.dec_lr, positive=True)
-        check_int("dec_batch_size", self.dec_batch_size, minimum=1)
         check_seed(self.seed)
+        for section in OPTION_SECTIONS:
+            cls, value = option_class(section), getattr(self, section)
+            if isinstance(value, Mapping):
+                unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+                if unknown:
+                    raise JaxaeError(
+                        f"{section} has no option {unknown[0]!r}: use "
+                        f"{', '.join(f.name for f in dataclasses.fields(cls))}"
+                    )
+                value = cls(**value)
+            elif not isinstance(value, cls):
+                raise JaxaeError(
+                    f"{section} must be a {cls.__name__} or a dict of its fields, got {value!r}"
+                )
+            object.__setattr__(self, section, value)
+
+    @classmethod
+    def from_dict(cls, fields: Mapping) -> ClusterConfig:
+        """The config ``dataclasses.asdict`` wrote (report.json, checkpoints), sections
+        nested; an older run's flat fields (``umap_dim``, ``dec_tol``, ...) are read too."""
+        fields = dict(fields)
+        sections: dict[str, dict] = {s: dict(fields.pop(s, None) or {}) for s in OPTION_SECTIONS}
+        for old, (section, name) in FLAT_CLUSTER_FIELDS.items():
+            if old in fields:
+                sections[section].setdefault(name, fields.pop(old))
+        return cls(**fields, **sections)
 
     @classmethod
     def tiny(cls) -> ClusterConfig:

@@ -74,6 +74,8 @@ def apply_preset(
       name: a key of ``PRESETS``.
       model, train, cluster: fields to set over the preset's; a value of None
         keeps the preset's (so unset flags and keywords can be passed as they are).
+        A method's options are a dict, merged field by field:
+        ``cluster={"umap": {"neighbors": 15}}``.
       input_dim: the data's width (``jaxae run`` leaves 1 and fills it from the data).
       seed: the first seed, for training and clustering alike.
 
@@ -85,7 +87,7 @@ def apply_preset(
 
     fields = preset_fields(name)
     for section, given in (("model", model), ("train", train), ("cluster", cluster)):
-        fields[section].update({k: v for k, v in (given or {}).items() if v is not None})
+        _merge(fields[section], given or {})
     return (
         ModelConfig(input_dim=input_dim, **fields["model"]),
         TrainConfig(seed=seed, **fields["train"]),
@@ -93,8 +95,24 @@ def apply_preset(
     )
 
 
+def _merge(fields: dict[str, Any], given: dict[str, Any]) -> None:
+    """Set ``given``'s values over ``fields``, a dict (a method's options) field by field;
+    None keeps the preset's value."""
+    for key, value in given.items():
+        if isinstance(value, dict):
+            fields[key] = dict(fields.get(key) or {})
+            _merge(fields[key], value)
+        elif value is not None:
+            fields[key] = value
+
+
 def describe(name: str) -> str:
     """One line: the preset's fields, for ``jaxae run --help``."""
-    fields = PRESETS[name]
-    parts = [f"{k}={v}" for section in fields.values() for k, v in section.items()]
-    return ", ".join(parts) or "the defaults"
+
+    def parts(fields: dict[str, Any], prefix: str = ""):
+        for k, v in fields.items():
+            yield from parts(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={v}"]
+
+    return ", ".join(p for section in PRESETS[name].values() for p in parts(section)) or (
+        "the defaults"
+    )

@@ -86,3 +86,53 @@ def test_fit_kmeans_bad_values_give_one_line(kwargs, match):
 def test_predict_nearest_checks_the_width():
     with pytest.raises(JaxaeError, match="3 columns but the centres 2"):
         predict_nearest(np.zeros((2, 2)), np.zeros((5, 3)))
+
+
+def test_each_method_keeps_its_options_in_its_own_section():
+    from jaxae.cluster.kmeans import KMeansOptions
+    from jaxae.cluster.refine import RefineOptions
+    from jaxae.cluster.umap_gmm import UMAPOptions
+
+    c = ClusterConfig(method="umap-gmm", umap={"neighbors": 15}, kmeans=KMeansOptions(tol=0.5))
+    assert c.umap == UMAPOptions(neighbors=15) and c.umap.dim == 10
+    assert c.kmeans == KMeansOptions(tol=0.5) and c.refine == RefineOptions()
+    with pytest.raises(JaxaeError, match="umap has no option 'dims': use dim, neighbors"):
+        ClusterConfig(umap={"dims": 3})
+    with pytest.raises(JaxaeError, match="refine must be a RefineOptions or a dict"):
+        ClusterConfig(refine=UMAPOptions())
+    with pytest.raises(JaxaeError, match=r"refine\.tol must be at most 1"):
+        ClusterConfig(refine={"tol": 2.0})
+
+
+def test_cluster_config_reads_what_it_wrote_and_an_older_runs_flat_fields():
+    import dataclasses
+
+    c = ClusterConfig(method="dec", n_init=20, refine={"update_interval": 30, "tol": 0.01})
+    assert ClusterConfig.from_dict(dataclasses.asdict(c)) == c
+    # report.json's "cluster" of a run made before the sections (flat fields).
+    old = {
+        "method": "umap-gmm", "clusters": 10, "n_init": 10, "max_iter": 300, "tol": 0.0001,
+        "kmeans_backend": "jax", "umap_dim": 5, "umap_neighbors": 15, "umap_min_dist": 0.1,
+        "update_interval": 30, "dec_tol": 0.01, "max_steps": 500, "gamma": 0.2,
+        "dec_lr": 0.1, "dec_batch_size": 64, "seed": 3,
+    }  # fmt: skip
+    c = ClusterConfig.from_dict(old)
+    assert (c.method, c.n_init, c.seed) == ("umap-gmm", 10, 3)
+    assert (c.kmeans.max_iter, c.kmeans.tol, c.kmeans.backend) == (300, 1e-4, "jax")
+    assert (c.umap.dim, c.umap.neighbors, c.umap.min_dist) == (5, 15, 0.1)
+    r = c.refine
+    assert (r.update_interval, r.tol, r.max_steps, r.gamma, r.lr, r.batch_size) == (
+        30, 0.01, 500, 0.2, 0.1, 64,
+    )  # fmt: skip
+
+
+def test_a_preset_and_its_overrides_merge_option_by_option():
+    from jaxae.presets import PRESETS, apply_preset
+
+    before = repr(PRESETS)
+    _, _, cluster = apply_preset(
+        "n2d-fast", cluster={"umap": {"neighbors": 15, "dim": None}, "n_init": None}
+    )
+    assert (cluster.method, cluster.n_init) == ("umap-gmm", 10)
+    assert (cluster.umap.neighbors, cluster.umap.dim) == (15, 10)
+    assert repr(PRESETS) == before  # the preset itself is left as it was

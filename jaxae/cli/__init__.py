@@ -17,7 +17,7 @@ import sys
 from jaxae.errors import JaxaeError
 
 # Library parameters whose flag is not simply --name-with-dashes.
-RENAMED = {"source": "--dataset", "kmeans_backend": "--kmeans", "out_path": "--out"}
+RENAMED = {"source": "--dataset", "out_path": "--out"}
 
 
 def _subcommands():
@@ -51,9 +51,14 @@ def _subcommands():
 
 
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
-    """``batch_size=0`` in a library message becomes ``--batch-size 0`` (a flag of ``parser``)."""
+    """``batch_size=0`` in a library message becomes ``--batch-size 0`` (a flag of
+    ``parser``); a method's option (``umap.dim``) becomes its flag wherever it is named."""
+    from jaxae.cli.run import OPTION_FLAGS
+
     flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
-    flags.update({k: v for k, v in RENAMED.items()})
+    flags.update(RENAMED)
+    options = {k: v for k, v in OPTION_FLAGS.items() if v in parser._option_string_actions}
+    flags.update(options)
 
     def swap(m: re.Match) -> str:
         name, value = m.group(1), m.group(2)
@@ -62,7 +67,10 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
             return m.group(0)
         return flag if value == "True" else f"{flag} "
 
-    return re.sub(r"\b([a-z][a-z0-9_]*)=(True\b)?", swap, message)
+    message = re.sub(r"\b([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?)=(True\b)?", swap, message)
+    for name, flag in options.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(name)}\b", flag, message)
+    return message
 
 
 def main(argv: list[str] | None = None, *, exit_after: bool = False) -> int:

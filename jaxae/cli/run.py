@@ -17,7 +17,8 @@ RESUME_FLAGS = {
     "resume", "no_progress", "compilation_cache", "distributed", "coordinator",
     "num_processes", "process_id", "parser", "handler", "command", "stopped",
 }  # fmt: skip
-# Flag -> (config section, field) for the fields a preset may set.
+# Flag -> where in the configs it goes: (config, field), or (config, a method's options,
+# field) for ClusterConfig's sections. The fields a preset may set.
 PRESET_FIELDS = {
     "hidden": ("model", "hidden"),
     "code_dim": ("model", "code_dim"),
@@ -35,14 +36,20 @@ PRESET_FIELDS = {
     "method": ("cluster", "method"),
     "clusters": ("cluster", "clusters"),
     "n_init": ("cluster", "n_init"),
-    "kmeans": ("cluster", "kmeans_backend"),
-    "update_interval": ("cluster", "update_interval"),
-    "max_steps": ("cluster", "max_steps"),
-    "gamma": ("cluster", "gamma"),
-    "dec_tol": ("cluster", "dec_tol"),
-    "umap_dim": ("cluster", "umap_dim"),
-    "umap_neighbors": ("cluster", "umap_neighbors"),
-    "umap_min_dist": ("cluster", "umap_min_dist"),
+    "kmeans": ("cluster", "kmeans", "backend"),
+    "update_interval": ("cluster", "refine", "update_interval"),
+    "max_steps": ("cluster", "refine", "max_steps"),
+    "gamma": ("cluster", "refine", "gamma"),
+    "dec_tol": ("cluster", "refine", "tol"),
+    "umap_dim": ("cluster", "umap", "dim"),
+    "umap_neighbors": ("cluster", "umap", "neighbors"),
+    "umap_min_dist": ("cluster", "umap", "min_dist"),
+}
+# A method option's name in library messages ("umap.dim") -> its flag.
+OPTION_FLAGS = {
+    ".".join(path[1:]): "--" + flag.replace("_", "-")
+    for flag, path in PRESET_FIELDS.items()
+    if len(path) == 3
 }
 
 
@@ -200,8 +207,11 @@ def experiment_config(args: argparse.Namespace):
     from jaxae.presets import apply_preset
 
     fields = {"model": {}, "train": {}, "cluster": {}}
-    for flag, (section, name) in PRESET_FIELDS.items():
-        fields[section][name] = getattr(args, flag)
+    for flag, (section, *names) in PRESET_FIELDS.items():
+        target = fields[section]
+        for name in names[:-1]:
+            target = target.setdefault(name, {})
+        target[names[-1]] = getattr(args, flag)
     fields["train"]["lr"] = None if args.lr is None else args.lr[0]
     model, train, cluster = apply_preset(args.preset, seed=args.seed, **fields)
     source = args.dataset

@@ -21,11 +21,24 @@ from jaxae.cluster.dec import (
 )
 from jaxae.cluster.gmm import GMMFit, fit_gmm, gmm_arrays, gmm_from_arrays
 from jaxae.cluster.jax_kmeans import KMeansResult, kmeans_jax
-from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, kmeans, predict_nearest
-from jaxae.cluster.refine import RefinementStopped, RefineResult, init_refinement, refine
+from jaxae.cluster.kmeans import (
+    KMeansFit,
+    KMeansOptions,
+    check_clusters,
+    fit_kmeans,
+    kmeans,
+    predict_nearest,
+)
+from jaxae.cluster.refine import (
+    RefinementStopped,
+    RefineOptions,
+    RefineResult,
+    init_refinement,
+    refine,
+)
 from jaxae.cluster.registry import Method
 from jaxae.cluster.scores import cluster_accuracy, scores
-from jaxae.cluster.umap_gmm import UMAPGMMFit, fit_umap_gmm
+from jaxae.cluster.umap_gmm import UMAPGMMFit, UMAPOptions, fit_umap_gmm
 
 # Name -> method. A new method is a module of its own and one entry here.
 METHODS: dict[str, Method] = {
@@ -36,13 +49,16 @@ __all__ = [
     "METHODS",
     "GMMFit",
     "KMeansFit",
+    "KMeansOptions",
     "KMeansResult",
     "Method",
     "RefineConfig",
+    "RefineOptions",
     "RefineResult",
     "RefineState",
     "RefinementStopped",
     "UMAPGMMFit",
+    "UMAPOptions",
     "check_clusters",
     "cluster_accuracy",
     "fit_gmm",

@@ -3,6 +3,7 @@ nearest-centre prediction, which DEC and IDEC's refined centres use too."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -14,6 +15,27 @@ from jaxae.config import ClusterConfig, check_seed
 from jaxae.errors import JaxaeError
 
 BACKENDS = ("sklearn", "jax")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KMeansOptions:
+    """KMeans' options (``ClusterConfig.kmeans``): the ``kmeans`` method, the centres
+    DEC and IDEC start from, and the KMeans pixel baseline.
+
+    Attributes:
+      max_iter, tol: scikit-learn's (the original recipe's: 300, 1e-4).
+      backend: ``"sklearn"`` or ``"jax"`` (on the device) for the codes; the pixel
+        baseline always uses scikit-learn.
+    """
+
+    max_iter: int = 300
+    tol: float = 1e-4
+    backend: str = "sklearn"
+
+    def __post_init__(self):
+        check_int("kmeans.max_iter", self.max_iter, minimum=1)
+        check_real("kmeans.tol", self.tol, minimum=0.0)
+        check_choice("kmeans.backend", self.backend, BACKENDS)
 
 
 class KMeansFit(NamedTuple):
@@ -120,10 +142,10 @@ def kmeans(
 
 def _fit(features: np.ndarray, config: ClusterConfig, *, backend: str | None = None) -> KMeansFit:
     """:func:`fit_kmeans` with a ``ClusterConfig``'s options (its backend unless given)."""
-    c = config
+    c, o = config, config.kmeans
     return fit_kmeans(
-        features, clusters=c.clusters, n_init=c.n_init, max_iter=c.max_iter, tol=c.tol,
-        seed=c.seed, backend=backend or c.kmeans_backend,
+        features, clusters=c.clusters, n_init=c.n_init, max_iter=o.max_iter, tol=o.tol,
+        seed=c.seed, backend=backend or o.backend,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ progress bar, ``on_chunk`` for checkpoints, ``should_stop`` for signals, and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae._validate import check_int, check_rows
+from jaxae._validate import check_int, check_real, check_rows
 from jaxae.cluster.dec import (
     RefineConfig,
     RefineState,
@@ -25,9 +26,39 @@ from jaxae.cluster.dec import (
 )
 from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, predict_nearest
 from jaxae.cluster.registry import Method
-from jaxae.config import ModelConfig, check_seed
+from jaxae.config import MAX_STEPS, ModelConfig, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import Call, Stopped, drive
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefineOptions:
+    """DEC and IDEC's options (``ClusterConfig.refine``); DEC-keras' for MNIST.
+
+    Attributes:
+      update_interval: steps between updates of the target P (140).
+      tol: stop once fewer than this fraction of assignments changed between two
+        updates (0.001).
+      max_steps: the most optimiser steps (20,000).
+      gamma: IDEC's weight of the KL loss (0.1).
+      lr: DEC's SGD learning rate (0.01; IDEC keeps Adam 0.001, its MNIST setting).
+      batch_size: rows per step, taken in data order (256).
+    """
+
+    update_interval: int = 140
+    tol: float = 0.001
+    max_steps: int = 20000
+    gamma: float = 0.1
+    lr: float = 0.01
+    batch_size: int = 256
+
+    def __post_init__(self):
+        check_int("refine.update_interval", self.update_interval, minimum=1)
+        check_real("refine.tol", self.tol, minimum=0.0, maximum=1.0)
+        check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
+        check_real("refine.gamma", self.gamma, minimum=0.0)
+        check_real("refine.lr", self.lr, positive=True)
+        check_int("refine.batch_size", self.batch_size, minimum=1)
 
 
 class RefinementStopped(Stopped):
@@ -272,11 +303,11 @@ def refine(
 
 def config_for(cluster_config, n: int) -> RefineConfig:
     """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` rows."""
-    c = cluster_config
+    c, o = cluster_config, cluster_config.refine
     return RefineConfig.for_method(
-        c.method, clusters=c.clusters, gamma=c.gamma, update_interval=c.update_interval,
-        tol=c.dec_tol, max_iter=c.max_steps, batch_size=min(c.dec_batch_size, n),
-        kmeans_n_init=c.n_init, **({"lr": c.dec_lr} if c.method == "dec" else {}),
+        c.method, clusters=c.clusters, gamma=o.gamma, update_interval=o.update_interval,
+        tol=o.tol, max_iter=o.max_steps, batch_size=min(o.batch_size, n),
+        kmeans_n_init=c.n_init, **({"lr": o.lr} if c.method == "dec" else {}),
     )  # fmt: skip
 
 

@@ -39,6 +39,27 @@ from jaxae.errors import JaxaeError
 UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]'"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UMAPOptions:
+    """UMAP's options (``ClusterConfig.umap``); N2D's: 10 dimensions, 20 neighbours,
+    ``min_dist`` 0.
+
+    Attributes:
+      dim: the embedding's dimensions (umap-learn's ``n_components``).
+      neighbors: umap-learn's ``n_neighbors``.
+      min_dist: umap-learn's ``min_dist``.
+    """
+
+    dim: int = 10
+    neighbors: int = 20
+    min_dist: float = 0.0
+
+    def __post_init__(self):
+        check_int("umap.dim", self.dim, minimum=1)
+        check_int("umap.neighbors", self.neighbors, minimum=2)
+        check_real("umap.min_dist", self.min_dist, minimum=0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class UMAPGMMFit:
     """A fitted ``umap-gmm``.
@@ -131,20 +152,18 @@ def import_umap():
 
 
 def _fit(features: np.ndarray, config) -> UMAPGMMFit:
+    o = config.umap
     return fit_umap_gmm(
         features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
-        n_components=config.umap_dim, n_neighbors=config.umap_neighbors,
-        min_dist=config.umap_min_dist,
+        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist,
     )  # fmt: skip
 
 
 def _check(cluster_config, n: int) -> None:
     """Before training: umap-learn is installed, and UMAP's neighbours and dimensions fit
     in ``n`` images (named as the config does)."""
-    c = cluster_config
-    check_sizes(
-        n, c.umap_neighbors, c.umap_dim, names=("umap_neighbors", "umap_dim"), rows="images"
-    )
+    o = cluster_config.umap
+    check_sizes(n, o.neighbors, o.dim, names=("umap.neighbors", "umap.dim"), rows="images")
     import_umap()
 
 
