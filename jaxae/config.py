@@ -21,6 +21,7 @@ from jaxae._validate import check_choice, check_int, check_real, is_int
 from jaxae.errors import JaxaeError
 
 if TYPE_CHECKING:
+    from jaxae.cluster.gmm import GMMOptions
     from jaxae.cluster.kmeans import KMeansOptions
     from jaxae.cluster.refine import RefineOptions
     from jaxae.cluster.umap_gmm import UMAPOptions
@@ -201,6 +202,7 @@ class TrainConfig:
 # method's options live in its own module; this list only says where.
 OPTION_SECTIONS = {
     "kmeans": ("kmeans", "KMeansOptions"),
+    "gmm": ("gmm", "GMMOptions"),
     "umap": ("umap_gmm", "UMAPOptions"),
     "refine": ("refine", "RefineOptions"),
 }
@@ -251,7 +253,10 @@ class ClusterConfig:
       seed: the clustering's random state.
       kmeans: :class:`jaxae.cluster.kmeans.KMeansOptions` (max_iter, tol, backend):
         KMeans, DEC/IDEC's starting centres and the KMeans pixel baseline.
-      umap: :class:`jaxae.cluster.umap_gmm.UMAPOptions` (dim, neighbors, min_dist).
+      gmm: :class:`jaxae.cluster.gmm.GMMOptions` (backend): the mixture of ``gmm``
+        and ``umap-gmm``.
+      umap: :class:`jaxae.cluster.umap_gmm.UMAPOptions` (dim, neighbors, min_dist,
+        backend).
       refine: :class:`jaxae.cluster.refine.RefineOptions` (update_interval, tol,
         max_steps, gamma, lr, batch_size): DEC and IDEC.
     """
@@ -261,6 +266,7 @@ class ClusterConfig:
     n_init: int = 3
     seed: int = 0
     kmeans: KMeansOptions = dataclasses.field(default_factory=dict)
+    gmm: GMMOptions = dataclasses.field(default_factory=dict)
     umap: UMAPOptions = dataclasses.field(default_factory=dict)
     refine: RefineOptions = dataclasses.field(default_factory=dict)
 

@@ -316,8 +316,9 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
     chosen = experiment.clusterings[experiment.selected]
     save_npy(out / LABELS, np.asarray(chosen.labels, np.int64))
-    if METHODS[chosen.method].load is not None:  # what jaxae.load(...).predict needs
-        save_npz(out / CLUSTERER, method=np.asarray(chosen.method), **chosen.fitted.arrays())
+    arrays = chosen.fitted.arrays() if METHODS[chosen.method].load is not None else None
+    if arrays is not None:  # what jaxae.load(...).predict needs (umap-learn's: nothing)
+        save_npz(out / CLUSTERER, method=np.asarray(chosen.method), **arrays)
     write_json(out / REPORT, report.to_dict())
     return out
 
@@ -358,7 +359,8 @@ def _clusterer(folder: Path, method: str) -> Clustering:
         elif old["mixture.npz"].is_file():
             with np.load(old["mixture.npz"], allow_pickle=False) as saved:
                 arrays = dict(saved)
-        elif entry.load is None:  # umap-learn's: nothing could be saved
+        elif entry.load is None or (folder / REPORT).is_file():
+            # Finished without a clusterer: the fit could not be saved (umap-learn's).
             return Clustering(method, none, missing=entry.unsaved())
         else:  # not finished: predict says so
             return Clustering(method, none)

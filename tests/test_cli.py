@@ -221,6 +221,30 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
             assert str(saved["method"]) == method  # one file, the method's name inside
 
 
+def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
+    tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    import jaxae
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
+    out = tmp_path / "run"
+    args = ["run", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax", "--n-init", "2"]
+    assert main([*args, *TINY, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["cluster"]["umap"]["backend"] == report["cluster"]["gmm"]["backend"] == "jax"
+    assert "pixel_umap_gmm" in report["metrics"]  # the baseline with the same backends
+    with np.load(out / "clusterer.npz", allow_pickle=False) as saved:
+        assert str(saved["method"]) == "umap-gmm" and "umap_embedding" in saved
+    pred = tmp_path / "pred.npy"
+    assert main(["predict", str(out), "digits", "--n", "300", "--out", str(pred)]) == 0
+    # The training images' codes are training rows: they keep their embedding and labels.
+    np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
+    images = jaxae.load_dataset("digits").images[:300]
+    np.testing.assert_array_equal(jaxae.load(out).predict(images), np.load(pred))
+
+
 # Issue 17, rows 1-2: nothing writes into a run folder but its run.
 @pytest.mark.parametrize("command", ["predict", "encode"])
 def test_nothing_writes_into_a_run_folder_but_its_run(run_dir, tmp_path, capsys, command):
@@ -319,8 +343,7 @@ def test_the_clis_choices_are_the_configs():
     """The CLI keeps literal lists (it parses before JAX loads): they must stay in step."""
     from jaxae import config
     from jaxae.cli.run import CHOICES
-    from jaxae.cluster import METHODS
-    from jaxae.cluster.kmeans import BACKENDS
+    from jaxae.cluster import METHODS, gmm, kmeans, umap_gmm
 
     assert CHOICES == {
         "optimizer": config.OPTIMIZERS,
@@ -328,7 +351,9 @@ def test_the_clis_choices_are_the_configs():
         "code_activation": config.CODE_ACTIVATIONS,
         "scaling": config.SCALINGS,
         "method": tuple(METHODS),
-        "kmeans": BACKENDS,
+        "kmeans": kmeans.BACKENDS,
+        "gmm": gmm.BACKENDS,
+        "umap": umap_gmm.BACKENDS,
         "dtype": config.DTYPES,
     }
 

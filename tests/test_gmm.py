@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from jaxae.cluster import fit_gmm, fit_umap_gmm, gmm_arrays, gmm_from_arrays
+from jaxae.cluster import GMMFit, fit_gmm, fit_umap_gmm, gmm_arrays, gmm_from_arrays
 from jaxae.cluster.umap_gmm import UMAP_MISSING
 from jaxae.errors import JaxaeError
 
@@ -66,7 +66,9 @@ def test_missing_umap_learn_gives_one_line(blobs, monkeypatch):
     with pytest.raises(JaxaeError) as error:
         fit_umap_gmm(blobs[0], clusters=4)
     assert (
-        str(error.value) == UMAP_MISSING == ("umap-gmm needs umap-learn: pip install 'jaxae[umap]'")
+        str(error.value)
+        == UMAP_MISSING
+        == "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
     )
 
 
@@ -109,3 +111,16 @@ def test_umap_gmm_predict(blobs, umap_fit):
     assert (umap_fit.predict(moved) == umap_fit.labels[:60]).mean() >= 0.99
     with pytest.raises(JaxaeError, match="11 columns but the clustering was fitted on 12"):
         umap_fit.predict(x[:, :11])
+
+
+def test_the_device_mixture_is_carried_as_a_saved_gaussian_mixture(blobs):
+    from jaxae.cluster.gmm import fit_mixture
+
+    x, y = blobs
+    fit = fit_mixture(x, clusters=4, n_init=2, seed=0, backend="jax")
+    assert adjusted_rand_score(y, fit.labels) == 1.0
+    np.testing.assert_array_equal(fit.predict(x), fit.labels)  # what a run saves predicts
+    back = GMMFit.from_arrays(fit.arrays())
+    np.testing.assert_array_equal(back.predict(x), fit.labels)
+    with pytest.raises(JaxaeError, match="unknown backend 'torch'"):
+        fit_mixture(x, clusters=4, n_init=1, seed=0, backend="torch")

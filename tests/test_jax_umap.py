@@ -274,10 +274,14 @@ def test_embedding_separates_digits(fit, digits):
 
 
 def test_transform_of_training_rows_lands_near_their_embedding(fit, digits):
-    new = fit.transform(digits[0][:100])
+    rows = digits[0][:100]
+    # A training row itself keeps its embedding (as umap-learn's transform of X).
+    np.testing.assert_array_equal(fit.transform(rows), fit.embedding[:100])
+    nudged = rows + np.random.default_rng(0).normal(0, 1e-3, rows.shape).astype(np.float32)
+    new = fit.transform(nudged)
     assert new.shape == (100, C) and new.dtype == np.float32
-    # Each row's own embedding should be among the nearest training points of its
-    # transform: compare with the typical spacing of the training embedding.
+    # A row next to a training row is embedded anew: its row's embedding should be
+    # among the nearest training points of its transform (the typical spacing).
     d = np.linalg.norm(new[:, None, :] - fit.embedding[None], axis=2)
     own = d[np.arange(100), np.arange(100)]
     spacing = np.sort(np.linalg.norm(fit.embedding[:, None] - fit.embedding[None], axis=2), 1)
@@ -298,7 +302,7 @@ def test_arrays_round_trip(fit, digits, tmp_path):
         3,
         EPOCHS,
     )
-    rows = digits[0][:100]  # the shape the transform test compiled
+    rows = digits[0][:100] + 1e-3  # the shape the transform test compiled; not training rows
     np.testing.assert_array_equal(back.transform(rows), fit.transform(rows))
 
 

@@ -37,6 +37,8 @@ PRESET_FIELDS = {
     "clusters": ("cluster", "clusters"),
     "n_init": ("cluster", "n_init"),
     "kmeans": ("cluster", "kmeans", "backend"),
+    "gmm": ("cluster", "gmm", "backend"),
+    "umap": ("cluster", "umap", "backend"),
     "update_interval": ("cluster", "refine", "update_interval"),
     "max_steps": ("cluster", "refine", "max_steps"),
     "gamma": ("cluster", "refine", "gamma"),
@@ -62,6 +64,8 @@ CHOICES = {
     "scaling": ("standardize", "unit"),
     "method": ("kmeans", "gmm", "dec", "idec", "umap-gmm"),
     "kmeans": ("sklearn", "jax"),
+    "gmm": ("sklearn", "jax"),
+    "umap": ("umap-learn", "jax"),
     "dtype": ("float32", "bfloat16"),
 }
 
@@ -110,6 +114,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kmeans", choices=CHOICES["kmeans"], default=None,
         help="KMeans on the codes: scikit-learn (default) or on the device",
+    )  # fmt: skip
+    p.add_argument(
+        "--gmm", choices=CHOICES["gmm"], default=None,
+        help="the Gaussian mixture (gmm, umap-gmm): scikit-learn (default) or on the device",
+    )  # fmt: skip
+    p.add_argument(
+        "--umap", choices=CHOICES["umap"], default=None,
+        help="umap-gmm's UMAP: umap-learn (default) or on the device (saved: predicts)",
     )  # fmt: skip
     p.add_argument("--update-interval", type=int, default=None, help="DEC: steps per target")
     p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")

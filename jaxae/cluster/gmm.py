@@ -1,4 +1,5 @@
-"""``gmm``: a Gaussian mixture of the codes (scikit-learn's GaussianMixture).
+"""``gmm``: a Gaussian mixture of the codes (scikit-learn's GaussianMixture, or
+the EM of :mod:`jaxae.cluster.jax_gmm` on the device: ``GMMOptions.backend``).
 
 ``n_init`` > 1 fits several from seeded starts and keeps the one with the highest
 likelihood lower bound (GaussianMixture's own choice), so no label is used to
@@ -21,6 +22,24 @@ from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+BACKENDS = ("sklearn", "jax")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GMMOptions:
+    """The Gaussian mixture's options (``ClusterConfig.gmm``), for ``gmm``, the mixture
+    of ``umap-gmm`` and their pixel baselines.
+
+    Attributes:
+      backend: ``"sklearn"`` (scikit-learn's GaussianMixture) or ``"jax"`` (EM on the
+        device, :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ
+        from scikit-learn's, so the same seed gives another, equally likely, mixture).
+    """
+
+    backend: str = "sklearn"
+
+    def __post_init__(self):
+        check_choice("gmm.backend", self.backend, BACKENDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +192,39 @@ def check_width(features, width: int) -> np.ndarray:
     return features
 
 
+def fit_mixture(
+    features: np.ndarray, *, clusters: int, n_init: int, seed: int, backend: str = "sklearn"
+) -> GMMFit:
+    """A full-covariance mixture of ``(N, F)`` features with scikit-learn or on the device.
+
+    The JAX backend (:func:`jaxae.cluster.jax_gmm.fit_gmm_jax`) is carried as a
+    GaussianMixture built from its arrays, and its labels are that model's
+    ``predict``, so what a run saves predicts the labels it reports.
+    """
+    check_choice("backend", backend, BACKENDS)
+    if backend == "sklearn":
+        return fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed)
+    from jaxae.cluster.jax_gmm import fit_gmm_jax
+
+    features = np.asarray(check_rows("features", features), np.float32)
+    check_clusters(clusters, features.shape[0])
+    check_seed(seed)
+    result = fit_gmm_jax(features, clusters=clusters, n_init=n_init, seed=seed)
+    arrays = {
+        "weights": result.weights,
+        "means": result.means,
+        "covariances": result.covariances,
+        "covariance_type": np.asarray("full"),
+    }
+    model = gmm_from_arrays(arrays)
+    return GMMFit(model.predict(features).astype(np.int32), model)
+
+
 def _fit(features: np.ndarray, config) -> GMMFit:
-    return fit_gmm(features, clusters=config.clusters, n_init=config.n_init, seed=config.seed)
+    return fit_mixture(
+        features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
+        backend=config.gmm.backend,
+    )  # fmt: skip
 
 
 METHOD = Method("gmm", "GMM", fit=_fit, load=GMMFit.from_arrays, pixel_baseline=True)

@@ -146,9 +146,10 @@ class UMAPFit(NamedTuple):
         a training row's embedding when the new row equals it), then 100 epochs
         (30 above 10,000 rows; a third of the fit's when it was given) at a
         learning rate of 0.25, pulled towards the neighbours, pushed from
-        negative samples, the training embedding held still. Unlike umap-learn,
-        which returns ``embedding_`` when handed the training array itself, the
-        training rows are embedded as any others: near their embedding, not on it.
+        negative samples, the training embedding held still. A row equal to a
+        training row keeps that row's embedding (umap-learn returns ``embedding_``
+        when handed the training array itself), so the training rows' labels are
+        the fit's own.
 
         Returns:
           ``(Q, C)`` float32.
@@ -743,7 +744,13 @@ def _transform(fit: UMAPFit, x: jax.Array) -> np.ndarray:
         reference=reference,
         initial_alpha=0.25,
     )
-    return np.asarray(jax.device_get(embedding))
+    # A row equal to its nearest training row keeps that row's embedding, as
+    # umap-learn hands back its embedding for the training data itself.
+    nearest = indices[:, 0]
+    same = np.all(np.asarray(jax.device_get(x)) == np.asarray(fit.features)[nearest], axis=1)
+    embedding = np.array(jax.device_get(embedding))
+    embedding[same] = np.asarray(fit.embedding)[nearest[same]]
+    return embedding
 
 
 @jax.jit

@@ -43,13 +43,16 @@ class Method:
         codes; None for a method that refines the encoder (``refines_encoder``),
         which ``jaxae.methods`` fits over all models at once.
       load: ``load(arrays) -> Fitted`` from what ``arrays()`` saved; None when
-        the fitted method cannot be saved without pickle (it then says why).
+        the fitted method cannot be saved without pickle (it then says why). A
+        fit whose ``arrays()`` returns None (umap-learn's UMAP) is not saved either.
       pixel_baseline: the report scores the method on the pixels too (KMeans on
         the pixels is always scored).
       refines_encoder: DEC and IDEC: the encoder itself is refined with the centres.
       check: ``check(cluster_config, n)`` before training, on ``n`` images: raises
         ``JaxaeError`` when something the method needs is missing (an optional
         package) or its options do not fit the data.
+      save_with: the fix :meth:`unsaved` offers before "predict in the process
+        that fitted it" (``"fit with --umap jax, or predict"``).
     """
 
     name: str
@@ -59,11 +62,12 @@ class Method:
     pixel_baseline: bool = False
     refines_encoder: bool = False
     check: Callable[[Any, int], None] | None = None
+    save_with: str = ""
 
     def unsaved(self) -> str:
         """Why a run folder of a method that cannot be saved does not predict."""
         return (
             f"a {self.name} run folder keeps nothing to predict with: its fitted {self.label} "
-            "cannot be saved without pickle; predict in the process that fitted it "
-            "(jaxae.AutoEncoderClusterer, or the Experiment's encoder)"
+            f"cannot be saved without pickle; {self.save_with or 'predict'} in the process "
+            "that fitted it (jaxae.AutoEncoderClusterer, or the Experiment's encoder)"
         )

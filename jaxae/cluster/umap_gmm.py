@@ -1,22 +1,25 @@
-"""``umap-gmm``: N2D's clustering, umap-learn's UMAP then a Gaussian mixture.
+"""``umap-gmm``: N2D's clustering, UMAP then a Gaussian mixture.
 
 It follows N2D (McConville et al., "N2D: (Not Too) Deep Clustering via
 Clustering the Local Manifold of an Autoencoded Embedding", 2020; rymc/n2d at
-6c35936, ``n2d.py`` ``cluster_manifold_in_embedding`` and ``run.sh``): umap-learn's
-``UMAP(n_components=10, n_neighbors=20, min_dist=0.0, metric="euclidean",
-random_state=seed)`` on the autoencoder's codes, then scikit-learn's
-``GaussianMixture(covariance_type="full", n_components=clusters, random_state=seed)``,
-whose ``predict`` labels the points (N2D takes ``predict_proba(...).argmax(1)``, the
-same). N2D fits one GaussianMixture; ``n_init`` > 1 fits several from seeded starts
-and keeps the one with the highest likelihood lower bound (GaussianMixture's own
-choice), so no label is used to choose.
+6c35936, ``n2d.py`` ``cluster_manifold_in_embedding`` and ``run.sh``): UMAP with
+``n_components=10, n_neighbors=20, min_dist=0.0``, Euclidean, seeded, on the
+autoencoder's codes, then a full-covariance Gaussian mixture whose most probable
+component labels each point (N2D takes ``predict_proba(...).argmax(1)``, the same).
+N2D fits one mixture; ``n_init`` > 1 fits several from seeded starts and keeps the
+one with the highest likelihood lower bound, so no label is used to choose.
 
-umap-learn is the optional extra ``jaxae[umap]``, imported only when ``umap-gmm``
-is asked for. With ``random_state`` set it runs on one thread (``n_jobs=1``), and
-is then reproducible: two fits on the same codes give the same embedding bit for bit
-(umap-learn 0.5.12, numba, this machine). A fitted UMAP can only be pickled, so a
-``umap-gmm`` run folder keeps no clusterer and predicts only in the process that
-fitted it (``METHOD.unsaved()`` says so).
+Two UMAP backends (``UMAPOptions.backend``):
+
+- ``"umap-learn"``: the reference, the optional extra ``jaxae[umap]``, imported
+  only when asked for. Seeded, it runs on one thread and is reproducible bit for
+  bit. A fitted ``umap.UMAP`` can only be pickled, so such a run folder keeps no
+  clusterer and predicts only in the process that fitted it.
+- ``"jax"``: :mod:`jaxae.cluster.jax_umap`, on the device, needing no extra. Its fit
+  is plain arrays (training codes, embedding, a and b), so the run folder keeps it
+  and ``jaxae predict`` / ``jaxae.load(run).predict`` assign new images.
+
+The mixture's backend is ``ClusterConfig.gmm`` (:mod:`jaxae.cluster.gmm`).
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from jaxae._validate import check_int, check_real, check_rows
-from jaxae.cluster.gmm import GMMFit, check_width, fit_gmm
-from jaxae.cluster.jax_umap import check_sizes
+from jaxae._validate import check_choice, check_int, check_real, check_rows
+from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture
+from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
 
-UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]'"
+UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
+BACKENDS = ("umap-learn", "jax")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,13 +52,17 @@ class UMAPOptions:
       dim: the embedding's dimensions (umap-learn's ``n_components``).
       neighbors: umap-learn's ``n_neighbors``.
       min_dist: umap-learn's ``min_dist``.
+      backend: ``"umap-learn"`` (the reference) or ``"jax"`` (on the device; the
+        run folder keeps it and predicts new images).
     """
 
     dim: int = 10
     neighbors: int = 20
     min_dist: float = 0.0
+    backend: str = "umap-learn"
 
     def __post_init__(self):
+        check_choice("umap.backend", self.backend, BACKENDS)
         check_int("umap.dim", self.dim, minimum=1)
         check_int("umap.neighbors", self.neighbors, minimum=2)
         check_real("umap.min_dist", self.min_dist, minimum=0.0)
@@ -67,7 +75,8 @@ class UMAPGMMFit:
     Attributes:
       labels: ``(N,)`` int32 component of each training row.
       embedding: ``(N, n_components)`` float32 UMAP embedding of the training codes.
-      umap: the fitted ``umap.UMAP`` (its ``transform`` embeds new codes).
+      umap: the fitted ``umap.UMAP``, or the JAX backend's :class:`UMAPFit`; its
+        ``transform`` embeds new codes.
       gmm: the :class:`GMMFit` on the embedding.
     """
 
@@ -77,19 +86,42 @@ class UMAPGMMFit:
     gmm: GMMFit
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """``(N, F)`` new codes -> ``(N,)`` int32: ``UMAP.transform`` then the mixture.
+        """``(N, F)`` new codes -> ``(N,)`` int32: UMAP's ``transform`` then the mixture.
 
-        On the training codes themselves umap-learn returns the training
-        embedding, so the labels are the fit's own; on other codes ``transform``
-        places each point among its nearest training points and optimises it
-        against them (a perturbation of 1e-7 of the training codes of
-        scikit-learn's digits moved 0.2% of the labels).
+        umap-learn hands back the training embedding for the training codes
+        themselves, so their labels are the fit's own; the JAX backend embeds every
+        row as a new one (near its training position, so nearly all labels agree).
+        Other codes are placed among their nearest training codes and optimised
+        against them (a perturbation of 1e-7 of the training codes of scikit-learn's
+        digits moved 0.2% of umap-learn's labels).
         """
+        if isinstance(self.umap, UMAPFit):
+            features = check_width(features, self.umap.features.shape[1])
+            return self.gmm.predict(self.umap.transform(np.asarray(features, np.float32)))
         features = check_width(features, self.umap._raw_data.shape[1])
         return self.gmm.predict(self.umap.transform(features))
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        raise JaxaeError(METHOD.unsaved())
+    def arrays(self) -> dict[str, np.ndarray] | None:
+        """The JAX backend's UMAP and the mixture as plain arrays; None for umap-learn's
+        UMAP, which can only be pickled."""
+        if not isinstance(self.umap, UMAPFit):
+            return None
+        return {
+            **{f"umap_{k}": v for k, v in self.umap.arrays().items()},
+            **{f"gmm_{k}": v for k, v in self.gmm.arrays().items()},
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UMAPGMMFit:
+        """The fit back from :meth:`arrays` (no labels: they are the run's)."""
+        umap = UMAPFit.from_arrays({k[5:]: v for k, v in arrays.items() if k.startswith("umap_")})
+        gmm = GMMFit.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})
+        if gmm.model.means_.shape[1] != umap.embedding.shape[1]:
+            raise JaxaeError(
+                f"the mixture has {gmm.model.means_.shape[1]} dimensions but the UMAP "
+                f"embedding {umap.embedding.shape[1]}: the saved arrays are damaged"
+            )
+        return cls(np.zeros(0, np.int32), umap.embedding, umap, gmm)
 
 
 def fit_umap_gmm(
@@ -102,21 +134,26 @@ def fit_umap_gmm(
     n_neighbors: int = 20,
     min_dist: float = 0.0,
     metric: str = "euclidean",
+    backend: str = "umap-learn",
+    gmm_backend: str = "sklearn",
 ) -> UMAPGMMFit:
     """N2D's clustering: UMAP of ``(N, F)`` codes to ``n_components`` dims, then a full GMM.
 
     Args:
       features: ``(N, F)`` finite numbers (float32 is what UMAP computes in).
       clusters: mixture components, 1 to N.
-      n_init: GaussianMixture initialisations (N2D: 1); the highest lower bound wins.
-      seed: ``random_state`` of both UMAP and the mixture.
-      n_components, n_neighbors, min_dist, metric: UMAP's options (N2D's values).
+      n_init: mixture initialisations (N2D: 1); the highest lower bound wins.
+      seed: the random state of both UMAP and the mixture.
+      n_components, n_neighbors, min_dist, metric: UMAP's options (N2D's values;
+        the JAX backend is Euclidean only).
+      backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.jax_umap.fit_umap`).
+      gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
 
     Returns:
       A :class:`UMAPGMMFit`.
 
     Raises:
-      JaxaeError: umap-learn is not installed, or an option is out of range.
+      JaxaeError: umap-learn is not installed (its backend), or an option is out of range.
     """
     features = np.asarray(check_rows("features", features), np.float32)
     n = features.shape[0]
@@ -125,18 +162,30 @@ def fit_umap_gmm(
     check_seed(seed)
     check_sizes(n, n_neighbors, n_components, rows="samples")
     check_real("min_dist", min_dist, minimum=0)
+    check_choice("backend", backend, BACKENDS)
     if not isinstance(metric, str):
         raise JaxaeError(f"metric must be a name such as 'euclidean', got {metric!r}")
-    reducer = import_umap().UMAP(
-        n_components=n_components,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        random_state=seed,
-        n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
-    )
-    embedding = np.asarray(reducer.fit_transform(features), np.float32)
-    gmm = fit_gmm(embedding, clusters=clusters, n_init=n_init, seed=seed)
+    if backend == "jax" and metric != "euclidean":
+        raise JaxaeError(
+            f"metric {metric!r} needs backend='umap-learn': the jax backend is Euclidean only"
+        )
+    if backend == "jax":
+        reducer = fit_umap(
+            features, n_components=n_components, n_neighbors=n_neighbors,
+            min_dist=min_dist, seed=seed,
+        )  # fmt: skip
+        embedding = reducer.embedding
+    else:
+        reducer = import_umap().UMAP(
+            n_components=n_components,
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            metric=metric,
+            random_state=seed,
+            n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
+        )
+        embedding = np.asarray(reducer.fit_transform(features), np.float32)
+    gmm = fit_mixture(embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend)
     return UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
 
 
@@ -155,16 +204,21 @@ def _fit(features: np.ndarray, config) -> UMAPGMMFit:
     o = config.umap
     return fit_umap_gmm(
         features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
-        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist,
+        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist, backend=o.backend,
+        gmm_backend=config.gmm.backend,
     )  # fmt: skip
 
 
 def _check(cluster_config, n: int) -> None:
-    """Before training: umap-learn is installed, and UMAP's neighbours and dimensions fit
-    in ``n`` images (named as the config does)."""
+    """Before training: UMAP's neighbours and dimensions fit in ``n`` images (named as
+    the config does), and umap-learn is installed where it is the backend."""
     o = cluster_config.umap
     check_sizes(n, o.neighbors, o.dim, names=("umap.neighbors", "umap.dim"), rows="images")
-    import_umap()
+    if o.backend == "umap-learn":
+        import_umap()
 
 
-METHOD = Method("umap-gmm", "UMAP + GMM", fit=_fit, load=None, pixel_baseline=True, check=_check)
+METHOD = Method(
+    "umap-gmm", "UMAP + GMM", fit=_fit, load=UMAPGMMFit.from_arrays, pixel_baseline=True,
+    check=_check, save_with="refit with umap.backend=jax, or predict",
+)  # fmt: skip
