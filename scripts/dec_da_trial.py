@@ -93,6 +93,7 @@ def main(argv=None) -> int:
         )
         print(
             f"{name} after: acc {cluster_accuracy(labels, result.labels[0]):.4f}, "
+            f"largest cluster {np.bincount(result.labels[0]).max() / len(labels):.2f}, "
             f"{int(result.steps[0])} steps, converged {bool(result.converged[0])}, "
             f"{time.perf_counter() - t0:.1f} s"
         )
