@@ -145,3 +145,55 @@ def confusion_figure(
     if title:
         ax.set_title(title, fontsize=9)
     save_figure(fig, path)
+
+
+def augmentation_figure(
+    images: np.ndarray,
+    image_shape: tuple[int, int],
+    path: str | os.PathLike,
+    *,
+    config=None,
+    versions: int = 5,
+    seed: int = 0,
+    title: str | None = None,
+) -> None:
+    """Each image (a row) as it is, then ``versions`` random augmentations of it.
+
+    Args:
+      images: ``(n, H*W)`` float images (a few: one row each), scaled or not.
+      image_shape: ``(H, W)``.
+      path: where the PNG goes (written atomically).
+      config: the :class:`jaxae.augment.AugmentConfig` to draw (default DEC-DA's:
+        shift 0.1, rotate 10).
+      versions: augmented copies per image; column v uses ``fold_in(key(seed), v)``.
+      seed: the key's seed.
+      title: drawn above the grid.
+
+    A row shares one grey scale, so an augmented copy looks as dark as its original.
+    """
+    import jax
+
+    from jaxae.augment import AugmentConfig, augment, check_image_shape
+
+    config = AugmentConfig() if config is None else config
+    images = np.asarray(images, np.float32)
+    check_image_shape(tuple(image_shape), images.shape[-1])
+    key = jax.random.key(seed)
+    moved = [
+        np.asarray(augment(jax.random.fold_in(key, v), images, config, image_shape))
+        for v in range(versions)
+    ]
+    fig = Figure(figsize=((versions + 1) * 0.9, len(images) * 0.9 + 0.4))
+    axes = fig.subplots(len(images), versions + 1, squeeze=False)
+    for i, row in enumerate(axes):
+        low, high = float(images[i].min()), float(images[i].max())
+        for ax, image in zip(row, [images[i]] + [m[i] for m in moved], strict=True):
+            ax.imshow(image.reshape(image_shape), cmap="gray_r", vmin=low, vmax=high)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("clean", fontsize=8)
+    for v in range(versions):
+        axes[0, v + 1].set_title(f"aug. {v + 1}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)

@@ -27,3 +27,17 @@ def test_codes_and_confusion_figures_are_pngs(tmp_path):
     confusion_figure(labels, clusters, tmp_path / "confusion.png", title="t")
     for name in ("codes.png", "confusion.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_augmentation_figure_is_a_png(tmp_path):
+    from jaxae.augment import AugmentConfig
+    from jaxae.figures import augmentation_figure
+    from tests.helpers import digits
+
+    ds = digits(3)
+    path = tmp_path / "augmentation.png"
+    augmentation_figure(
+        ds.images.astype(np.float32), ds.image_shape, path, config=AugmentConfig(), versions=3
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["augmentation.png"]  # no temporary left

@@ -24,6 +24,19 @@ One difference: when N is a multiple of the batch size both anchors run one step
 an empty batch per pass (their index wraps one step late); here a pass is exactly
 ``ceil(N / batch_size)`` batches.
 
+DEC-DA and IDEC-DA (Guo, Zhu, Liu and Yin, ACML 2018), as XifengGuo/DEC-DA
+(``FcDEC.py``, ``FcIDEC.py``) writes them, are the same loop with
+``RefineConfig.augment`` on: the batch of each step is randomly shifted (up to 10%
+of the width and height) and rotated (up to 10 degrees) before the encoder sees
+it (``x_batch = self.random_transform(x[idx])``), and IDEC-DA's reconstruction
+target is that augmented batch too (``train_on_batch(x, [y, x])``); the target P
+and the assignments are still computed on the clean images (``self.predict(x)``).
+Their transforms come from Keras' ``ImageDataGenerator`` on the host; here
+:func:`jaxae.augment.augment` draws them on the device from the key
+``fold_in(model_key, step)``, where ``model_key`` comes from the model's seed
+(:func:`augment_keys`), so a refinement is a function of its seed and resumes
+from any step exactly.
+
 The whole refinement runs as one jitted program per chunk of steps, with the state
 donated and the first step and count traced (so chunks and resumes never compile
 again), as :func:`jaxae.train.run_epochs` does. Every leaf of the state carries a
@@ -40,16 +53,22 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxae._validate import check_choice, check_int, check_real
+from jaxae.augment import AugmentConfig, augment, check_image_shape
 from jaxae.config import ModelConfig
+from jaxae.errors import JaxaeError
 from jaxae.model import build_model
 
 METHODS = ("dec", "idec")
 OPTIMIZERS = ("sgd", "adam")
 # Keras' K.epsilon(): its kld clips p and q to [1e-7, 1].
 KLD_EPSILON = 1e-7
+# Folded into key(seed) for the refinement's augmentation: a stream of its own,
+# apart from pretraining's split(key(seed)) (whose two keys are fold_in 0 and 1).
+AUGMENT_STREAM = 0x44454441  # "DEDA"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +89,11 @@ class RefineConfig:
       momentum: SGD momentum (0 for plain SGD).
       eps: Adam epsilon.
       kmeans_n_init: KMeans restarts for the starting centres.
+      augment: the random shift and rotation of each step's batch (DEC-DA:
+        ``AugmentConfig(shift=0.1, rotate=10)``); ``AugmentConfig.none()``, the
+        default, is plain DEC/IDEC.
+      image_shape: ``(H, W)`` the rows were flattened from; needed when
+        ``augment`` is enabled, unused otherwise.
     """
 
     method: str = "dec"
@@ -85,6 +109,8 @@ class RefineConfig:
     momentum: float = 0.9
     eps: float = 1e-7
     kmeans_n_init: int = 20
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig.none)
+    image_shape: tuple[int, int] | None = None
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -100,6 +126,18 @@ class RefineConfig:
         check_real("momentum", self.momentum, minimum=0, maximum=1)
         check_real("eps", self.eps, positive=True)
         check_int("kmeans_n_init", self.kmeans_n_init, minimum=1, maximum=1000)
+        if not isinstance(self.augment, AugmentConfig):
+            raise JaxaeError(
+                f"augment must be an AugmentConfig, got {type(self.augment).__name__}: pass "
+                "augment=AugmentConfig(shift=0.1, rotate=10.0) or AugmentConfig.none()"
+            )
+        if self.augment.enabled:
+            object.__setattr__(self, "image_shape", check_image_shape(self.image_shape))
+        elif self.image_shape is not None:  # unused, but kept hashable: the config is static
+            if not isinstance(self.image_shape, tuple | list) or len(self.image_shape) != 2:
+                raise JaxaeError(f"image_shape must be (H, W) or None, got {self.image_shape!r}")
+            shape = tuple(check_int("image_shape", v, minimum=1) for v in self.image_shape)
+            object.__setattr__(self, "image_shape", shape)
 
     @classmethod
     def for_method(cls, method: str, **overrides) -> RefineConfig:
@@ -211,18 +249,52 @@ def batch_rows(step: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax
     return jnp.minimum(rows, n - 1), (rows < n).astype(jnp.float32)
 
 
+def augment_keys(seeds) -> np.ndarray:
+    """The raw ``(M, 2)`` uint32 keys of M models' augmentation, one per seed.
+
+    Derived from the seed alone, so nothing about them is stored: a resumed
+    refinement given the same seeds augments as the whole one did.
+    """
+    seeds = np.asarray(seeds, np.uint32).reshape(-1)
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), AUGMENT_STREAM))(seeds)
+    return np.asarray(jax.random.key_data(keys))
+
+
+def _step_key(key: jax.Array, step: jax.Array) -> jax.Array:
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return jax.random.fold_in(key, step)
+
+
 def refine_step(
-    state: RefineState, x: jax.Array, *, model_config: ModelConfig, config: RefineConfig
+    state: RefineState,
+    x: jax.Array,
+    *,
+    model_config: ModelConfig,
+    config: RefineConfig,
+    key: jax.Array | None = None,
 ) -> RefineState:
     """One optimiser step of one model (no model axis) on the batch of ``state.step``.
 
     Pure: loss, gradient and optax update. A converged state is returned unchanged.
+    With ``config.augment`` enabled the batch is augmented with the key
+    ``fold_in(key, state.step)`` before the loss, which sees only the augmented
+    batch (Q, and IDEC's reconstruction and its target); ``key`` is the model's
+    (a typed key or raw ``(2,)`` uint32 data, see :func:`augment_keys`) and is
+    ignored otherwise.
     """
     optimizer = build_optimizer(config)
+    if config.augment.enabled and key is None:
+        raise JaxaeError(
+            "config.augment is enabled but key=None: pass the model's key "
+            "(jaxae.cluster.dec.augment_keys(seeds)), or augment=AugmentConfig.none()"
+        )
 
     def step(state):
         rows, mask = batch_rows(state.step, x.shape[0], config.batch_size)
         batch = x.at[rows].get(mode="promise_in_bounds")
+        if config.augment.enabled:
+            batch = augment(_step_key(key, state.step), batch, config.augment, config.image_shape)
         target = state.target.at[rows].get(mode="promise_in_bounds")
         loss, grads = jax.value_and_grad(refine_loss)(
             state.params, batch, target, mask, model_config=model_config, config=config
@@ -243,7 +315,8 @@ def update_target(
 ) -> RefineState:
     """Recompute P and the assignments of one model on all of ``x``; set ``converged``.
 
-    As DEC-keras, the first update (step 0) never stops the refinement.
+    As DEC-keras, the first update (step 0) never stops the refinement. ``x`` is
+    the clean data even when the steps augment their batches, as in DEC-DA.
     """
 
     def update(state):
@@ -262,10 +335,11 @@ def update_target(
 
 
 def _per_model(fn, vectorize: bool):
-    """``fn(state, x)`` of one model over the leading model axis of ``state``."""
+    """``fn(state, x, key)`` of one model over the leading model axis of ``state`` and
+    ``keys`` (``None``, an empty tree, when nothing is augmented)."""
     if vectorize:
-        return jax.vmap(fn, in_axes=(0, None))
-    return lambda state, x: jax.lax.map(lambda one: fn(one, x), state)
+        return jax.vmap(fn, in_axes=(0, None, 0))
+    return lambda state, x, keys: jax.lax.map(lambda one: fn(one[0], x, one[1]), (state, keys))
 
 
 @functools.partial(
@@ -280,6 +354,7 @@ def refine_steps(
     model_config: ModelConfig,
     config: RefineConfig,
     vectorize: bool = False,
+    keys: jax.Array | None = None,
 ) -> tuple[RefineState, jax.Array]:
     """Run steps ``first_step .. first_step + count - 1`` of every model in one program.
 
@@ -293,19 +368,32 @@ def refine_steps(
       first_step, count: traced ints, so chunks and resumes reuse the program.
       model_config, config: static.
       vectorize: ``vmap`` the models (GPU, TPU) or ``lax.map`` them (CPU).
+      keys: ``(M, 2)`` raw uint32 keys, one per model (:func:`augment_keys`), when
+        ``config.augment`` is enabled; step s of model m augments its batch with
+        ``fold_in(keys[m], s)``. ``None`` otherwise.
 
     Returns:
       The new state and the number of steps run (``count`` unless all converged).
     """
     statics = dict(model_config=model_config, config=config)
-    update = _per_model(functools.partial(update_target, **statics), vectorize)
-    step = _per_model(functools.partial(refine_step, **statics), vectorize)
+    # The target sees the clean x and no key; only the steps augment.
+    clean_update = functools.partial(update_target, **statics)
+    update = _per_model(lambda state, x, key: clean_update(state, x), vectorize)
+    step = _per_model(lambda state, x, key: refine_step(state, x, key=key, **statics), vectorize)
+    if not config.augment.enabled:
+        keys = None  # nothing of them enters the program
+    elif keys is None or keys.shape != (state.step.shape[0], 2):
+        raise JaxaeError(
+            f"config.augment is enabled, so keys must be ({state.step.shape[0]}, 2) raw key "
+            f"data, one per model, got {None if keys is None else keys.shape}: pass "
+            "keys=augment_keys(seeds)"
+        )
 
     def body(carry):
         i, state = carry
         due = (first_step + i) % config.update_interval == 0
-        state = jax.lax.cond(due, update, lambda s, x: s, state, x)
-        return i + 1, step(state, x)
+        state = jax.lax.cond(due, lambda s: update(s, x, keys), lambda s: s, state)
+        return i + 1, step(state, x, keys)
 
     def more(carry):
         i, state = carry

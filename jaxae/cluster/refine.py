@@ -4,6 +4,11 @@
 driver as training (:func:`jaxae.loop.drive`): calls of about two seconds, a
 progress bar, ``on_chunk`` for checkpoints, ``should_stop`` for signals, and
 ``initial`` / ``start_step`` to resume from a host copy of the state.
+
+DEC-DA's augmentation keys are derived from the seeds on every call
+(:func:`jaxae.cluster.dec.augment_keys`), never stored: a checkpoint holds the same
+:class:`RefineState` with augmentation on or off, and resuming with the same seeds
+augments each remaining step exactly as the uninterrupted run does.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae._validate import check_int, check_real, check_rows
+from jaxae.augment import check_image_shape
 from jaxae.cluster.dec import (
     RefineConfig,
     RefineState,
+    augment_keys,
     build_optimizer,
     encode_models,
     refine_steps,
@@ -203,8 +210,9 @@ def refine(
       x: ``(N, D)`` scaled float32 inputs, on the device or not.
       params: the pretrained autoencoders, leaves with a leading model axis M.
       model_config: their shape.
-      config: the refinement (``config.method`` is ``"dec"`` or ``"idec"``).
-      seeds: M seeds for the starting KMeans, one per model.
+      config: the refinement (``config.method`` is ``"dec"`` or ``"idec"``; with
+        ``config.augment`` enabled, DEC-DA / IDEC-DA).
+      seeds: M seeds, one per model, for the starting KMeans and the augmentation.
       steps_per_chunk: steps between checkpoint chances (default: about 20); the host
         calls the program for about two seconds of steps at a time within them.
       initial, start_step: resume from a host state after ``start_step`` steps
@@ -237,6 +245,8 @@ def refine(
             "pass the inputs the autoencoder was trained on"
         )
     check_clusters(config.clusters, n)
+    if config.augment.enabled:
+        check_image_shape(config.image_shape, dim)
     if config.batch_size > n:
         raise JaxaeError(
             f"batch_size={config.batch_size} is larger than the {n} rows: "
@@ -261,6 +271,8 @@ def refine(
         initial = init_refinement(params, x, model_config=model_config, config=config, seeds=seeds)
     state = jax.tree.map(jnp.array, initial)  # a copy on the device, donated below
     statics = dict(model_config=model_config, config=config, vectorize=bool(vectorize_models))
+    # No keys argument at all without augmentation: the program is the one plain DEC compiles.
+    keyed = {"keys": jnp.asarray(augment_keys(seeds))} if config.augment.enabled else {}
 
     def observe(state, ran, done, count):
         host = jax.device_get(state)
@@ -278,9 +290,9 @@ def refine(
         on_chunk(done, jax.device_get(state))
 
     if start_step < config.max_iter and not bool(np.all(jax.device_get(state.converged))):
-        compiled = refine_steps.lower(state, x, 0, 0, **statics).compile()
+        compiled = refine_steps.lower(state, x, 0, 0, **keyed, **statics).compile()
         state, _ = drive(
-            lambda state, first, count: compiled(state, x, first, count),
+            lambda state, first, count: compiled(state, x, first, count, **keyed),
             state, start=start_step, total=config.max_iter, chunk=chunk, observe=observe,
             unit="step", what="refinement", progress=progress, should_stop=should_stop,
             on_chunk=None if on_chunk is None else checkpoint, stop_error=RefinementStopped,
