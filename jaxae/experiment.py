@@ -183,7 +183,9 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     if method.check is not None:  # what the method needs, before training rather than after
         method.check(config.cluster, n)
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
-    if config.train.augment.enabled:
+    if config.train.augment.enabled or (
+        method.refines_encoder and config.cluster.refine.augment.enabled
+    ):
         check_image_shape(model.image_shape, d)
     return dataclasses.replace(config, model=model)
 

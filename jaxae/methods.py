@@ -132,7 +132,7 @@ def restore_refinement(
 ) -> Refinement:  # fmt: skip
     """A checkpoint's refinement (nested dicts) as the state :func:`cluster_models` resumes."""
     pretrained = jax.tree.map(lambda a: np.asarray(a)[models], params)
-    config = config_for(cluster_config, n)
+    config = config_for(cluster_config, n, model_config.image_shape)
     template = state_template(pretrained, n, model_config=model_config, config=config)
     return Refinement(restore_state(saved, template), step, list(models))
 
@@ -146,7 +146,7 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     keep = np.flatnonzero(alive)
     if not len(keep):
         return params, [None] * len(seeds), None
-    config = config_for(c, len(images))
+    config = config_for(c, len(images), model_config.image_shape)
     x = scale(images, model_config.scaling, model_config.data_range)
     pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
     models = [int(i) for i in keep]

@@ -245,6 +245,33 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     np.testing.assert_array_equal(jaxae.load(out).predict(images), np.load(pred))
 
 
+def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, capsys):
+    out = tmp_path / "da"
+    args = ["run", "--method", "dec", "--n-init", "1", "--max-steps", "30", "--dec-tol", "0"]
+    da = [*args, "--update-interval", "10", "--dec-shift", "0.1", "--dec-rotate", "10"]
+    assert main([*da, *TINY, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["cluster"]["refine"]["shift"], report["cluster"]["refine"]["rotate"]) == (
+        0.1, 10.0,
+    )  # fmt: skip
+    assert report["models"][0]["refine_steps"] == 30
+    plain = tmp_path / "plain"
+    assert main([*args, "--update-interval", "10", *TINY, "--out", str(plain)]) == 0
+    # The same pretraining, a different refinement: the augmented batches moved the encoder.
+    import jaxae
+
+    images = jaxae.load_dataset("digits").images[:300]
+    codes = jaxae.load(out).encode(images), jaxae.load(plain).encode(images)
+    assert not np.array_equal(*codes)
+    # Rows with no image shape: refused before training, naming the flag.
+    np.savez(tmp_path / "rows.npz", x=np.random.default_rng(0).random((60, 7)))
+    bad = tmp_path / "bad"
+    flags = ["--dataset", str(tmp_path / "rows.npz"), "--epochs", "1", "--out", str(bad)]
+    assert main([*da, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "image" in err and not bad.exists()
+
+
 # Issue 17, rows 1-2: nothing writes into a run folder but its run.
 @pytest.mark.parametrize("command", ["predict", "encode"])
 def test_nothing_writes_into_a_run_folder_but_its_run(run_dir, tmp_path, capsys, command):
@@ -343,7 +370,10 @@ def test_the_clis_choices_are_the_configs():
     """The CLI keeps literal lists (it parses before JAX loads): they must stay in step."""
     from jaxae import config
     from jaxae.cli.run import CHOICES
-    from jaxae.cluster import METHODS, gmm, kmeans, umap_gmm
+    from jaxae.cluster import METHODS
+    from jaxae.cluster.gmm import BACKENDS as GMM_BACKENDS
+    from jaxae.cluster.kmeans import BACKENDS as KMEANS_BACKENDS
+    from jaxae.cluster.umap_gmm import BACKENDS as UMAP_BACKENDS
 
     assert CHOICES == {
         "optimizer": config.OPTIMIZERS,
@@ -351,9 +381,9 @@ def test_the_clis_choices_are_the_configs():
         "code_activation": config.CODE_ACTIVATIONS,
         "scaling": config.SCALINGS,
         "method": tuple(METHODS),
-        "kmeans": kmeans.BACKENDS,
-        "gmm": gmm.BACKENDS,
-        "umap": umap_gmm.BACKENDS,
+        "kmeans": KMEANS_BACKENDS,
+        "gmm": GMM_BACKENDS,
+        "umap": UMAP_BACKENDS,
         "dtype": config.DTYPES,
     }
 

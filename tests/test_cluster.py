@@ -136,3 +136,16 @@ def test_a_preset_and_its_overrides_merge_option_by_option():
     assert (cluster.method, cluster.n_init) == ("umap-gmm", 10)
     assert (cluster.umap.neighbors, cluster.umap.dim) == (15, 10)
     assert repr(PRESETS) == before  # the preset itself is left as it was
+
+
+def test_the_dec_da_preset_augments_pretraining_and_refinement_and_a_flag_turns_one_off():
+    from jaxae.presets import apply_preset
+
+    _, train, cluster = apply_preset("dec-da")
+    assert (train.shift, train.rotate, train.epochs, train.optimizer) == (0.1, 10.0, 500, "sgd")
+    assert (cluster.method, cluster.n_init) == ("dec", 20)
+    assert cluster.refine.augment.enabled and (cluster.refine.shift, cluster.refine.rotate) == (
+        0.1, 10.0,
+    )  # fmt: skip
+    _, train, cluster = apply_preset("dec-da", cluster={"refine": {"shift": 0.0, "rotate": 0.0}})
+    assert train.augment.enabled and not cluster.refine.augment.enabled

@@ -43,6 +43,8 @@ PRESET_FIELDS = {
     "max_steps": ("cluster", "refine", "max_steps"),
     "gamma": ("cluster", "refine", "gamma"),
     "dec_tol": ("cluster", "refine", "tol"),
+    "dec_shift": ("cluster", "refine", "shift"),
+    "dec_rotate": ("cluster", "refine", "rotate"),
     "umap_dim": ("cluster", "umap", "dim"),
     "umap_neighbors": ("cluster", "umap", "neighbors"),
     "umap_min_dist": ("cluster", "umap", "min_dist"),
@@ -127,6 +129,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")
     p.add_argument("--gamma", type=float, default=None, help="IDEC: weight of the KL loss")
     p.add_argument("--dec-tol", type=float, default=None, help="DEC: stop below this change")
+    p.add_argument(
+        "--dec-shift", type=float, default=None,
+        help="DEC-DA: refine on batches shifted by up to this share of the size (0.1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dec-rotate", type=float, default=None,
+        help="DEC-DA: refine on batches turned by up to this many degrees (10)",
+    )  # fmt: skip
     p.add_argument("--umap-dim", type=int, default=None, help="umap-gmm: dimensions (default 10)")
     p.add_argument(
         "--umap-neighbors", type=int, default=None, help="umap-gmm: neighbours (default 20)"

@@ -14,6 +14,7 @@ augments each remaining step exactly as the uninterrupted run does.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae._validate import check_int, check_real, check_rows
-from jaxae.augment import check_image_shape
+from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.cluster.dec import (
     RefineConfig,
     RefineState,
@@ -50,6 +51,10 @@ class RefineOptions:
       gamma: IDEC's weight of the KL loss (0.1).
       lr: DEC's SGD learning rate (0.01; IDEC keeps Adam 0.001, its MNIST setting).
       batch_size: rows per step, taken in data order (256).
+      shift, rotate: DEC-DA (Guo et al. 2018): each step's batch moved by up to
+        ``shift`` of the width and height and turned by up to ``rotate`` degrees
+        (their 0.1 and 10) before Q is computed from it, while the target P comes
+        from the clean images; 0 and 0 (the default) refine on the images as they are.
     """
 
     update_interval: int = 140
@@ -58,8 +63,18 @@ class RefineOptions:
     gamma: float = 0.1
     lr: float = 0.01
     batch_size: int = 256
+    shift: float = 0.0
+    rotate: float = 0.0
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(shift=self.shift, rotate=self.rotate, scale=0.0, shear=0.0)
 
     def __post_init__(self):
+        try:
+            _ = self.augment  # its own checks of shift and rotate, named as here
+        except JaxaeError as e:
+            raise JaxaeError(re.sub(r"\b(shift|rotate)=", r"refine.\1=", str(e))) from None
         check_int("refine.update_interval", self.update_interval, minimum=1)
         check_real("refine.tol", self.tol, minimum=0.0, maximum=1.0)
         check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
@@ -313,13 +328,15 @@ def refine(
     )
 
 
-def config_for(cluster_config, n: int) -> RefineConfig:
-    """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` rows."""
+def config_for(cluster_config, n: int, image_shape=None) -> RefineConfig:
+    """The DEC/IDEC settings a ``ClusterConfig`` names, for ``n`` rows of images of
+    ``image_shape`` (what DEC-DA's augmentation needs)."""
     c, o = cluster_config, cluster_config.refine
     return RefineConfig.for_method(
         c.method, clusters=c.clusters, gamma=o.gamma, update_interval=o.update_interval,
         tol=o.tol, max_iter=o.max_steps, batch_size=min(o.batch_size, n),
         kmeans_n_init=c.n_init, **({"lr": o.lr} if c.method == "dec" else {}),
+        augment=o.augment, image_shape=image_shape if o.augment.enabled else None,
     )  # fmt: skip
 
 
