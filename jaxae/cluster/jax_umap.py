@@ -552,10 +552,14 @@ def _spectral(graph, n_components: int) -> np.ndarray | None:
 
 
 def _rdist_terms(diff, a, b):
+    """``(positive, safe, power)``: where the squared distance ``d2`` over the last
+    axis is positive, ``d2`` with 1 in place of 0, and ``safe^b`` as
+    ``exp(b log safe)``: XLA's ``pow`` took several times as long on a CPU, and the
+    layout evaluates it for every negative sample."""
     d2 = jnp.sum(diff * diff, axis=-1)
     positive = d2 > 0.0
     safe = jnp.where(positive, d2, 1.0)
-    return d2, positive, safe, a * safe**b + 1.0
+    return positive, safe, jnp.exp(b * jnp.log(safe))
 
 
 def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
@@ -724,8 +728,8 @@ def layout_step(
 
     y_head = embedding[head]
     diff = y_head - tail_y[tail]
-    _, positive, safe, denom = _rdist_terms(diff, a, b)
-    coeff = jnp.where(positive, -2.0 * a * b * safe ** (b - 1.0) / denom, 0.0)
+    positive, safe, power = _rdist_terms(diff, a, b)
+    coeff = jnp.where(positive, -2.0 * a * b * (power / safe) / (a * power + 1.0), 0.0)
     pull = jnp.clip(coeff[:, None] * diff, -_CLIP, _CLIP) * step[:, None]
 
     counts = jnp.where(real, n_neg[due], 0.0).astype(jnp.int32)
@@ -737,9 +741,9 @@ def layout_step(
         counters = (edge[:, None] * slots + rank).astype(jnp.uint32)
         samples = _sample_rows(key, epoch, counters, tail_y.shape[0])
         diff_neg = y[:, None, :] - tail_y[samples]
-        _, positive, safe, denom = _rdist_terms(diff_neg, a, b)
+        positive, safe, power = _rdist_terms(diff_neg, a, b)
         used = positive & (rank < count[:, None])
-        coeff = jnp.where(used, 2.0 * gamma * b / ((0.001 + safe) * denom), 0.0)
+        coeff = jnp.where(used, 2.0 * gamma * b / ((0.001 + safe) * (a * power + 1.0)), 0.0)
         return jnp.sum(jnp.clip(coeff[..., None] * diff_neg, -_CLIP, _CLIP), axis=1)
 
     # Samples 0 .. r of every due edge, then r + 1 .. 2 r of those drawing more.
