@@ -231,6 +231,33 @@ def test_layout_step_matches_a_float64_transcription(fit, small_graph):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
 
 
+def test_layout_capacity_is_the_busiest_epoch(small_graph):
+    graph = small_graph[0]
+    due, many = [], []
+    for n in range(EPOCHS):
+        fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, n, 5))
+        due.append(fires.sum())
+        many.append((fires & (n_neg > 6)).sum())
+    assert max(many) > 0  # the second list is exercised on this graph
+    up = lambda v: -(-v // 256) * 256
+    assert jax_umap.layout_capacity(graph, EPOCHS) == (up(max(due)), up(max(many)))
+
+
+@pytest.mark.parametrize("epoch", [1, 7, EPOCHS - 1])
+def test_layout_step_with_capacity_equals_every_edge(fit, small_graph, epoch):
+    """Only the due edges, in lists sized by layout_capacity, against room for every
+    edge: the same updates in the same order, so the same bits."""
+    graph, start, _ = small_graph
+    step = jax.jit(layout_step, static_argnames=("negative_sample_rate", "capacity"))
+    kwargs = dict(key=jax.random.key(2), epoch=epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
+    capacity = jax_umap.layout_capacity(graph, EPOCHS)
+    assert capacity[0] < graph.head.shape[0]
+    every = step(start, graph, **kwargs)
+    due = step(start, graph, capacity=capacity, **kwargs)
+    assert not np.array_equal(every, start)
+    np.testing.assert_array_equal(np.asarray(due), np.asarray(every))
+
+
 def test_chunked_layout_equals_one_chunk(fit, small_graph):
     graph, start, _ = small_graph
     run = lambda y, first, count: layout_epochs(

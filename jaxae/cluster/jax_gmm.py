@@ -18,11 +18,12 @@ scatter of centred differences, ``sum_n r_nk (x_n - m_k)(x_n - m_k)^T / N_k``, w
 positive semi-definite as a Gram matrix, symmetrised against rounding, plus
 ``reg_covar`` on its diagonal, which makes it positive definite (scikit-learn's
 guard). Densities use its Cholesky factor ``L``: ``log N(x) = -(F log 2 pi + |L^-1 (x -
-m)|^2) / 2 - sum log diag L`` with one triangular solve, never an inverse;
-responsibilities are normalised with ``logsumexp``. Should a factor still fail (a
-component on a few identical rows with ``reg_covar=0``), that start stops with a
-non-finite bound, is never chosen, and if every start fails :func:`fit_gmm_jax`
-says to raise ``reg_covar``.
+m)|^2) / 2 - sum log diag L``, where ``L^-1`` (F x F, one triangular solve against
+the identity, scikit-learn's ``precisions_cholesky_``) multiplies the differences
+as one matrix product; the covariance itself is never inverted. Responsibilities
+are normalised with ``logsumexp``. Should a factor still fail (a component on a few
+identical rows with ``reg_covar=0``), that start stops with a non-finite bound, is
+never chosen, and if every start fails :func:`fit_gmm_jax` says to raise ``reg_covar``.
 
 Memory: the E-step holds ``(K, N, F)`` differences, the full M-step ``(K, F, F)``
 plus ``(K, N, F)``, per start; time per iteration O(N K F^2) (full) or O(N K F).
@@ -228,8 +229,11 @@ def _log_gaussian(x, means, covs, *, diag: bool):
         if diag:
             return -0.5 * jnp.sum(diff * diff / cov[None, :], axis=1) - 0.5 * jnp.sum(jnp.log(cov))
         chol = jnp.linalg.cholesky(cov)
-        z = solve_triangular(chol, diff.T, lower=True)
-        return -0.5 * jnp.sum(z * z, axis=0) - jnp.sum(jnp.log(jnp.diagonal(chol)))
+        # L^-1 once (F x F), then one matrix product for the N rows: a triangular
+        # solve with N right-hand sides took 15 times as long on a CPU.
+        inv_chol = solve_triangular(chol, jnp.eye(f, dtype=chol.dtype), lower=True)
+        z = jnp.dot(diff, inv_chol.T, precision=_PRECISION)
+        return -0.5 * jnp.sum(z * z, axis=1) - jnp.sum(jnp.log(jnp.diagonal(chol)))
 
     return jax.vmap(one, out_axes=1)(means, covs) - 0.5 * f * math.log(2 * math.pi)
 

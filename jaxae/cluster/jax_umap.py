@@ -45,21 +45,27 @@ What differs from umap-learn, on purpose:
   short at a boundary and make it up at the next firing). So the layout carries
   no counters and a chunk of epochs
   needs only the epoch number to start from.
-* Random numbers come from JAX (words of ``fold_in(key(seed), epoch)`` modulo N,
-  as umap-learn takes its own generator's words modulo N), so the same seed gives
-  a different embedding from umap-learn's.
+* Random numbers: the ``j``-th negative sample of edge ``i`` in epoch ``n`` is a
+  32-bit hash of ``i (2 r + 1) + j`` and two words of ``fold_in(key(seed), n)``,
+  modulo N (umap-learn takes its own generator's words modulo N), so the same seed
+  gives a different embedding from umap-learn's, and a draw does not depend on
+  which other edges are due.
 * Neighbours are always exact (umap-learn switches to NN-descent from 4,096 rows).
 * A graph in several pieces is laid out from PCA (umap-learn lays out each
   component spectrally and places the pieces), as is one whose eigensolver fails
   (umap-learn falls back to random).
 
-Time per layout epoch is O(E (2r + 2) C) for E edges (about 1.5 N k after the
-union), r negative samples and C output dimensions, whether an edge fires or not:
-every edge draws the most negative samples a firing can need (2r + 1) and masks
-the unused ones. The negative samples' differences are E (2r + 1) C float32: with
-k = 20, C = 10, r = 5 (E was 1.33 N k on mnist-5k), about 60 MB for 5,000 rows
-and 0.8 GB for 70,000 (looping over the 2r + 1 slots would cut that to E C; not
-done yet).
+Time per layout epoch is O(E) to find the edges due (a closed-form test per
+edge, then a compaction), plus O(F (r + 2) C) for the F edges due, r negative
+samples each and C output dimensions: about E / 4 edges due an epoch on digits,
+as umap-learn visits them. Shapes are fixed by :func:`layout_capacity`, the
+largest F over the epochs (computed once per fit, O(E n_epochs) elementwise).
+Memory: the negative samples' differences are F (r + 1) C float32; with k = 20,
+C = 10, r = 5, about 17 MB at 10,000 rows (F = 72,000 of E = 255,000) and 122 MB
+at 70,000 (F = 508,000 of E = 1.81 million): F grows linearly with N (E is about
+1.3 N k after the union). Measured on MNIST PCA-10 codes, a layout call raised the
+process's peak RSS from 815 to 964 MB at 70,000 rows (from 815 to 2,796 MB when
+every edge was computed with 2 r + 1 masked slots).
 
 Example:
   >>> import numpy as np
@@ -277,6 +283,7 @@ def fit_umap(
         a=a,
         b=b,
         n_epochs=epochs,
+        capacity=layout_capacity(layout, epochs),
     )
     return UMAPFit(
         np.asarray(features, np.float32),
@@ -549,10 +556,14 @@ def _spectral(graph, n_components: int) -> np.ndarray | None:
 
 
 def _rdist_terms(diff, a, b):
+    """``(positive, safe, power)``: where the squared distance ``d2`` over the last
+    axis is positive, ``d2`` with 1 in place of 0, and ``safe^b`` as
+    ``exp(b log safe)``: XLA's ``pow`` took several times as long on a CPU, and the
+    layout evaluates it for every negative sample."""
     d2 = jnp.sum(diff * diff, axis=-1)
     positive = d2 > 0.0
     safe = jnp.where(positive, d2, 1.0)
-    return d2, positive, safe, a * safe**b + 1.0
+    return positive, safe, jnp.exp(b * jnp.log(safe))
 
 
 def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
@@ -581,17 +592,77 @@ def _schedule(epochs_per_sample, epoch, negative_sample_rate: int):
     return fires, jnp.clip(jnp.floor(n * rate / e) - drawn, 0.0, float(most))
 
 
-def _negative_samples(key, epoch, edges: int, slots: int, rows: int) -> jax.Array:
-    """``(edges, slots)`` int32 rows drawn uniformly for epoch ``epoch``.
+def _mix32(x: jax.Array) -> jax.Array:
+    """A bijective 32-bit integer hash (the "lowbias32" constants of C. Wellons'
+    hash-prospector): two xor-shift-multiply rounds and a final xor-shift."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
 
-    Random 32-bit words modulo ``rows``, as umap-learn's ``tau_rand_int(...) % n``:
-    the bias is below ``rows / 2^32``. ``jax.random.randint`` draws two words per
-    number to shrink that bias further and took twice as long on this CPU (78
-    against 34 ms for 133,130 x 11 draws), when the draws were half of a layout
-    epoch's time.
+
+def _sample_rows(key, epoch, counters: jax.Array, rows: int) -> jax.Array:
+    """Row drawn for each ``counters`` value (uint32) in epoch ``epoch``: a counter-based
+    hash of the counter and two words of ``fold_in(key, epoch)``, modulo ``rows``.
+
+    Counter-based, so a draw depends on its counter only, not on which other draws
+    an epoch makes: the layout draws for the edges due alone and the draws stay the
+    same whatever the compaction. Threefry (``jax.random.bits``) for every draw took
+    a third of a layout epoch on this CPU; here the key is hashed once per epoch and
+    each draw costs about ten integer operations. The modulo bias is below
+    ``rows / 2^32``, as for umap-learn's ``tau_rand_int(...) % n``.
     """
-    bits = jax.random.bits(jax.random.fold_in(key, epoch), (edges, slots), jnp.uint32)
-    return (bits % jnp.uint32(rows)).astype(jnp.int32)
+    words = jax.random.bits(jax.random.fold_in(key, epoch), (2,), jnp.uint32)
+    mixed = _mix32(_mix32(counters ^ words[0]) + words[1])
+    return (mixed % jnp.uint32(rows)).astype(jnp.int32)
+
+
+def _negative_samples(key, epoch, edges: int, slots: int, rows: int) -> jax.Array:
+    """``(edges, slots)`` int32: the rows :func:`layout_step` draws in epoch ``epoch``
+    as the ``j``-th negative sample of edge ``i`` (``slots = 2 r + 1``); an edge
+    uses its first ``n_neg`` of them (see :func:`_schedule`)."""
+    counters = jnp.arange(edges * slots, dtype=jnp.uint32).reshape(edges, slots)
+    return _sample_rows(key, epoch, counters, rows)
+
+
+@functools.partial(jax.jit, static_argnames=("n_epochs", "negative_sample_rate"))
+def _schedule_peaks(epochs_per_sample, *, n_epochs: int, negative_sample_rate: int):
+    """The most edges due in any one epoch, and the most of them drawing more than
+    ``r + 1`` negative samples."""
+
+    def one(epoch):
+        fires, n_neg = _schedule(epochs_per_sample, epoch, negative_sample_rate)
+        many = fires & (n_neg > negative_sample_rate + 1)
+        return jnp.sum(fires, dtype=jnp.int32), jnp.sum(many, dtype=jnp.int32)
+
+    due, many = jax.lax.map(one, jnp.arange(n_epochs, dtype=jnp.int32))
+    return jnp.max(due), jnp.max(many)
+
+
+def layout_capacity(
+    graph: LayoutGraph, n_epochs: int, *, negative_sample_rate: int = 5
+) -> tuple[int, int]:
+    """Static sizes that let :func:`layout_step` touch only the edges due.
+
+    Counts, for every epoch ``0 .. n_epochs - 1``, the edges that fire and those of
+    them that draw more than ``r + 1`` negative samples (the same :func:`_schedule`
+    the layout runs), and returns the largest of each, rounded up to a multiple of
+    256 (fewer distinct shapes to compile). Pass the pair as ``capacity=`` to
+    :func:`layout_step` or :func:`layout_epochs` for those epochs; a smaller pair
+    would drop edges.
+
+    Returns:
+      ``(edges, edges_drawing_more_than_r_plus_1)``, each a positive multiple of 256.
+    """
+    check_int("n_epochs", n_epochs, minimum=1)
+    due, many = jax.device_get(
+        _schedule_peaks(
+            graph.epochs_per_sample, n_epochs=n_epochs, negative_sample_rate=negative_sample_rate
+        )
+    )
+    up = lambda v: max(256, -(-int(v) // 256) * 256)
+    return up(due), up(many)
 
 
 def layout_step(
@@ -607,11 +678,20 @@ def layout_step(
     initial_alpha: float = 1.0,
     gamma: float = 1.0,
     negative_sample_rate: int = 5,
+    capacity: tuple[int, int] | None = None,
 ) -> jax.Array:
     """One epoch of UMAP's layout, every update from the epoch's starting positions.
 
-    Pure and jittable (``negative_sample_rate`` static); vmap over ``embedding`` and
-    ``key`` for several models.
+    Only the edges due in the epoch are computed: their indices are gathered into a
+    ``capacity[0]``-long list (ascending, padded) and each draws its negative
+    samples into ``r + 1`` slots; the few that draw more (up to ``2 r + 1``: on
+    digits 4% of the firings, 2% of the samples) draw the rest into ``r`` more
+    slots of a second, ``capacity[1]``-long list. So the shapes are fixed and the
+    work follows the edges due (about a quarter on digits), as in umap-learn,
+    instead of every edge with ``2 r + 1`` masked slots.
+
+    Pure and jittable (``negative_sample_rate`` and ``capacity`` static); vmap over
+    ``embedding`` and ``key`` for several models.
 
     Args:
       embedding: ``(N, C)`` float32 positions of the rows that move.
@@ -625,6 +705,9 @@ def layout_step(
         rows of ``embedding`` and move too.
       initial_alpha, gamma, negative_sample_rate: umap-learn's learning rate,
         repulsion strength and negative samples per positive one.
+      capacity: ``(edges, edges_drawing_more_than_r_plus_1)`` from
+        :func:`layout_capacity` for the epochs run; ``None``: room for every edge
+        (always enough, slower).
 
     Returns:
       ``(N, C)`` float32 positions after the epoch.
@@ -635,27 +718,50 @@ def layout_step(
     progress = epoch.astype(jnp.float32) / jnp.asarray(n_epochs, jnp.float32)
     alpha = initial_alpha * (1.0 - progress)
     e = graph.epochs_per_sample
+    edges = e.shape[0]
+    slots = 2 * negative_sample_rate + 1
+    edge_cap, many_cap = (edges, edges) if capacity is None else capacity
     fires, n_neg = _schedule(e, epoch, negative_sample_rate)
-    most = 2 * negative_sample_rate + 1
 
-    y_head = embedding[graph.head]
-    diff = y_head - tail_y[graph.tail]
-    _, positive, safe, denom = _rdist_terms(diff, a, b)
-    coeff = jnp.where(positive, -2.0 * a * b * safe ** (b - 1.0) / denom, 0.0)
-    step = jnp.where(fires, alpha, 0.0)
+    # The due edges, in ascending order; the padding repeats edge 0 with no step.
+    (due,) = jnp.nonzero(fires, size=edge_cap, fill_value=edges)
+    real = due < edges
+    due = jnp.where(real, due, 0)
+    head, tail = graph.head[due], graph.tail[due]
+    step = jnp.where(real, alpha, 0.0)
+
+    y_head = embedding[head]
+    diff = y_head - tail_y[tail]
+    positive, safe, power = _rdist_terms(diff, a, b)
+    coeff = jnp.where(positive, -2.0 * a * b * (power / safe) / (a * power + 1.0), 0.0)
     pull = jnp.clip(coeff[:, None] * diff, -_CLIP, _CLIP) * step[:, None]
 
-    samples = _negative_samples(key, epoch, e.shape[0], most, tail_y.shape[0])
-    diff_neg = y_head[:, None, :] - tail_y[samples]
-    _, positive, safe, denom = _rdist_terms(diff_neg, a, b)
-    coeff = jnp.where(positive, 2.0 * gamma * b / ((0.001 + safe) * denom), 0.0)
-    used = (jnp.arange(most, dtype=jnp.float32)[None, :] < n_neg[:, None]) & fires[:, None]
-    push = jnp.clip(coeff[..., None] * diff_neg, -_CLIP, _CLIP)
-    push = jnp.sum(push * jnp.where(used, alpha, 0.0)[..., None], axis=1)
+    counts = jnp.where(real, n_neg[due], 0.0).astype(jnp.int32)
 
-    delta = jnp.zeros_like(embedding).at[graph.head].add(pull + push)
+    def push(edge, y, count, first: int, width: int):
+        """Summed repulsion ``(M, C)`` of M edges (ids ``edge``, head positions ``y``)
+        from their samples ``first`` to ``first + width - 1`` below ``count``."""
+        rank = jnp.arange(first, first + width, dtype=jnp.int32)[None, :]
+        counters = (edge[:, None] * slots + rank).astype(jnp.uint32)
+        samples = _sample_rows(key, epoch, counters, tail_y.shape[0])
+        diff_neg = y[:, None, :] - tail_y[samples]
+        positive, safe, power = _rdist_terms(diff_neg, a, b)
+        used = positive & (rank < count[:, None])
+        coeff = jnp.where(used, 2.0 * gamma * b / ((0.001 + safe) * (a * power + 1.0)), 0.0)
+        return jnp.sum(jnp.clip(coeff[..., None] * diff_neg, -_CLIP, _CLIP), axis=1)
+
+    # Samples 0 .. r of every due edge, then r + 1 .. 2 r of those drawing more.
+    width = negative_sample_rate + 1
+    pushed = push(due, y_head, counts, 0, width)
+    (many,) = jnp.nonzero(counts > width, size=many_cap, fill_value=edge_cap)
+    more = many < edge_cap
+    many = jnp.where(more, many, 0)
+    extra = push(due[many], y_head[many], jnp.where(more, counts[many], 0), width, slots - width)
+    pushed = pushed.at[many].add(extra) * step[:, None]
+
+    delta = jnp.zeros_like(embedding).at[head].add(pull + pushed)
     if move_other:
-        delta = delta.at[graph.tail].add(-pull)
+        delta = delta.at[tail].add(-pull)
     return embedding + delta
 
 
@@ -673,6 +779,7 @@ def _layout_epochs(
     initial_alpha=1.0,
     gamma=1.0,
     negative_sample_rate: int = 5,
+    capacity: tuple[int, int] | None = None,
 ):
     first_epoch = jnp.asarray(first_epoch, jnp.int32)
     step = functools.partial(
@@ -686,13 +793,14 @@ def _layout_epochs(
         initial_alpha=initial_alpha,
         gamma=gamma,
         negative_sample_rate=negative_sample_rate,
+        capacity=capacity,
     )
     return jax.lax.fori_loop(
         0, jnp.asarray(count, jnp.int32), lambda i, y: step(y, epoch=first_epoch + i), embedding
     )
 
 
-layout_epochs = jax.jit(_layout_epochs, static_argnames="negative_sample_rate")
+layout_epochs = jax.jit(_layout_epochs, static_argnames=("negative_sample_rate", "capacity"))
 layout_epochs.__doc__ = """Layout epochs ``first_epoch`` to ``first_epoch + count - 1``, jitted.
 
 ``first_epoch`` and ``count`` are traced, so every chunk reuses one program, and
@@ -743,6 +851,7 @@ def _transform(fit: UMAPFit, x: jax.Array) -> np.ndarray:
         n_epochs=n_epochs,
         reference=reference,
         initial_alpha=0.25,
+        capacity=layout_capacity(graph, n_epochs),
     )
     # A row equal to its nearest training row keeps that row's embedding, as
     # umap-learn hands back its embedding for the training data itself.
