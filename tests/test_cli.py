@@ -255,8 +255,15 @@ def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, caps
         0.1, 10.0,
     )  # fmt: skip
     assert report["models"][0]["refine_steps"] == 30
+    # What each stage added and took: KMeans on the pretrained codes beside DEC.
+    assert list(report["metrics"])[:2] == ["autoencoder_dec", "pretrained_kmeans"]
+    stages = report["stage_seconds"]
+    assert set(stages) == {"pretraining", "clustering", "kmeans_start", "refinement", "baselines"}
+    assert stages["kmeans_start"] + stages["refinement"] <= stages["clustering"]
+    assert (out / "augmented.png").is_file()  # the refinement's inputs, drawn
     plain = tmp_path / "plain"
     assert main([*args, "--update-interval", "10", *TINY, "--out", str(plain)]) == 0
+    assert not (plain / "augmented.png").exists()
     # The same pretraining, a different refinement: the augmented batches moved the encoder.
     import jaxae
 
