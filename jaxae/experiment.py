@@ -65,7 +65,11 @@ class Report:
     ``metrics`` holds, per method key (``"autoencoder_kmeans"``, ``"pixel_kmeans"``,
     and with another method e.g. ``"autoencoder_gmm"``, ``"pixel_gmm"``), the
     scores as mean with ``std``, ``min``, ``max`` and ``per_seed`` over seeds
-    (a single model: its scores). ``models`` has one entry per trained model.
+    (a single model: its scores); with DEC or IDEC, ``"pretrained_kmeans"`` scores
+    the KMeans the refinement started from. ``models`` has one entry per trained
+    model. ``stage_seconds``: wall seconds of ``pretraining`` (this process's part
+    of it), ``clustering`` (for DEC/IDEC split further into ``kmeans_start`` and
+    ``refinement``) and ``baselines``.
     """
 
     dataset: str
@@ -97,6 +101,7 @@ class Report:
     samples_per_second: float
     cluster_seconds: float
     baseline_seconds: float
+    stage_seconds: dict[str, float]
     final_loss: float | None
     loss_history: list[float | None]
     selected_model: int
@@ -296,9 +301,15 @@ def run_experiment(
         else:
             entry.update(clusterings[i].summary())
             if dataset.labels is not None:
+                before = clusterings[i].before  # DEC/IDEC: what the refinement added
                 entry["metrics"] = {
                     f"autoencoder_{_key(config.cluster.method)}": cluster.scores(
                         dataset.labels, clusterings[i].labels
+                    ),
+                    **(
+                        {}
+                        if before is None
+                        else {"pretrained_kmeans": cluster.scores(dataset.labels, before)}
                     ),
                     **{name: per_seed[seed] for name, per_seed in baselines.items()},
                 }
@@ -346,6 +357,12 @@ def run_experiment(
         samples_per_second=result.steps * config.train.batch_size / max(result.train_seconds, 1e-9),
         cluster_seconds=cluster_seconds,
         baseline_seconds=baseline_seconds,
+        stage_seconds={
+            "pretraining": result.train_seconds,
+            "clustering": cluster_seconds,
+            **next((c.seconds for c in clusterings if c is not None and c.seconds), {}),
+            "baselines": baseline_seconds,
+        },
         final_loss=models[selected]["final_loss"],
         loss_history=[_finite_or_none(v) for v in result.loss_history[selected]],
         selected_model=selected,

@@ -9,6 +9,7 @@ The algorithms themselves live in ``jaxae.cluster``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -31,7 +32,9 @@ ALIVE_FRACTION = 0.01
 class Clustering:
     """One model's clusters: ``labels`` (N,) on the training images, and the
     ``fitted`` method that predicts new codes (``jaxae.cluster.registry``); None in
-    a run folder that keeps nothing to predict with, for the reason ``missing``."""
+    a run folder that keeps nothing to predict with, for the reason ``missing``.
+    ``before``: for DEC and IDEC, the labels of the KMeans on the pretrained codes
+    that the refinement started from."""
 
     method: str
     labels: np.ndarray
@@ -39,6 +42,11 @@ class Clustering:
     alive_code_units: int | None = None
     details: dict | None = None
     missing: str | None = None
+    # DEC/IDEC: the labels of the KMeans the refinement started from, and the
+    # seconds of its stages (not in the report's per-model entries: a resume
+    # would change them).
+    before: np.ndarray | None = None
+    seconds: dict[str, float] | None = None
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
         """(N, code_dim) codes -> (N,) cluster labels."""
@@ -150,14 +158,25 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     x = scale(images, model_config.scaling, model_config.data_range)
     pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
     models = [int(i) for i in keep]
+    kept_seeds = [seeds[i] for i in keep]
+    # KMeans on the pretrained codes, the refinement's start: its labels are scored
+    # beside the refined ones. A resume fits it again (seeded: the same labels).
+    start = time.perf_counter()
+    initial = cluster.init_refinement(
+        pretrained, x, model_config=model_config, config=config, seeds=kept_seeds
+    )
+    before = np.asarray(jax.device_get(initial.labels))
+    start_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     result = cluster.refine(
         x, pretrained, model_config=model_config, config=config,
-        seeds=[seeds[i] for i in keep], progress=progress, should_stop=should_stop,
-        initial=None if refinement is None else refinement.state,
+        seeds=kept_seeds, progress=progress, should_stop=should_stop,
+        initial=initial if refinement is None else refinement.state,
         start_step=0 if refinement is None else refinement.step,
         on_chunk=None if on_refine is None
         else lambda done, state: on_refine(Refinement(state, done, models)),
     )  # fmt: skip
+    refine_seconds = time.perf_counter() - start
     refined = jax.tree.map(np.array, params)
     for j, i in enumerate(keep):
         for leaf, new in zip(jax.tree.leaves(refined), jax.tree.leaves(result.params)):
@@ -173,7 +192,9 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
         labels = cluster.predict_nearest(centers, codes)
         out[i] = Clustering(
             c.method, labels, cluster.KMeansFit(labels, centers),
-            alive_code_units=alive_units(codes), details=details,
+            alive_code_units=alive_units(codes), details=details, before=before[j],
+            # Of all models together: they start and refine in one program.
+            seconds={"kmeans_start": start_seconds, "refinement": refine_seconds},
         )  # fmt: skip
     done = int(np.max(result.steps))  # the models that did not converge took every step
     return refined, out, Refinement(result.state, done, models)

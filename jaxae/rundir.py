@@ -28,6 +28,7 @@ from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.experiment import Experiment
 from jaxae.figures import (
+    augmentation_figure,
     clusters_figure,
     codes_figure,
     confusion_figure,
@@ -40,7 +41,10 @@ from jaxae.preprocess import scale
 MARKER = RUN_MARKER
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
-FIGURES = ("clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png")
+FIGURES = (
+    "clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png",
+    "augmented.png",
+)  # fmt: skip
 LABELS = "clusters.npy"  # the selected model's cluster of every training image
 CLUSTERER = "clusterer.npz"  # its fitted method as arrays, with the method's name
 OLD_CLUSTERERS = ("centers.npy", "mixture.npz")  # what runs before clusterer.npz kept
@@ -310,6 +314,20 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         ds.image_shape,
         out / "reconstructions.png",
     )
+    # What the augmentation did to the inputs (of pretraining, else of the refinement).
+    augmented = next(
+        (a for a in (config.train.augment, config.cluster.refine.augment) if a.enabled), None
+    )
+    if augmented is not None and config.model.image_shape is not None:
+        augmentation_figure(
+            np.asarray(scale(ds.images[:6], config.model.scaling, config.model.data_range)),
+            config.model.image_shape,
+            out / "augmented.png",
+            config=augmented,
+            seed=config.train.seed,
+            title=f"inputs as they are (left) and augmented (shift {augmented.shift:g}, "
+            f"rotate {augmented.rotate:g}°)",
+        )
     codes = encoder.encode(ds.images)
     codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
     if ds.labels is not None:

@@ -1,5 +1,6 @@
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -242,7 +243,14 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     # The training images' codes are training rows: they keep their embedding and labels.
     np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
     images = jaxae.load_dataset("digits").images[:300]
-    np.testing.assert_array_equal(jaxae.load(out).predict(images), np.load(pred))
+    ae = jaxae.load(out)
+    np.testing.assert_array_equal(ae.predict(images), np.load(pred))
+    # Pixels to labels in one program of the user's: encode_fn, then the fit's labels_fn.
+    labels = ae.clusterer.fitted.labels_fn()
+    program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, ae.model_config), n_epochs=100))
+    new = images[:64].astype(np.float32) + 0.5  # not training rows: embedded anew
+    fused = np.asarray(program(ae.params, new))
+    assert (fused == ae.predict(new)).mean() >= 0.95
 
 
 def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, capsys):
@@ -255,8 +263,15 @@ def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, caps
         0.1, 10.0,
     )  # fmt: skip
     assert report["models"][0]["refine_steps"] == 30
+    # What each stage added and took: KMeans on the pretrained codes beside DEC.
+    assert list(report["metrics"])[:2] == ["autoencoder_dec", "pretrained_kmeans"]
+    stages = report["stage_seconds"]
+    assert set(stages) == {"pretraining", "clustering", "kmeans_start", "refinement", "baselines"}
+    assert stages["kmeans_start"] + stages["refinement"] <= stages["clustering"]
+    assert (out / "augmented.png").is_file()  # the refinement's inputs, drawn
     plain = tmp_path / "plain"
     assert main([*args, "--update-interval", "10", *TINY, "--out", str(plain)]) == 0
+    assert not (plain / "augmented.png").exists()
     # The same pretraining, a different refinement: the augmented batches moved the encoder.
     import jaxae
 

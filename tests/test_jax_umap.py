@@ -4,6 +4,7 @@ Small data and shared shapes: most of the run time on CPU is compiling, once per
 (N, k, C, E) shape.
 """
 
+import functools
 import math
 import warnings
 from fractions import Fraction
@@ -315,6 +316,21 @@ def test_transform_of_training_rows_lands_near_their_embedding(fit, digits):
     assert np.median(own) < np.median(spacing[:, K])
     rank = (d < own[:, None]).sum(axis=1)
     assert np.mean(rank < K) > 0.9
+
+
+def test_the_pure_transform_is_the_method_bit_for_bit(fit, digits):
+    """transform_fn (jittable, room for every edge) gives UMAPFit.transform's bits
+    (only the edges due, a capacity found on the host), training rows included."""
+    from jaxae.cluster.jax_umap import transform_epochs, transform_fn
+
+    rows = np.concatenate([digits[0][:40] + 1e-3, digits[0][40:60]])  # new, then training
+    epochs = transform_epochs(len(rows), fit.n_epochs)
+    program = jax.jit(
+        functools.partial(transform_fn, n_neighbors=K, a=fit.a, b=fit.b, seed=3, n_epochs=epochs)
+    )
+    out = np.asarray(program(rows, fit.features, fit.embedding))
+    np.testing.assert_array_equal(out, fit.transform(rows))
+    np.testing.assert_array_equal(out[40:], fit.embedding[40:60])
 
 
 def test_arrays_round_trip(fit, digits, tmp_path):

@@ -325,9 +325,8 @@ def _label(key: str) -> str:
 
     source, _, method = key.partition("_")
     labels = {name.replace("-", "_"): m.label for name, m in METHODS.items()}
-    return (
-        f"{'autoencoder' if source == 'autoencoder' else 'pixels'} + {labels.get(method, method)}"
-    )
+    sources = {"autoencoder": "autoencoder", "pretrained": "pretrained codes", "pixel": "pixels"}
+    return f"{sources.get(source, source)} + {labels.get(method, method)}"
 
 
 def summary(report: dict, out: Path) -> str:
@@ -342,8 +341,15 @@ def summary(report: dict, out: Path) -> str:
         + (f", {r['models_trained']} models together" if r["models_trained"] > 1 else ""),
     ]
     if r["method"] != "kmeans" or r["cluster_seconds"] > 5:
+        stages = r.get("stage_seconds", {})
+        split = (
+            f" (KMeans {stages['kmeans_start']:.1f} s, refinement {stages['refinement']:.1f} s)"
+            if "refinement" in stages
+            else ""
+        )
         lines.append(
-            f"{r['method']} {r['cluster_seconds']:.1f} s, baselines {r['baseline_seconds']:.1f} s"
+            f"{r['method']} {r['cluster_seconds']:.1f} s{split}, "
+            f"baselines {r['baseline_seconds']:.1f} s"
         )
     by_lr = r.get("metrics_by_lr") or ({str(r["lr"]): r["metrics"]} if r["metrics"] else {})
     several = r["models_trained"] > len(by_lr)

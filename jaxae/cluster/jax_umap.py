@@ -817,49 +817,96 @@ Returns:
 
 
 def _transform(fit: UMAPFit, x: jax.Array) -> np.ndarray:
-    train = jnp.asarray(fit.features)
-    reference = jnp.asarray(fit.embedding)
-    k = fit.n_neighbors
-    indices, distances = nearest_neighbors(x, train, k)
-    sigmas, rhos = _smooth_knn_dist(distances, float(k), 0.0)
+    q = x.shape[0]
+    n_epochs = transform_epochs(q, fit.n_epochs)
+    train, reference = jnp.asarray(fit.features), jnp.asarray(fit.embedding)
+    graph, start, same, nearest = _transform_graph(
+        x, train, reference, k=fit.n_neighbors, n_epochs=n_epochs
+    )
+    capacity = layout_capacity(graph, n_epochs)  # only the edges due: the same bits, sooner
+    embedding = _transform_layout(
+        graph, start, same, nearest, reference, fit.seed, a=fit.a, b=fit.b,
+        n_epochs=n_epochs, capacity=capacity,
+    )  # fmt: skip
+    return np.asarray(jax.device_get(embedding))
+
+
+def transform_epochs(rows: int, fit_epochs: int = -1) -> int:
+    """umap-learn's ``transform`` epochs: 100 up to 10,000 new rows, 30 above; a third of
+    the fit's when the fit was given its own (``fit_epochs`` >= 0)."""
+    if fit_epochs < 0:
+        return 100 if rows <= 10_000 else 30
+    return max(fit_epochs // 3, 1)
+
+
+def transform_fn(
+    x: jax.Array,
+    features: jax.Array,
+    embedding: jax.Array,
+    *,
+    n_neighbors: int,
+    a: float,
+    b: float,
+    seed: int,
+    n_epochs: int,
+) -> jax.Array:
+    """``(Q, D)`` new rows -> ``(Q, C)`` float32 embedding, as a pure function.
+
+    What :meth:`UMAPFit.transform` computes, without validation and without leaving
+    the device: the neighbours among ``features``, their memberships, the start,
+    the layout against the fixed ``embedding`` (every edge given room, so the
+    shapes depend on Q and k only) and the training rows' own positions. Jit it
+    with ``n_neighbors``, ``a``, ``b``, ``seed`` and ``n_epochs`` static (see
+    :func:`transform_epochs`), or call it inside your own jitted function; it gives
+    the bits ``UMAPFit.transform`` gives.
+    """
+    graph, start, same, nearest = _transform_graph(
+        x, features, embedding, k=n_neighbors, n_epochs=n_epochs
+    )
+    return _transform_layout(
+        graph, start, same, nearest, embedding, seed, a=a, b=b, n_epochs=n_epochs, capacity=None
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_epochs"))
+def _transform_graph(x, train, reference, *, k: int, n_epochs: int):
+    """The fixed-shape graph of Q new rows to their k training neighbours, their start,
+    and which rows equal their nearest training row (and its index).
+
+    As umap-learn's transform: memberships with ``local_connectivity=0``, edges below
+    ``max / n_epochs`` dropped (here: never due, ``epochs_per_sample`` infinite, so
+    the graph keeps its shape), ``epochs_per_sample = max / weight``.
+    """
+    q = x.shape[0]
+    rows, cols = min(_KNN_ROWS, q), max(min(_KNN_COLS, train.shape[0]), 1)
+    indices, distances = _knn(x, train, k=k, rows=rows, cols=cols, self_first=False)
+    sigmas, rhos = _smooth_knn_dist_jit(distances, k=float(k), local_connectivity=0.0)
     weights = _memberships(distances, indices, sigmas, rhos, skip_self=False)
     start = _transform_start(weights, indices, reference)
-
-    q = x.shape[0]
-    if fit.n_epochs < 0:
-        n_epochs = 100 if q <= 10_000 else 30
-    else:
-        n_epochs = max(fit.n_epochs // 3, 1)
-    weights, indices = jax.device_get((weights, indices))
-    weights = np.where(weights < weights.max() / float(n_epochs), 0.0, weights)
-    head, slot = np.nonzero(weights > 0)
-    kept = weights[head, slot].astype(np.float64)
+    top = jnp.max(weights)
+    kept = weights >= top / float(n_epochs)
+    per_sample = jnp.where(kept, top / jnp.where(kept, weights, 1.0), jnp.inf)
     graph = LayoutGraph(
-        jnp.asarray(head, jnp.int32),
-        jnp.asarray(indices[head, slot], jnp.int32),
-        jnp.asarray(kept.max() / kept, jnp.float32),
+        jnp.repeat(jnp.arange(q, dtype=jnp.int32), k),
+        indices.reshape(-1).astype(jnp.int32),
+        per_sample.reshape(-1).astype(jnp.float32),
     )
-    key = jax.random.fold_in(jax.random.key(fit.seed), 1)  # apart from the fit's draws
-    embedding = layout_epochs(
-        start,
-        graph,
-        key,
-        0,
-        n_epochs,
-        a=fit.a,
-        b=fit.b,
-        n_epochs=n_epochs,
-        reference=reference,
-        initial_alpha=0.25,
-        capacity=layout_capacity(graph, n_epochs),
-    )
-    # A row equal to its nearest training row keeps that row's embedding, as
-    # umap-learn hands back its embedding for the training data itself.
     nearest = indices[:, 0]
-    same = np.all(np.asarray(jax.device_get(x)) == np.asarray(fit.features)[nearest], axis=1)
-    embedding = np.array(jax.device_get(embedding))
-    embedding[same] = np.asarray(fit.embedding)[nearest[same]]
-    return embedding
+    same = jnp.all(x == train[nearest], axis=1)
+    return graph, start, same, nearest
+
+
+@functools.partial(jax.jit, static_argnames=("a", "b", "n_epochs", "capacity"))
+def _transform_layout(graph, start, same, nearest, reference, seed, *, a, b, n_epochs, capacity):
+    """The layout of the new rows against the fixed training embedding (a quarter of
+    the learning rate); a row equal to its nearest training row keeps that row's
+    embedding, as umap-learn hands back its embedding for the training data itself."""
+    key = jax.random.fold_in(jax.random.key(seed), 1)  # apart from the fit's draws
+    moved = _layout_epochs(
+        start, graph, key, 0, n_epochs, a=a, b=b, n_epochs=n_epochs, reference=reference,
+        initial_alpha=0.25, capacity=capacity,
+    )  # fmt: skip
+    return jnp.where(same[:, None], reference[nearest], moved)
 
 
 @jax.jit

@@ -25,15 +25,19 @@ The mixture's backend is ``ClusterConfig.gmm`` (:mod:`jaxae.cluster.gmm`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import warnings
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
+from jaxae.cluster import jax_gmm
 from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture
-from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap
+from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap, transform_epochs, transform_fn
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.config import check_seed
@@ -96,10 +100,38 @@ class UMAPGMMFit:
         digits moved 0.2% of umap-learn's labels).
         """
         if isinstance(self.umap, UMAPFit):
-            features = check_width(features, self.umap.features.shape[1])
-            return self.gmm.predict(self.umap.transform(np.asarray(features, np.float32)))
+            features = np.asarray(check_width(features, self.umap.features.shape[1]), np.float32)
+            epochs = transform_epochs(features.shape[0], self.umap.n_epochs)
+            return np.asarray(self.labels_fn()(jnp.asarray(features), n_epochs=epochs))
         features = check_width(features, self.umap._raw_data.shape[1])
         return self.gmm.predict(self.umap.transform(features))
+
+    def labels_fn(self):
+        """The JAX backend's pure ``labels(codes, n_epochs=...)`` function, else None.
+
+        ``(Q, F)`` codes -> ``(Q,)`` int32: their neighbours among the training codes,
+        the embedding (:func:`jaxae.cluster.jax_umap.transform_fn`), then the most
+        probable mixture component (:func:`jaxae.cluster.jax_gmm.predict`), in one
+        jitted program (``n_epochs`` static: :func:`~jaxae.cluster.jax_umap.transform_epochs`
+        of the number of rows). Compose it with ``jaxae.encode_fn`` inside your own
+        ``jax.jit`` to go from pixels to labels in one program::
+
+            fit = jaxae.load(run).clusterer.fitted
+            labels = fit.labels_fn()
+            program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, cfg), n_epochs=100))
+        """
+        if not isinstance(self.umap, UMAPFit):
+            return None
+        u, m = self.umap, self.gmm.model
+        if m.covariance_type != "full":
+            return None
+        arrays = tuple(
+            jnp.asarray(a, jnp.float32)
+            for a in (u.features, u.embedding, m.weights_, m.means_, m.covariances_)
+        )
+        return functools.partial(
+            _labels, arrays, n_neighbors=u.n_neighbors, a=u.a, b=u.b, seed=u.seed
+        )
 
     def arrays(self) -> dict[str, np.ndarray] | None:
         """The JAX backend's UMAP and the mixture as plain arrays; None for umap-learn's
@@ -122,6 +154,16 @@ class UMAPGMMFit:
                 f"embedding {umap.embedding.shape[1]}: the saved arrays are damaged"
             )
         return cls(np.zeros(0, np.int32), umap.embedding, umap, gmm)
+
+
+@functools.partial(jax.jit, static_argnames=("n_neighbors", "a", "b", "seed", "n_epochs"))
+def _labels(arrays, codes, *, n_neighbors, a, b, seed, n_epochs):
+    features, embedding, weights, means, covariances = arrays
+    moved = transform_fn(
+        codes, features, embedding, n_neighbors=n_neighbors, a=a, b=b, seed=seed,
+        n_epochs=n_epochs,
+    )  # fmt: skip
+    return jax_gmm.predict(moved, weights, means, covariances)
 
 
 def fit_umap_gmm(
@@ -186,7 +228,12 @@ def fit_umap_gmm(
         )
         embedding = np.asarray(reducer.fit_transform(features), np.float32)
     gmm = fit_mixture(embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend)
-    return UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
+    fit = UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
+    if backend == "jax":  # labels as predict gives them: the posterior on the device
+        labels = jax_gmm.predict(*(jnp.asarray(a, jnp.float32) for a in (
+            embedding, gmm.model.weights_, gmm.model.means_, gmm.model.covariances_)))  # fmt: skip
+        fit = dataclasses.replace(fit, labels=np.asarray(labels))
+    return fit
 
 
 def import_umap():
