@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,9 @@ from jaxae.config import ClusterConfig
 from jaxae.data import load_dataset
 from jaxae.encoder import Encoder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from umap_stage_speed import cpu_model  # beside this script
+
 BACKENDS = {"umap-learn + scikit-learn": ("umap-learn", "sklearn"), "JAX + JAX": ("jax", "jax")}
 
 
@@ -44,17 +45,6 @@ def neighbours_kept(a: np.ndarray, b: np.ndarray, k: int = 20) -> float:
     na = NearestNeighbors(n_neighbors=k + 1).fit(a).kneighbors(a, return_distance=False)[:, 1:]
     nb = NearestNeighbors(n_neighbors=k + 1).fit(b).kneighbors(b, return_distance=False)[:, 1:]
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na, nb)]))
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line),
-        "unknown",
-    )
 
 
 def main(argv=None) -> int:
