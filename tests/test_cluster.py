@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -149,3 +151,15 @@ def test_the_dec_da_preset_augments_pretraining_and_refinement_and_a_flag_turns_
     )  # fmt: skip
     _, train, cluster = apply_preset("dec-da", cluster={"refine": {"shift": 0.0, "rotate": 0.0}})
     assert train.augment.enabled and not cluster.refine.augment.enabled
+
+
+def test_the_fast_dec_da_preset_is_n2d_fasts_pretraining_augmented_then_dec_da():
+    from jaxae.presets import apply_preset
+
+    model, train, cluster = apply_preset("dec-da-fast")
+    _, fast, _ = apply_preset("n2d-fast")
+    assert (model.hidden, model.kernel_init) == ((500, 500, 2000), "glorot_uniform")
+    assert dataclasses.replace(train, shift=0.0, rotate=0.0) == fast
+    assert (train.shift, train.rotate) == (0.1, 10.0)
+    assert (cluster.method, cluster.n_init, cluster.refine.update_interval) == ("dec", 20, 30)
+    assert (cluster.refine.shift, cluster.refine.rotate) == (0.1, 10.0)
