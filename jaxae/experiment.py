@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxae import cluster, methods
-from jaxae.augment import check_image_shape
+from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
@@ -188,11 +188,17 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
     if method.check is not None:  # what the method needs, before training rather than after
         method.check(config.cluster, n)
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
-    if config.train.augment.enabled or (
-        method.refines_encoder and config.cluster.refine.augment.enabled
-    ):
+    if augmentation(config) is not None:
         check_image_shape(model.image_shape, d)
     return dataclasses.replace(config, model=model)
+
+
+def augmentation(config: ExperimentConfig) -> AugmentConfig | None:
+    """The augmentation a run applies: pretraining's, else its DEC/IDEC refinement's
+    (``--dec-shift``, ``--dec-rotate``; other methods do not refine); None for none."""
+    refines = cluster.METHODS[config.cluster.method].refines_encoder
+    stages = (config.train.augment, config.cluster.refine.augment if refines else None)
+    return next((a for a in stages if a is not None and a.enabled), None)
 
 
 def plan_chunk(config: ExperimentConfig, dataset: Dataset) -> int:

@@ -26,7 +26,7 @@ from jaxae.cluster import METHODS
 from jaxae.config import ExperimentConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.experiment import Experiment
+from jaxae.experiment import Experiment, augmentation
 from jaxae.figures import (
     augmentation_figure,
     clusters_figure,
@@ -314,10 +314,7 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         ds.image_shape,
         out / "reconstructions.png",
     )
-    # What the augmentation did to the inputs (of pretraining, else of the refinement).
-    augmented = next(
-        (a for a in (config.train.augment, config.cluster.refine.augment) if a.enabled), None
-    )
+    augmented = augmentation(config)  # what it did to the inputs, drawn
     if augmented is not None and config.model.image_shape is not None:
         augmentation_figure(
             np.asarray(scale(ds.images[:6], config.model.scaling, config.model.data_range)),

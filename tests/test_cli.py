@@ -238,6 +238,14 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     assert "pixel_umap_gmm" in report["metrics"]  # the baseline with the same backends
     with np.load(out / "clusterer.npz", allow_pickle=False) as saved:
         assert str(saved["method"]) == "umap-gmm" and "umap_embedding" in saved
+        arrays = dict(saved)
+    from jaxae.cluster.umap_gmm import UMAPGMMFit
+
+    covs = arrays["gmm_covariances"]  # a mixture umap-gmm never fits: refused in one line
+    arrays.update(gmm_covariances=np.diagonal(covs, axis1=1, axis2=2).copy(),
+                  gmm_covariance_type=np.asarray("diag"))  # fmt: skip
+    with pytest.raises(jaxae.JaxaeError, match="'diag' covariances, not the 'full'"):
+        UMAPGMMFit.from_arrays(arrays)
     pred = tmp_path / "pred.npy"
     assert main(["predict", str(out), "digits", "--n", "300", "--out", str(pred)]) == 0
     # The training images' codes are training rows: they keep their embedding and labels.

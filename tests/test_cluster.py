@@ -163,3 +163,16 @@ def test_the_fast_dec_da_preset_is_n2d_fasts_pretraining_augmented_then_dec_da()
     assert (train.shift, train.rotate) == (0.1, 10.0)
     assert (cluster.method, cluster.n_init, cluster.refine.update_interval) == ("dec", 20, 30)
     assert (cluster.refine.shift, cluster.refine.rotate) == (0.1, 10.0)
+
+
+def test_a_run_augments_in_pretraining_or_in_a_refinement_but_not_in_other_methods():
+    from jaxae.config import ExperimentConfig, TrainConfig
+    from jaxae.experiment import augmentation
+
+    da = {"shift": 0.1, "rotate": 10.0}
+    assert augmentation(ExperimentConfig()) is None
+    assert augmentation(ExperimentConfig(cluster=ClusterConfig(refine=da))) is None  # kmeans
+    refined = augmentation(ExperimentConfig(cluster=ClusterConfig(method="dec", refine=da)))
+    assert (refined.shift, refined.rotate) == (0.1, 10.0)
+    pretrained = augmentation(ExperimentConfig(train=TrainConfig(shift=0.2)))
+    assert (pretrained.shift, pretrained.rotate) == (0.2, 0.0)

@@ -123,8 +123,6 @@ class UMAPGMMFit:
         if not isinstance(self.umap, UMAPFit):
             return None
         u, m = self.umap, self.gmm.model
-        if m.covariance_type != "full":
-            return None
         arrays = tuple(
             jnp.asarray(a, jnp.float32)
             for a in (u.features, u.embedding, m.weights_, m.means_, m.covariances_)
@@ -148,6 +146,11 @@ class UMAPGMMFit:
         """The fit back from :meth:`arrays` (no labels: they are the run's)."""
         umap = UMAPFit.from_arrays({k[5:]: v for k, v in arrays.items() if k.startswith("umap_")})
         gmm = GMMFit.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})
+        if gmm.model.covariance_type != "full":  # what umap-gmm fits, and labels_fn reads
+            raise JaxaeError(
+                f"the saved mixture has {gmm.model.covariance_type!r} covariances, not the "
+                "'full' ones umap-gmm fits: the saved arrays are damaged"
+            )
         if gmm.model.means_.shape[1] != umap.embedding.shape[1]:
             raise JaxaeError(
                 f"the mixture has {gmm.model.means_.shape[1]} dimensions but the UMAP "
