@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     graph = jax_umap._prune(jax_umap._fuzzy_union(*host, x.shape[0]), 500)
     print(f"fuzzy union and pruning (host): {time.perf_counter() - start:.3f} s, {graph.nnz} edges")
     start = time.perf_counter()
-    jax_umap._spectral(graph, c)
+    jax_umap._spectral(graph, c, np.asarray(x), np.random.default_rng(0))
     print(f"spectral start (host eigsh): {time.perf_counter() - start:.3f} s")
     layout = jax_umap._layout_graph(graph)
     share = float(np.mean(1.0 / np.asarray(layout.epochs_per_sample)))

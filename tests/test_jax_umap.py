@@ -145,12 +145,53 @@ def test_spectral_start_is_umap_learns(umap_, small_graph, digits):
     import umap.spectral
 
     graph = small_graph[2]
-    mine = jax_umap._spectral(graph, C)
+    mine = jax_umap._spectral(graph, C, digits[0], np.random.default_rng(0))
     want = umap.spectral.spectral_layout(digits[0], graph.tocsr(), C, np.random.RandomState(0))
     cosine = np.abs(np.sum(mine * want, axis=0)) / (
         np.linalg.norm(mine, axis=0) * np.linalg.norm(want, axis=0)
     )
     np.testing.assert_allclose(cosine, 1.0, atol=1e-3)
+
+
+def test_a_graph_in_pieces_is_laid_out_as_umap_learn_does(umap_, small_graph, digits):
+    """Two copies of the graph side by side (two pieces): umap-learn's
+    ``multi_component_layout`` puts them at +e_0 and -e_0, each its own eigenvectors
+    scaled to reach half-way. The same here, up to the sign of each eigenvector."""
+    import scipy.sparse
+    import umap.spectral
+
+    graph = scipy.sparse.block_diag([small_graph[2]] * 2).tocoo()
+    data = np.vstack([digits[0], digits[0] + 5.0])
+    mine = jax_umap._spectral(graph, C, data, np.random.default_rng(0))
+    want = umap.spectral.spectral_layout(data, graph.tocsr(), C, np.random.RandomState(0))
+    for piece, place in enumerate([1.0, -1.0]):
+        rows = slice(piece * N, (piece + 1) * N)
+        centre = np.zeros(C)
+        centre[0] = place
+        a, b = mine[rows] - centre, want[rows] - centre
+        assert np.abs(a).max() == pytest.approx(1.0) and np.abs(b).max() == pytest.approx(1.0)
+        sign = np.sign(np.sum(a * b, axis=0))
+        np.testing.assert_allclose(a, b * sign, atol=2e-3)
+
+
+def test_many_small_pieces_get_places_of_their_own(digits):
+    """More pieces than 2 C (here 30 blobs of 4 rows): spectral places of their
+    centroids, each blob's rows scattered within half the gap to its nearest place."""
+    import scipy.sparse
+
+    pieces, size = 30, 4
+    rng = np.random.default_rng(0)
+    data = np.repeat(rng.normal(scale=0.3, size=(pieces, 3)), size, axis=0)
+    block = np.ones((size, size)) - np.eye(size)
+    graph = scipy.sparse.block_diag([block] * pieces).tocoo()
+    coords = jax_umap._spectral(graph, C, data, np.random.default_rng(1))
+    places = jax_umap._piece_places(data, np.repeat(np.arange(pieces), size), pieces, C,
+                                    np.random.default_rng(1))
+    assert coords.shape == (pieces * size, C) and np.all(np.isfinite(coords))
+    gaps = np.linalg.norm(places[:, None] - places[None], axis=2)
+    reach = np.where(gaps > 0, gaps, np.inf).min(axis=1) / 2.0
+    offsets = np.abs(coords.reshape(pieces, size, C) - places[:, None, :])
+    assert np.all(offsets <= reach[:, None, None] + 1e-12)
 
 
 def test_schedule_is_umap_learns_counters():

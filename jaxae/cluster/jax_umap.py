@@ -24,8 +24,9 @@ step, for the Euclidean metric only:
    (``find_ab_params``); 500 epochs up to 10,000 rows and 200 above; edges below
    ``max / n_epochs`` dropped; ``epochs_per_sample = max / weight``.
 5. Initialisation: eigenvectors 2..C+1 of the normalised Laplacian (``eigsh``,
-   umap-learn's settings, the trivial eigenvector deflated: see ``_spectral``)
-   or the features' principal components; scaled so the
+   umap-learn's settings, the trivial eigenvector deflated: see
+   ``_laplacian_eigenvectors``), a graph in pieces laid out piece by piece around
+   places as umap-learn does (``_spectral``), or the features' principal components; scaled so the
    largest coordinate is 10, noise of 1e-4, then each axis stretched to [0, 10].
 6. The layout: per epoch every edge "due" pulls its two ends together and pushes
    its head away from negative samples (5 per edge, uniform over the rows), the
@@ -51,9 +52,9 @@ What differs from umap-learn, on purpose:
   gives a different embedding from umap-learn's, and a draw does not depend on
   which other edges are due.
 * Neighbours are always exact (umap-learn switches to NN-descent from 4,096 rows).
-* A graph in several pieces is laid out from PCA (umap-learn lays out each
-  component spectrally and places the pieces), as is one whose eigensolver fails
-  (umap-learn falls back to random).
+* A connected graph whose eigensolver fails is laid out from PCA (umap-learn
+  falls back to random); a piece of a graph in several pieces falls back as
+  umap-learn does.
 
 Time per layout epoch is O(E) to find the edges due (a closed-form test per
 edge, then a compaction), plus O(F (r + 2) C) for the F edges due, r negative
@@ -81,6 +82,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -90,6 +92,7 @@ import scipy.optimize
 import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
+import sklearn.manifold
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.errors import JaxaeError
@@ -497,7 +500,7 @@ def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np
     """``(N, C)`` float32 start in ``[0, 10]``: spectral or PCA, scaled as umap-learn."""
     coords = None
     if init == "spectral":
-        coords = _spectral(graph, n_components)
+        coords = _spectral(graph, n_components, features, rng)
     if coords is None:
         centred = features.astype(np.float64) - features.mean(axis=0)
         # Principal axes by SVD; the sign of each axis fixed by its largest loading.
@@ -511,9 +514,60 @@ def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np
     return (10.0 * (coords - low) / (high - low)).astype(np.float32)
 
 
-def _spectral(graph, n_components: int) -> np.ndarray | None:
-    """Eigenvectors 2..C+1 of the normalised Laplacian, or ``None`` for a graph in
-    several pieces or a solver that does not converge.
+def _spectral(graph, n_components: int, features, rng) -> np.ndarray | None:
+    """umap-learn's spectral start (``spectral_layout``): ``(N, C)`` float64, or
+    ``None`` when the eigensolver does not converge on a connected graph.
+
+    A graph in several pieces is laid out as umap-learn's ``multi_component_layout``
+    does: each piece gets a place (``_piece_places``), and its own eigenvectors,
+    scaled to half the distance to the nearest other place, around it.
+    """
+    pieces, labels = scipy.sparse.csgraph.connected_components(graph)
+    if pieces == 1:
+        return _laplacian_eigenvectors(graph, n_components)
+    places = _piece_places(features, labels, pieces, n_components, rng)
+    graph = graph.tocsr()
+    coords = np.empty((graph.shape[0], n_components), np.float64)
+    for piece in range(pieces):
+        rows = np.flatnonzero(labels == piece)
+        gaps = np.linalg.norm(places - places[piece], axis=1)
+        reach = gaps[gaps > 0.0].min() / 2.0
+        if rows.size < 2 * n_components or rows.size <= n_components + 1:
+            local = rng.uniform(-reach, reach, size=(rows.size, n_components))
+        else:
+            local = _laplacian_eigenvectors(graph[rows][:, rows], n_components)
+            if local is None:  # umap-learn's fallback for a piece
+                local = rng.uniform(-10.0, 10.0, size=(rows.size, n_components))
+            local = local * (reach / np.abs(local).max())
+        coords[rows] = local + places[piece]
+    return coords
+
+
+def _piece_places(features, labels, pieces: int, n_components: int, rng) -> np.ndarray:
+    """``(pieces, C)`` centres of a graph's pieces (umap-learn's ``component_layout``):
+    up to ``2 C`` pieces on the axes, ``+e_i`` and ``-e_i``; more by a spectral
+    embedding of their centroids' affinities ``exp(-d^2)``, scaled by its maximum."""
+    if pieces <= 2 * n_components:
+        half = -(-pieces // 2)
+        base = np.hstack([np.eye(half), np.zeros((half, n_components - half))])
+        return np.vstack([base, -base])[:pieces]
+    centroids = np.stack(
+        [features[labels == piece].astype(np.float64).mean(axis=0) for piece in range(pieces)]
+    )
+    gaps = np.linalg.norm(centroids[:, None, :] - centroids[None, :, :], axis=2)
+    with warnings.catch_warnings():  # far-apart centroids: an affinity graph in pieces
+        warnings.simplefilter("ignore")
+        places = sklearn.manifold.SpectralEmbedding(
+            n_components=n_components,
+            affinity="precomputed",
+            random_state=int(rng.integers(2**31 - 1)),
+        ).fit_transform(np.exp(-(gaps**2)))
+    return places / places.max()
+
+
+def _laplacian_eigenvectors(graph, n_components: int) -> np.ndarray | None:
+    """Eigenvectors 2..C+1 of a connected graph's normalised Laplacian, or ``None``
+    when the solver does not converge.
 
     umap-learn asks ``eigsh`` for the C + 1 smallest eigenpairs and drops the
     smallest, taking it for the trivial one (``sqrt(degree)``, eigenvalue 0). ARPACK
@@ -521,28 +575,30 @@ def _spectral(graph, n_components: int) -> np.ndarray | None:
     five instead, and dropping the smallest lost a real axis. Here the trivial
     vector ``u`` is moved out of the way (``L + 2 u u^T``: eigenvalue 2, the top of
     the spectrum) and ``eigsh``, with umap-learn's settings, asked for the C smallest.
+    A graph too small for that many Lanczos vectors is solved densely.
     """
     n = graph.shape[0]
-    pieces, _ = scipy.sparse.csgraph.connected_components(graph)
-    if pieces > 1:
-        return None
     graph = graph.tocsr().astype(np.float64)
     degree = np.sqrt(np.asarray(graph.sum(axis=0)).ravel())
     scale = scipy.sparse.diags(1.0 / degree)
     laplacian = scipy.sparse.identity(n) - scale @ graph @ scale
     trivial = degree / np.linalg.norm(degree)
+    k = n_components + 1  # umap-learn's count, for its Lanczos basis size
+    lanczos = max(2 * k + 1, int(np.sqrt(n)))
+    if lanczos >= n:
+        values, vectors = np.linalg.eigh(laplacian.toarray() + 2.0 * np.outer(trivial, trivial))
+        return vectors[:, np.argsort(values)[:n_components]]
     deflated = scipy.sparse.linalg.LinearOperator(
         (n, n),
         matvec=lambda v: laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v)),
         dtype=np.float64,
     )
-    k = n_components + 1  # umap-learn's count, for its Lanczos basis size
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
             deflated,
             n_components,
             which="SM",
-            ncv=max(2 * k + 1, int(np.sqrt(n))),
+            ncv=lanczos,
             tol=1e-4,
             v0=np.ones(n),
             maxiter=n * 5,
