@@ -279,6 +279,7 @@ def run_experiment(
         should_stop=hooks.should_stop,
         refinement=None if resume is None else resume.refinement,
         on_refine=hooks.on_refine,
+        devices=config.devices,
     )
     cluster_seconds = time.perf_counter() - start
 
@@ -296,6 +297,7 @@ def run_experiment(
             labels=dataset.labels,
             progress=progress,
             should_stop=hooks.should_stop,
+            devices=config.devices,
         )
     baseline_seconds = time.perf_counter() - start
 

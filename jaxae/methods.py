@@ -90,6 +90,7 @@ def cluster_models(
     should_stop: Callable[[], bool] | None = None,
     refinement: Refinement | None = None,
     on_refine: Callable[[Refinement], None] | None = None,
+    devices: int | str | None = None,
 ) -> tuple[Any, list[Clustering | None], Refinement | None]:
     """Cluster each model's codes: the (possibly refined) params, the clusterings and,
     for DEC and IDEC, the final :class:`Refinement`.
@@ -98,7 +99,8 @@ def cluster_models(
     get ``None``. ``should_stop`` is polled between models (and every couple of
     seconds of a refinement): True raises ``jaxae.loop.Stopped``. A refinement
     resumes from ``refinement`` and hands its state to ``on_refine`` at every
-    chunk of steps, when it converges, and before a stop.
+    chunk of steps, when it converges, and before a stop. ``devices``: the run's
+    (``ExperimentConfig.devices``), for a method that fits on a mesh (the JAX UMAP).
     """
     method = cluster_config.method
     if cluster.METHODS[method].refines_encoder:
@@ -116,7 +118,8 @@ def cluster_models(
         p = jax.tree.map(lambda a, i=i: a[i], params)
         codes = Encoder(p, model_config).encode(images)
         config = dataclasses.replace(cluster_config, seed=seed)
-        out.append(dataclasses.replace(_fit(codes, config), alive_code_units=alive_units(codes)))
+        fitted = _fit(codes, config, devices)
+        out.append(dataclasses.replace(fitted, alive_code_units=alive_units(codes)))
     check_stop(should_stop, f"clustering stopped after {len(seeds)} of {len(seeds)} models")
     return params, out, None
 
@@ -128,9 +131,9 @@ def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
         raise Stopped(message, done=0, interrupted=True)
 
 
-def _fit(features: np.ndarray, config: ClusterConfig) -> Clustering:
+def _fit(features: np.ndarray, config: ClusterConfig, devices) -> Clustering:
     """``config.method`` (one that does not refine the encoder) on (N, F) features."""
-    fitted = cluster.METHODS[config.method].fit(features, config)
+    fitted = cluster.METHODS[config.method].fit(features, config, devices=devices)
     return Clustering(config.method, fitted.labels, fitted)
 
 
@@ -208,8 +211,10 @@ def pixel_baselines(
     labels: np.ndarray,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    devices: int | str | None = None,
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per seed."""
+    """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per
+    seed; ``devices`` as for :func:`cluster_models`."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
     method = cluster_config.method
     if cluster.METHODS[method].pixel_baseline:  # DEC and IDEC need an encoder: KMeans is theirs
@@ -221,5 +226,5 @@ def pixel_baselines(
         out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
         if len(out) > 1:
             key = next(k for k in out if k != "pixel_kmeans")
-            out[key][seed] = cluster.scores(labels, _fit(pixels, config).labels)
+            out[key][seed] = cluster.scores(labels, _fit(pixels, config, devices).labels)
     return out

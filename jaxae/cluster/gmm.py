@@ -220,7 +220,8 @@ def fit_mixture(
     return GMMFit(model.predict(features).astype(np.int32), model)
 
 
-def _fit(features: np.ndarray, config) -> GMMFit:
+def _fit(features: np.ndarray, config, *, devices=None) -> GMMFit:
+    """:func:`fit_mixture` with a ``ClusterConfig``'s options, on one device."""
     return fit_mixture(
         features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
         backend=config.gmm.backend,

@@ -140,8 +140,11 @@ def kmeans(
     return _fit(features, config or ClusterConfig(), backend=backend).labels
 
 
-def _fit(features: np.ndarray, config: ClusterConfig, *, backend: str | None = None) -> KMeansFit:
-    """:func:`fit_kmeans` with a ``ClusterConfig``'s options (its backend unless given)."""
+def _fit(
+    features: np.ndarray, config: ClusterConfig, *, backend: str | None = None, devices=None
+) -> KMeansFit:
+    """:func:`fit_kmeans` with a ``ClusterConfig``'s options (its backend unless given);
+    on one device whatever ``devices`` says."""
     c, o = config, config.kmeans
     return fit_kmeans(
         features, clusters=c.clusters, n_init=c.n_init, max_iter=o.max_iter, tol=o.tol,

@@ -39,8 +39,10 @@ class Method:
     Attributes:
       name: as ``--method`` and ``ClusterConfig.method`` spell it.
       label: as reports print it (``"UMAP + GMM"``).
-      fit: ``fit(features, cluster_config) -> Fitted`` on one model's (N, F)
-        codes; None for a method that refines the encoder (``refines_encoder``),
+      fit: ``fit(features, cluster_config, *, devices=None) -> Fitted`` on one
+        model's (N, F) codes; ``devices`` is the run's (``ExperimentConfig.devices``),
+        for a method that computes on a mesh (umap-gmm's JAX UMAP); the others
+        ignore it. None for a method that refines the encoder (``refines_encoder``),
         which ``jaxae.methods`` fits over all models at once.
       load: ``load(arrays) -> Fitted`` from what ``arrays()`` saved; None when
         the fitted method cannot be saved without pickle (it then says why). A

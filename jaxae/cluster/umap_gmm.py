@@ -181,6 +181,7 @@ def fit_umap_gmm(
     metric: str = "euclidean",
     backend: str = "umap-learn",
     gmm_backend: str = "sklearn",
+    devices: int | str | None = None,
 ) -> UMAPGMMFit:
     """N2D's clustering: UMAP of ``(N, F)`` codes to ``n_components`` dims, then a full GMM.
 
@@ -193,6 +194,8 @@ def fit_umap_gmm(
         the JAX backend is Euclidean only).
       backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.jax_umap.fit_umap`).
       gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
+      devices: the JAX UMAP's neighbour search and layout over this many devices
+        (or "all"), as ``fit_umap`` takes them; umap-learn and the mixture ignore it.
 
     Returns:
       A :class:`UMAPGMMFit`.
@@ -217,7 +220,7 @@ def fit_umap_gmm(
     if backend == "jax":
         reducer = fit_umap(
             features, n_components=n_components, n_neighbors=n_neighbors,
-            min_dist=min_dist, seed=seed,
+            min_dist=min_dist, seed=seed, devices=devices,
         )  # fmt: skip
         embedding = reducer.embedding
     else:
@@ -250,12 +253,12 @@ def import_umap():
         raise JaxaeError(UMAP_MISSING) from None
 
 
-def _fit(features: np.ndarray, config) -> UMAPGMMFit:
+def _fit(features: np.ndarray, config, *, devices=None) -> UMAPGMMFit:
     o = config.umap
     return fit_umap_gmm(
         features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
         n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist, backend=o.backend,
-        gmm_backend=config.gmm.backend,
+        gmm_backend=config.gmm.backend, devices=devices,
     )  # fmt: skip
 
 
