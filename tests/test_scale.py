@@ -10,7 +10,6 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score
 
 from jaxae.cli import main
 from jaxae.config import ModelConfig, TrainConfig
@@ -158,35 +157,28 @@ def test_two_processes_on_loopback_equal_one(tmp_path, trained):
     assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # only process 0 writes
 
 
-def test_four_devices_cluster_with_umap_on_the_mesh_as_one_does(tmp_path):
-    """--devices reaches the JAX UMAP of the codes and of the pixels. Training on four
-    devices rounds differently and the layout amplifies rounding (even on the same
-    pixels), so the labels are compared by agreement and the scores by a floor. Seen
-    on 128 digits: adjusted Rand 0.86 (0.95 on 256); pixel accuracy 0.84 vs 0.95."""
+def test_devices_reach_the_jax_umap_of_the_codes_and_of_the_pixels(tmp_path):
+    """--devices 4 gets to both UMAPs of a run (the codes', then the pixels'), which
+    fit on the mesh and score. Whether four devices cluster as one does is
+    tests/test_jax_umap.py's to show, on the same data; 30 layout epochs here."""
     proc = _python(
         f"""
-        import json, jax, numpy as np
+        import json, jax
         from jaxae.cli import main
         from jaxae.cluster import umap_gmm
         assert jax.device_count() == 4
         seen, fit_umap = [], umap_gmm.fit_umap
-        umap_gmm.fit_umap = lambda *a, **kw: seen.append(kw["devices"]) or fit_umap(*a, **kw)
+        umap_gmm.fit_umap = lambda *a, **kw: seen.append(kw["devices"]) or fit_umap(
+            *a, n_epochs=30, **kw)
+        run = {str(tmp_path)!r} + "/run"
         args = ["run", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax", "--n", "128",
                 "--epochs", "2", "--batch-size", "32", *{TINY_MODEL!r}]
-        out = {{}}
-        for devices in ("4", "1"):
-            run = {str(tmp_path)!r} + "/run" + devices
-            assert main([*args, "--devices", devices, "--out", run]) == 0
-            report = json.load(open(run + "/report.json"))
-            out[devices] = [np.load(run + "/clusters.npy").tolist(),
-                            report["metrics"]["pixel_umap_gmm"]["acc"]]
-        print(json.dumps([seen, out]))
+        assert main([*args, "--devices", "4", "--out", run]) == 0
+        print(json.dumps([seen, json.load(open(run + "/report.json"))["metrics"]]))
         """,
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     )
     assert proc.returncode == 0, proc.stderr
-    seen, out = json.loads(proc.stdout.splitlines()[-1])
-    assert seen == [4, 4, 1, 1]  # the codes' UMAP, then the pixels', per run
-    (four, pixels_four), (one, pixels_one) = out["4"], out["1"]
-    assert adjusted_rand_score(four, one) >= 0.75
-    assert min(pixels_four, pixels_one) >= 0.7
+    seen, metrics = json.loads(proc.stdout.splitlines()[-1])
+    assert seen == [4, 4]
+    assert metrics["autoencoder_umap_gmm"]["acc"] > 0.5 and metrics["pixel_umap_gmm"]["acc"] > 0.5
