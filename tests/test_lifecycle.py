@@ -143,10 +143,10 @@ def test_the_stage_after_pretraining_is_saved_before_clustering(tmp_path, whole)
 
 
 def test_a_signal_during_umap_stops_once_its_fit_returns(tmp_path):
-    pytest.importorskip("umap")
-    out = tmp_path / "run"
+    out = tmp_path / "run"  # the JAX backends: no numba compilation, in both processes
     args = ["--n", "600", "--epochs", "2", "--batch-size", "100", "--hidden", "16"]
-    args += ["--code-dim", "8", "--method", "umap-gmm", "--no-progress", "--out", str(out)]
+    args += ["--code-dim", "8", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax"]
+    args += ["--no-progress", "--out", str(out)]
     proc = subprocess.Popen(run_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     deadline = time.monotonic() + 180

@@ -66,12 +66,14 @@ def test_two_runs_on_one_folder_one_refuses(tmp_path):
     second = subprocess.run(
         run_command(*args, "--force"), capture_output=True, text=True, timeout=300
     )
-    _, first_err = first.communicate(timeout=300)
-    assert first.returncode == 0, first_err
     assert second.returncode == 2 and "in use by another jaxae run" in second.stderr
     assert second.stderr.count("\n") == 1
-    report = json.loads((out / "report.json").read_text())
-    assert report["epochs"] == 20000 and load_checkpoint(out).epoch == 20000
+    # The first run went on untouched; stopped now, it saves and says how to resume.
+    assert first.poll() is None, first.communicate()
+    first.send_signal(signal.SIGTERM)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 130 and "--resume" in first_err, first_err
+    assert 0 < load_checkpoint(out).epoch < 20000
 
 
 # Row 4: a diverged grid member is reported, the others are scored and written.
