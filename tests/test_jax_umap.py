@@ -320,6 +320,36 @@ def test_chunked_layout_equals_one_chunk(fit, small_graph):
     assert layout_epochs._cache_size() == before
 
 
+def test_waves_move_one_after_another_and_chunk_exactly(fit, small_graph):
+    """Three waves: wave w takes edges w, w + 3, ... and starts from where wave w - 1
+    left the points; one wave is layout_step itself; chunks compose exactly."""
+    graph, start, _ = small_graph
+    key = jax.random.key(5)
+    options = dict(a=fit.a, b=fit.b, n_epochs=EPOCHS)
+    capacity = jax_umap.layout_capacity(graph, EPOCHS, waves=3)
+    run = lambda y, first, count: layout_epochs(
+        y, graph, key, first, count, waves=3, capacity=capacity, **options
+    )
+    edges = graph.head.shape[0]
+    size = -(-edges // 3)  # each wave's length, padded with edges that never fire
+    y = start
+    for w in range(3):
+        ids = np.arange(w, edges, 3)
+        wave = LayoutGraph(graph.head[ids], graph.tail[ids], graph.epochs_per_sample[ids])
+        steps = jax_umap._edge_steps(
+            y, wave, key, 0, reference=None, initial_alpha=1.0, gamma=1.0,
+            negative_sample_rate=5, capacity=None, first_edge=w * size, **options,
+        )  # fmt: skip
+        y = y + jax_umap._add_steps(y, *steps, move_other=True)
+    np.testing.assert_allclose(np.asarray(run(start, 0, 1)), np.asarray(y), rtol=0, atol=1e-5)
+    one_wave = layout_epochs(start, graph, key, 0, 1, **options)
+    np.testing.assert_array_equal(
+        np.asarray(one_wave), np.asarray(layout_step(start, graph, key, 0, **options))
+    )
+    whole = run(start, 0, 7)
+    np.testing.assert_array_equal(np.asarray(run(run(start, 0, 4), 4, 3)), np.asarray(whole))
+
+
 def test_layout_vmaps_over_models(fit, small_graph):
     graph, start, _ = small_graph
     keys = jax.random.split(jax.random.key(0), 2)
