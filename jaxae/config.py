@@ -302,6 +302,10 @@ class ClusterConfig:
         for old, (section, name) in FLAT_CLUSTER_FIELDS.items():
             if old in fields:
                 sections[section].setdefault(name, fields.pop(old))
+        # A run saved before the JAX backends became the default names none or
+        # saved the backend it used; one that names none used the reference.
+        sections["umap"].setdefault("backend", "umap-learn")
+        sections["gmm"].setdefault("backend", "sklearn")
         return cls(**fields, **sections)
 
     @classmethod

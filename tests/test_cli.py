@@ -193,15 +193,18 @@ def test_umap_gmm_without_umap_learn_is_one_line_before_training(tmp_path, capsy
 
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
     out = tmp_path / "run"
-    assert main(["run", "--method", "umap-gmm", *TINY, "--out", str(out)]) == 2
+    args = ["run", "--method", "umap-gmm", "--umap", "umap-learn", *TINY, "--out", str(out)]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'jaxae[umap]'" in err and not out.exists()
 
 
-@pytest.mark.parametrize("method", ["gmm", "umap-gmm", "dec", "idec"])
+@pytest.mark.parametrize("method", ["gmm", "umap-gmm", "umap-gmm/umap-learn", "dec", "idec"])
 def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, method):
+    method, _, umap_backend = method.partition("/")
     out = tmp_path / method
     args = ["run", "--method", method, "--n-init", "1", "--max-steps", "40", "--seeds", "2"]
+    args += ["--umap", umap_backend] if umap_backend else []
     assert main([*args, "--update-interval", "10", *TINY, "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     key = method.replace("-", "_")
@@ -212,7 +215,7 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
     assert all(m["method"] == method for m in report["models"])
     pred = tmp_path / "pred.npy"
     status = main(["predict", str(out), "digits", "--n", "300", "--out", str(pred)])
-    if method == "umap-gmm":  # UMAP cannot be saved without pickle: one line saying so
+    if umap_backend == "umap-learn":  # its UMAP cannot be saved without pickle: one line
         assert status == 2 and "cannot be saved without pickle" in capsys.readouterr().err
         assert not (out / "clusterer.npz").exists()
     else:  # the saved mixture, or the refined encoder and centres, give the run's clusters

@@ -122,6 +122,9 @@ def test_cluster_config_reads_what_it_wrote_and_an_older_runs_flat_fields():
     assert (c.method, c.n_init, c.seed) == ("umap-gmm", 10, 3)
     assert (c.kmeans.max_iter, c.kmeans.tol, c.kmeans.backend) == (300, 1e-4, "jax")
     assert (c.umap.dim, c.umap.neighbors, c.umap.min_dist) == (5, 15, 0.1)
+    # Made when umap-learn and scikit-learn were the only backends: it used them.
+    assert (c.umap.backend, c.gmm.backend) == ("umap-learn", "sklearn")
+    assert (ClusterConfig().umap.backend, ClusterConfig().gmm.backend) == ("jax", "jax")
     r = c.refine
     assert (r.update_interval, r.tol, r.max_steps, r.gamma, r.lr, r.batch_size) == (
         30, 0.01, 500, 0.2, 0.1, 64,

@@ -1,7 +1,8 @@
 """gmm and umap-gmm: reproducible for a seed, predict their own labels, no pickle needed.
 
-The umap tests pay numba's compilation of umap-learn once (about 15 s for the fit
-and 6 s for ``transform`` on first use in a process); the data is kept tiny.
+umap-gmm is tested with both UMAP backends, the default (JAX) and umap-learn; the
+umap-learn tests pay numba's compilation once (about 15 s for the fit and 6 s for
+``transform`` on first use in a process); the data is kept tiny.
 """
 
 import sys
@@ -64,7 +65,7 @@ def test_missing_umap_learn_gives_one_line(blobs, monkeypatch):
     # None in sys.modules makes `import umap` raise ImportError, as when it is absent.
     monkeypatch.setitem(sys.modules, "umap", None)
     with pytest.raises(JaxaeError) as error:
-        fit_umap_gmm(blobs[0], clusters=4)
+        fit_umap_gmm(blobs[0], clusters=4, backend="umap-learn")
     assert (
         str(error.value)
         == UMAP_MISSING
@@ -88,23 +89,26 @@ def test_umap_gmm_bad_values_give_one_line(blobs, kwargs, match):
     assert "\n" not in str(error.value)
 
 
-@pytest.fixture(scope="module")
-def umap_fit(blobs):
-    return fit_umap_gmm(blobs[0], clusters=4, n_init=2, seed=0)
+@pytest.fixture(scope="module", params=["jax", "umap-learn"])
+def umap_fit(blobs, request):
+    if request.param == "umap-learn":
+        pytest.importorskip("umap")
+    return fit_umap_gmm(blobs[0], clusters=4, n_init=2, seed=0, backend=request.param)
 
 
 def test_umap_gmm_finds_the_blobs_and_is_reproducible(blobs, umap_fit):
     x, y = blobs
     assert umap_fit.embedding.shape == (300, 10)
     assert adjusted_rand_score(y, umap_fit.labels) == 1.0
-    again = fit_umap_gmm(x, clusters=4, n_init=2, seed=0)
+    backend = "jax" if umap_fit.arrays() is not None else "umap-learn"
+    again = fit_umap_gmm(x, clusters=4, n_init=2, seed=0, backend=backend)
     np.testing.assert_array_equal(again.embedding, umap_fit.embedding)
     np.testing.assert_array_equal(again.labels, umap_fit.labels)
 
 
 def test_umap_gmm_predict(blobs, umap_fit):
     x, _ = blobs
-    # On the training codes umap-learn hands back the training embedding: exact.
+    # On the training codes both backends hand back the training embedding: exact.
     np.testing.assert_array_equal(umap_fit.predict(x), umap_fit.labels)
     # On codes it has not seen, transform optimises them among their neighbours.
     moved = x[:60] + np.random.default_rng(0).normal(scale=1e-3, size=(60, x.shape[1]))

@@ -65,3 +65,20 @@ def test_gpu_clustering_script_names_missing_data(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"no {tmp_path / 'absent'}: carry .data" in proc.stdout
     assert not (tmp_path / "out" / "n2d-fast").exists()
+
+
+def test_umap_scaling_times_every_stage(tmp_path, monkeypatch):
+    """scripts/umap_scaling.py on 600 digits (PCA-10, tiled to 700 rows): one row per N
+    with every stage timed; the search timed on a part is scaled to all queries."""
+    spec = importlib.util.spec_from_file_location("umap_scaling", SCRIPTS / "umap_scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "scaling.md"
+    args = ["--dataset", "digits", "--n", "700", "--layout-epochs", "5", "--out", str(out)]
+    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS.parent))
+    assert module.main(args) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| 700 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "10" and cells[8] == "5 of 500"  # D, epochs timed
+    seconds = [float(cells[i].replace(",", "")) for i in (2, 4, 6, 7, 9)]
+    assert min(seconds) >= 0 and seconds[3] > 0 and seconds[4] > 0  # layout s, peak MB

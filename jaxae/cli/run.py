@@ -119,11 +119,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--gmm", choices=CHOICES["gmm"], default=None,
-        help="the Gaussian mixture (gmm, umap-gmm): scikit-learn (default) or on the device",
+        help="the Gaussian mixture (gmm, umap-gmm): on the device (default) or scikit-learn",
     )  # fmt: skip
     p.add_argument(
         "--umap", choices=CHOICES["umap"], default=None,
-        help="umap-gmm's UMAP: umap-learn (default) or on the device (saved: predicts)",
+        help="umap-gmm's UMAP: on the device (default; saved: predicts) or umap-learn",
     )  # fmt: skip
     p.add_argument("--update-interval", type=int, default=None, help="DEC: steps per target")
     p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")

@@ -31,12 +31,13 @@ class GMMOptions:
     of ``umap-gmm`` and their pixel baselines.
 
     Attributes:
-      backend: ``"sklearn"`` (scikit-learn's GaussianMixture) or ``"jax"`` (EM on the
-        device, :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ
-        from scikit-learn's, so the same seed gives another, equally likely, mixture).
+      backend: ``"jax"`` (the default: EM on the device,
+        :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ from
+        scikit-learn's, so the same seed gives another, equally likely, mixture) or
+        ``"sklearn"`` (scikit-learn's GaussianMixture, the reference).
     """
 
-    backend: str = "sklearn"
+    backend: str = "jax"
 
     def __post_init__(self):
         check_choice("gmm.backend", self.backend, BACKENDS)
@@ -193,7 +194,7 @@ def check_width(features, width: int) -> np.ndarray:
 
 
 def fit_mixture(
-    features: np.ndarray, *, clusters: int, n_init: int, seed: int, backend: str = "sklearn"
+    features: np.ndarray, *, clusters: int, n_init: int, seed: int, backend: str = "jax"
 ) -> GMMFit:
     """A full-covariance mixture of ``(N, F)`` features with scikit-learn or on the device.
 

@@ -9,7 +9,9 @@ component labels each point (N2D takes ``predict_proba(...).argmax(1)``, the sam
 N2D fits one mixture; ``n_init`` > 1 fits several from seeded starts and keeps the
 one with the highest likelihood lower bound, so no label is used to choose.
 
-Two UMAP backends (``UMAPOptions.backend``):
+Two UMAP backends (``UMAPOptions.backend``); the JAX one is the default, as it
+clusters as umap-learn does (README, "Results: augmentation, DEC-DA and UMAP on
+the device"):
 
 - ``"umap-learn"``: the reference, the optional extra ``jaxae[umap]``, imported
   only when asked for. Seeded, it runs on one thread and is reproducible bit for
@@ -56,14 +58,14 @@ class UMAPOptions:
       dim: the embedding's dimensions (umap-learn's ``n_components``).
       neighbors: umap-learn's ``n_neighbors``.
       min_dist: umap-learn's ``min_dist``.
-      backend: ``"umap-learn"`` (the reference) or ``"jax"`` (on the device; the
-        run folder keeps it and predicts new images).
+      backend: ``"jax"`` (the default: on the device; the run folder keeps it and
+        predicts new images) or ``"umap-learn"`` (the reference).
     """
 
     dim: int = 10
     neighbors: int = 20
     min_dist: float = 0.0
-    backend: str = "umap-learn"
+    backend: str = "jax"
 
     def __post_init__(self):
         check_choice("umap.backend", self.backend, BACKENDS)
@@ -179,8 +181,8 @@ def fit_umap_gmm(
     n_neighbors: int = 20,
     min_dist: float = 0.0,
     metric: str = "euclidean",
-    backend: str = "umap-learn",
-    gmm_backend: str = "sklearn",
+    backend: str = "jax",
+    gmm_backend: str = "jax",
     devices: int | str | None = None,
 ) -> UMAPGMMFit:
     """N2D's clustering: UMAP of ``(N, F)`` codes to ``n_components`` dims, then a full GMM.
