@@ -10,7 +10,8 @@ against the labels, for the table, never for a choice.
 
   pytest bench/test_bench_clustering.py                  # N = 5,000 of $JAXAE_BENCH_DATA
   JAXAE_BENCH_QUICK=1 pytest bench/test_bench_clustering.py --benchmark-disable   # CI: 600
-  JAXAE_BENCH_DATA=../shared/data/mnist JAXAE_BENCH_CLUSTER_N=10000 pytest bench/test_bench_clustering.py
+  JAXAE_BENCH_DATA=../shared/data/mnist JAXAE_BENCH_CLUSTER_N=10000 \
+      pytest bench/test_bench_clustering.py
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from conftest import QUICK, data_source  # bench/ is on sys.path: pytest puts it there
 from sklearn.decomposition import PCA
 
 from jaxae.cluster.scores import cluster_accuracy
 from jaxae.cluster.umap_gmm import fit_umap_gmm
 from jaxae.data import load_dataset
-
-from conftest import QUICK, data_source  # bench/ is on sys.path: pytest puts it there
 
 N = 600 if QUICK else int(os.environ.get("JAXAE_BENCH_CLUSTER_N", "5000"))
 CLUSTERS, N_INIT, DIM, NEIGHBORS = 10, 10, 10, 20

@@ -30,10 +30,8 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 CHILD = r"""
@@ -171,9 +169,12 @@ def main(argv=None) -> int:
         "",
         *table(rows),
         "",
-        *(f"- N = {r['n']:,}: the shifted neighbours equal the searched ones for "
-          f"{r['tiled_neighbours_checked']:.2%} of the {r['knn_queries']:,} rows searched."
-          for r in rows if "tiled_neighbours_checked" in r),  # fmt: skip
+        *(
+            f"- N = {r['n']:,}: the shifted neighbours equal the searched ones for "
+            f"{r['tiled_neighbours_checked']:.2%} of the {r['knn_queries']:,} rows searched."
+            for r in rows
+            if "tiled_neighbours_checked" in r
+        ),
         "",
     ]
     print("\n".join(lines))

@@ -190,8 +190,9 @@ def test_many_small_pieces_get_places_of_their_own(digits):
     block = np.ones((size, size)) - np.eye(size)
     graph = scipy.sparse.block_diag([block] * pieces).tocoo()
     coords = jax_umap._spectral(graph, C, data, np.random.default_rng(1))
-    places = jax_umap._piece_places(data, np.repeat(np.arange(pieces), size), pieces, C,
-                                    np.random.default_rng(1))
+    places = jax_umap._piece_places(
+        data, np.repeat(np.arange(pieces), size), pieces, C, np.random.default_rng(1)
+    )
     assert coords.shape == (pieces * size, C) and np.all(np.isfinite(coords))
     gaps = np.linalg.norm(places[:, None] - places[None], axis=2)
     reach = np.where(gaps > 0, gaps, np.inf).min(axis=1) / 2.0

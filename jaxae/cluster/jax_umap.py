@@ -781,9 +781,7 @@ def _negative_samples(key, epoch, edges: int, slots: int, rows: int) -> jax.Arra
     return _sample_rows(key, epoch, counters, rows)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("n_epochs", "negative_sample_rate", "waves", "shards")
-)
+@functools.partial(jax.jit, static_argnames=("n_epochs", "negative_sample_rate", "waves", "shards"))
 def _schedule_peaks(
     epochs_per_sample, *, n_epochs: int, negative_sample_rate: int, waves: int, shards: int
 ):  # fmt: skip
