@@ -56,7 +56,7 @@ $PY -c 'import umap; print("umap-learn", umap.__version__)' 2>/dev/null || {
 
 # Run name -> preset and flags.
 declare -A PRESET=([n2d-fast-jax]=n2d-fast [dec-da]=dec-da [n2d-fast]=n2d-fast [idec]=idec)
-declare -A FLAGS=([n2d-fast-jax]="--umap jax --gmm jax" [dec-da]="" [n2d-fast]="" [idec]="")
+declare -A FLAGS=([n2d-fast-jax]="--umap jax --gmm jax" [dec-da]="" [n2d-fast]="--umap umap-learn --gmm sklearn" [idec]="")
 declare -A NEEDS_UMAP=([n2d-fast]=1)
 
 status=0

@@ -3,9 +3,9 @@
 at N rows, and the process's peak memory after it, one fresh process per N.
 
 The rows are PCA-10 of MNIST digits (pixels / 255), a stand-in for 10-dimensional
-codes; N above the digits available tiles them, each copy moved 100 times the
-data's range away from the others, so a row's exact neighbours are those of its
-copy and the graph is the copies' graphs side by side (the layout's work grows
+codes; N above the digits available tiles them, copy i moved along axis i by
+twice the data's diameter, so a row's exact neighbours are those of its copy and
+the graph is the copies' graphs side by side (the layout's work grows
 with N as for new rows; the spectral start then lays out one piece per copy).
 ``--pixels`` takes the 784 scaled pixels instead (the pixel baseline's
 neighbour search).
@@ -52,8 +52,12 @@ if not pixels:
     x = PCA(10, random_state=0).fit_transform(x).astype(np.float32)
 base = x[:n]
 copies = -(-n // len(base))
-shift = 100.0 * float(base.max() - base.min())
-x = np.concatenate([base + np.float32(i * shift) for i in range(copies)])[:n]
+# Twice the diameter along a different axis per copy: apart, yet near enough that the
+# search's float32 |x|^2 - 2 x.y + |y|^2 keeps the near distances' digits.
+shift = 4.0 * float(np.linalg.norm(base - base.mean(axis=0), axis=1).max())
+d = base.shape[1]
+moves = [np.eye(d, dtype=np.float32)[i % d] * shift * (1 + i // d) for i in range(copies)]
+x = np.concatenate([base + m for m in moves])[:n]
 out = {"n": n, "d": x.shape[1], "start_mb": peak_mb()}
 k, c = 20, 10
 xd = jnp.asarray(x)
