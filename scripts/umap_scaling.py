@@ -141,7 +141,8 @@ def table(rows: list[dict]) -> list[str]:
         epochs = r.get("layout_epochs")
         lines.append(
             f"| {r['n']:,} | {r['d']} | {s(r['knn_s'])} | {r['knn_queries']:,} | "
-            f"{s(r.get('graph_s'))} | {r.get('edges', 0):,} | {s(r.get('spectral_s'))} | "
+            f"{s(r.get('graph_s'))} | {format(r['edges'], ',') if 'edges' in r else ''} | "
+            f"{s(r.get('spectral_s'))} | "
             f"{s(r.get('layout_s'))} | {'' if epochs is None else f'{epochs[0]} of {epochs[1]}'} | "
             f"{s(r.get('peak_mb', r['knn_mb']))} |"
         )

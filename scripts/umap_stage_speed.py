@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         "# The N2D stage (UMAP then a 10-component full mixture, n_init 10): umap-learn +",
         "# scikit-learn against jaxae's JAX UMAP + JAX GMM, same codes, one process",
         "",
-        f"Command: `{' '.join(['python', *sys.argv])}` (run under `nice -n 5`)",
+        f"Command: `{' '.join(['python', *sys.argv])}`, niceness {os.nice(0)}",
         "",
         f"Codes: PCA-10 of the first {x.shape[0]} images of `{args.images}` "
         f"(pixels / 255), seed {args.seed} for every run.",
