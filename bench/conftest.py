@@ -29,6 +29,12 @@ QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
 SIZES = suite.sizes_for("quick" if QUICK else "full")
 
 
+def mean_seconds(benchmark) -> float | None:
+    """The timed rounds' mean, or None when benchmarks are disabled (--benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.mean
+
+
 def data_source() -> str | None:
     path = os.environ.get("JAXAE_BENCH_DATA") or "../shared/data/mnist-5k"
     return path if Path(path).exists() else None

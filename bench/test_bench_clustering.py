@@ -27,7 +27,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from conftest import QUICK, data_source  # bench/ is on sys.path: pytest puts it there
+from conftest import QUICK, data_source, mean_seconds  # bench/ is on sys.path: pytest puts it there
 from sklearn.decomposition import PCA
 
 from jaxae.cluster.scores import cluster_accuracy
@@ -58,9 +58,18 @@ def fit(backend: str, gmm_backend: str):
     return fit_umap_gmm(x, seed=0, backend=backend, gmm_backend=gmm_backend, **options)
 
 
-def seconds_of(benchmark) -> float | None:
-    stats = getattr(benchmark, "stats", None)
-    return None if stats is None else stats.stats.mean
+def measure(benchmark, record, backend: str, gmm_backend: str, label: str) -> float:
+    """The stage's first call (compilation: numba's or XLA's) timed apart, then two
+    timed rounds, recorded under ``label``; returns the accuracy (checked above chance)."""
+    start = time.perf_counter()
+    fit(backend, gmm_backend)
+    first = time.perf_counter() - start
+    result = benchmark.pedantic(fit, args=(backend, gmm_backend), rounds=2, iterations=1)
+    x, labels, source = codes()
+    acc = cluster_accuracy(labels, result.labels)
+    assert acc > 0.3  # ten digits: 0.1 by chance; broken labels would show
+    record(n=len(x), data=source, backend=label, first_call_s=first, acc=acc)
+    return acc
 
 
 GROUP = pytest.mark.benchmark(group=f"umap-gmm-{N}")
@@ -71,29 +80,14 @@ def test_umap_learn_and_sklearn(benchmark, record):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pytest.importorskip("umap")
-    start = time.perf_counter()
-    fit("umap-learn", "sklearn")  # numba compiles at first use
-    first = time.perf_counter() - start
-    result = benchmark.pedantic(fit, args=("umap-learn", "sklearn"), rounds=2, iterations=1)
-    x, labels, source = codes()
-    acc = cluster_accuracy(labels, result.labels)
-    assert acc > 0.3  # ten digits: 0.1 by chance; broken labels would show
-    _REFERENCE.update(seconds=seconds_of(benchmark), acc=acc)
-    record(n=len(x), data=source, backend="umap-learn+sklearn", first_call_s=first, acc=acc)
+    acc = measure(benchmark, record, "umap-learn", "sklearn", "umap-learn+sklearn")
+    _REFERENCE.update(seconds=mean_seconds(benchmark), acc=acc)
 
 
 @GROUP
 def test_jax_umap_and_gmm(benchmark, record):
-    start = time.perf_counter()
-    fit("jax", "jax")  # XLA compiles at first use
-    first = time.perf_counter() - start
-    result = benchmark.pedantic(fit, args=("jax", "jax"), rounds=2, iterations=1)
-    x, labels, source = codes()
-    acc = cluster_accuracy(labels, result.labels)
-    assert acc > 0.3
-    record(n=len(x), data=source, backend=f"jax-{jax.default_backend()}", first_call_s=first,
-           acc=acc)  # fmt: skip
-    seconds = seconds_of(benchmark)
+    measure(benchmark, record, "jax", "jax", f"jax-{jax.default_backend()}")
+    seconds = mean_seconds(benchmark)
     if "acc" not in _REFERENCE:  # umap-learn missing or deselected
         return
     record(reference_acc=_REFERENCE["acc"])

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pytest
 import sklearn
+from conftest import mean_seconds  # bench/ is on sys.path: pytest puts it there
 from sklearn.cluster import KMeans
 
 from jaxae.cluster import kmeans_jax
@@ -50,12 +51,6 @@ def codes(n: int) -> np.ndarray:
     labels = rng.choice(CLUSTERS, size=n, p=rng.dirichlet(np.full(CLUSTERS, 5.0)))
     noise = rng.standard_normal((n, FEATURES), dtype=np.float32)
     return centers[labels] + spread[labels, None] * noise
-
-
-def mean_seconds(benchmark) -> float | None:
-    """The timed rounds' mean, or None when benchmarks are disabled (--benchmark-disable)."""
-    stats = getattr(benchmark, "stats", None)
-    return None if stats is None else stats.stats.mean
 
 
 def record_common(benchmark, n: int) -> None:
