@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -22,10 +23,33 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _show(ax, image: np.ndarray, shape: tuple[int, int]) -> None:
-    ax.imshow(image.reshape(shape), cmap="gray_r")
+def _mosaic(rows: list[list[np.ndarray]], shape: tuple[int, int], gap: int = 2) -> np.ndarray:
+    """The images as one array, a row of the grid per list, each image scaled to
+    [0, 1] by its own range (as ``imshow`` would draw it alone); NaN between them
+    and where a row is short. One ``imshow`` of this draws in a fraction of the time
+    of an axes per image."""
+    h, w = shape
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows) * (h + gap) - gap, max(width * (w + gap) - gap, 1)), np.nan)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            image = np.asarray(image, np.float64).reshape(shape)
+            low, high = image.min(), image.max()
+            cell = (image - low) / (high - low) if high > low else np.zeros(shape)
+            out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = cell
+    return out
+
+
+def _show_mosaic(ax, mosaic: np.ndarray, shape: tuple[int, int], labels, gap: int = 2) -> None:
+    """``mosaic`` drawn dark on white, each grid row labelled on the left."""
+    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
-    ax.set_yticks([])
+    step = shape[0] + gap
+    ax.set_yticks([i * step + (shape[0] - 1) / 2 for i in range(len(labels))], labels, fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def clusters_figure(
@@ -37,23 +61,16 @@ def clusters_figure(
     per_cluster: int = 10,
     title: str | None = None,
 ) -> None:
-    """One row per cluster with up to ``per_cluster`` of its images (the original figure)."""
+    """One row per cluster with up to ``per_cluster`` of its images (the original
+    figure), labelled with the cluster and its size."""
     ids = np.unique(clusters)
+    rows = [images[np.flatnonzero(clusters == c)[:per_cluster]] for c in ids]
     fig = Figure(figsize=(per_cluster * 0.8, len(ids) * 0.8))
-    axes = fig.subplots(len(ids), per_cluster, squeeze=False)
-    for row, cluster in zip(axes, ids):
-        members = np.flatnonzero(clusters == cluster)[:per_cluster]
-        for ax in row:
-            ax.axis("off")
-        for ax, i in zip(row, members):
-            ax.axis("on")
-            _show(ax, images[i], image_shape)
-        row[0].axis("on")
-        row[0].set_ylabel(
-            f"{cluster}\n({np.sum(clusters == cluster)})", rotation=0, labelpad=18, fontsize=8
-        )
+    ax = fig.subplots()
+    labels = [f"{c} ({np.sum(clusters == c)})" for c in ids]
+    _show_mosaic(ax, _mosaic(list(rows), image_shape), image_shape, labels)
     if title:
-        fig.suptitle(title)
+        ax.set_title(title)
     save_figure(fig, path)
 
 
@@ -89,12 +106,9 @@ def reconstructions_figure(
     """Originals (top row) above their reconstructions (bottom row)."""
     n = len(originals)
     fig = Figure(figsize=(n * 0.9, 2.1))
-    axes = fig.subplots(2, n, squeeze=False)
-    for i in range(n):
-        _show(axes[0, i], originals[i], image_shape)
-        _show(axes[1, i], reconstructions[i], image_shape)
-    axes[0, 0].set_ylabel("original", fontsize=8)
-    axes[1, 0].set_ylabel("decoded", fontsize=8)
+    ax = fig.subplots()
+    mosaic = _mosaic([list(originals), list(reconstructions)], image_shape)
+    _show_mosaic(ax, mosaic, image_shape, ["original", "decoded"])
     save_figure(fig, path)
 
 
