@@ -256,7 +256,7 @@ class ClusterConfig:
       gmm: :class:`jaxae.cluster.gmm.GMMOptions` (backend): the mixture of ``gmm``
         and ``umap-gmm``.
       umap: :class:`jaxae.cluster.umap_gmm.UMAPOptions` (dim, neighbors, min_dist,
-        backend).
+        backend, epochs).
       refine: :class:`jaxae.cluster.refine.RefineOptions` (update_interval, tol,
         max_steps, gamma, lr, batch_size): DEC and IDEC.
     """

@@ -81,6 +81,7 @@ def test_missing_umap_learn_gives_one_line(blobs, monkeypatch):
         ({"n_components": 0}, "n_components must be at least 1"),
         ({"min_dist": -0.1}, "min_dist must be at least 0"),
         ({"metric": 3}, "metric must be a name"),
+        ({"n_epochs": 0}, "n_epochs must be at least 1"),
     ],
 )
 def test_umap_gmm_bad_values_give_one_line(blobs, kwargs, match):
@@ -93,7 +94,9 @@ def test_umap_gmm_bad_values_give_one_line(blobs, kwargs, match):
 def umap_fit(blobs, request):
     if request.param == "umap-learn":
         pytest.importorskip("umap")
-    return fit_umap_gmm(blobs[0], clusters=4, n_init=2, seed=0, backend=request.param)
+    return fit_umap_gmm(  # 100 layout epochs: blobs need no more
+        blobs[0], clusters=4, n_init=2, seed=0, n_epochs=100, backend=request.param
+    )
 
 
 def test_umap_gmm_finds_the_blobs_and_is_reproducible(blobs, umap_fit):
@@ -101,7 +104,7 @@ def test_umap_gmm_finds_the_blobs_and_is_reproducible(blobs, umap_fit):
     assert umap_fit.embedding.shape == (300, 10)
     assert adjusted_rand_score(y, umap_fit.labels) == 1.0
     backend = "jax" if umap_fit.arrays() is not None else "umap-learn"
-    again = fit_umap_gmm(x, clusters=4, n_init=2, seed=0, backend=backend)
+    again = fit_umap_gmm(x, clusters=4, n_init=2, seed=0, n_epochs=100, backend=backend)
     np.testing.assert_array_equal(again.embedding, umap_fit.embedding)
     np.testing.assert_array_equal(again.labels, umap_fit.labels)
 

@@ -48,6 +48,7 @@ PRESET_FIELDS = {
     "umap_dim": ("cluster", "umap", "dim"),
     "umap_neighbors": ("cluster", "umap", "neighbors"),
     "umap_min_dist": ("cluster", "umap", "min_dist"),
+    "umap_epochs": ("cluster", "umap", "epochs"),
 }
 # A method option's name in library messages ("umap.dim") -> its flag.
 OPTION_FLAGS = {
@@ -144,6 +145,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--umap-min-dist", type=float, default=None, help="umap-gmm: UMAP's min_dist (default 0)"
     )
+    p.add_argument(
+        "--umap-epochs", type=int, default=None,
+        help="umap-gmm: layout epochs (default umap-learn's: 500 up to 10,000 images, 200 above)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--seeds", type=int, default=1, help="train K models (seeds S..S+K-1) together")
     p.add_argument("--dtype", choices=CHOICES["dtype"], default=None)

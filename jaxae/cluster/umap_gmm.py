@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import importlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -60,18 +61,23 @@ class UMAPOptions:
       min_dist: umap-learn's ``min_dist``.
       backend: ``"jax"`` (the default: on the device; the run folder keeps it and
         predicts new images) or ``"umap-learn"`` (the reference).
+      epochs: layout epochs (umap-learn's ``n_epochs``); ``None`` for umap-learn's
+        default, 500 up to 10,000 rows and 200 above. Fewer are quicker and coarser.
     """
 
     dim: int = 10
     neighbors: int = 20
     min_dist: float = 0.0
     backend: str = "jax"
+    epochs: int | None = None
 
     def __post_init__(self):
         check_choice("umap.backend", self.backend, BACKENDS)
         check_int("umap.dim", self.dim, minimum=1)
         check_int("umap.neighbors", self.neighbors, minimum=2)
         check_real("umap.min_dist", self.min_dist, minimum=0.0)
+        if self.epochs is not None:
+            check_int("umap.epochs", self.epochs, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +200,8 @@ def fit_umap_gmm(
       seed: the random state of both UMAP and the mixture.
       n_components, n_neighbors, min_dist, metric: UMAP's options (N2D's values;
         the JAX backend is Euclidean only).
+      n_epochs: UMAP's layout epochs; ``None`` for umap-learn's default (500 up to
+        10,000 rows, 200 above).
       backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.jax_umap.fit_umap`).
       gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
       devices: the JAX UMAP's neighbour search and layout over this many devices
@@ -213,6 +221,8 @@ def fit_umap_gmm(
     check_sizes(n, n_neighbors, n_components, rows="samples")
     check_real("min_dist", min_dist, minimum=0)
     check_choice("backend", backend, BACKENDS)
+    if n_epochs is not None:
+        check_int("n_epochs", n_epochs, minimum=1)
     if not isinstance(metric, str):
         raise JaxaeError(f"metric must be a name such as 'euclidean', got {metric!r}")
     if backend == "jax" and metric != "euclidean":
@@ -222,7 +232,7 @@ def fit_umap_gmm(
     if backend == "jax":
         reducer = fit_umap(
             features, n_components=n_components, n_neighbors=n_neighbors,
-            min_dist=min_dist, seed=seed, devices=devices,
+            min_dist=min_dist, n_epochs=n_epochs, seed=seed, devices=devices,
         )  # fmt: skip
         embedding = reducer.embedding
     else:
@@ -231,6 +241,7 @@ def fit_umap_gmm(
             n_neighbors=n_neighbors,
             min_dist=min_dist,
             metric=metric,
+            n_epochs=n_epochs,
             random_state=seed,
             n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
         )
@@ -259,8 +270,8 @@ def _fit(features: np.ndarray, config, *, devices=None) -> UMAPGMMFit:
     o = config.umap
     return fit_umap_gmm(
         features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
-        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist, backend=o.backend,
-        gmm_backend=config.gmm.backend, devices=devices,
+        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist, n_epochs=o.epochs,
+        backend=o.backend, gmm_backend=config.gmm.backend, devices=devices,
     )  # fmt: skip
 
 
