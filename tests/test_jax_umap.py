@@ -20,6 +20,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from jaxae._buckets import bucket
 from jaxae.cluster import jax_umap
 from jaxae.cluster.jax_umap import (
     LayoutGraph,
@@ -287,7 +288,7 @@ def test_layout_capacity_is_the_busiest_epoch(small_graph):
         due.append(fires.sum())
         many.append((fires & (n_neg > 6)).sum())
     assert max(many) > 0  # the second list is exercised on this graph
-    up = lambda v: -(-v // 256) * 256
+    up = lambda v: bucket(max(256, int(v)))
     assert jax_umap.layout_capacity(graph, EPOCHS) == (up(max(due)), up(max(many)))
 
 
@@ -461,6 +462,7 @@ def test_layout_graph_is_a_pytree():
 
 FOUR_DEVICES = """
 import json, jax, numpy as np, jax.numpy as jnp
+from jaxae._buckets import bucket
 from jaxae.cluster import jax_umap
 from jaxae.data import load_dataset
 from jaxae.parallel import make_mesh

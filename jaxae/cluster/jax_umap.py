@@ -130,6 +130,7 @@ import sklearn.manifold
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxae._buckets import bucket
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.errors import JaxaeError
 from jaxae.parallel import make_mesh, replicate, to_host
@@ -324,7 +325,7 @@ def fit_umap(
     a, b = find_ab_params(spread, min_dist)
     rng = np.random.default_rng(seed)
     start = _initial_embedding(np.asarray(features, np.float32), graph, n_components, init, rng)
-    layout = _layout_graph(graph)
+    layout = _pad_edges(_layout_graph(graph), bucket(len(graph.data)))
     shards = 1 if mesh is None else mesh.size
     capacity = layout_capacity(layout, epochs, waves=_WAVES, shards=shards)
     if mesh is not None:
@@ -572,6 +573,17 @@ def _layout_graph(graph: scipy.sparse.coo_matrix) -> LayoutGraph:
     )
 
 
+def _pad_edges(graph: LayoutGraph, size: int) -> LayoutGraph:
+    """``graph`` with edges that never fire added up to ``size``: graphs of nearby
+    sizes (another seed's codes, the pixels) then share one compiled layout."""
+    pad = size - graph.head.shape[0]
+    return LayoutGraph(
+        jnp.pad(graph.head, (0, pad)),
+        jnp.pad(graph.tail, (0, pad)),
+        jnp.pad(graph.epochs_per_sample, (0, pad), constant_values=jnp.inf),
+    )
+
+
 def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
     """``a`` and ``b`` of ``1 / (1 + a x^(2b))`` fitted to umap-learn's target curve.
 
@@ -808,15 +820,16 @@ def layout_capacity(
 
     Counts, for every epoch ``0 .. n_epochs - 1``, the edges that fire and those of
     them that draw more than ``r + 1`` negative samples (the same :func:`_schedule`
-    the layout runs), and returns the largest of each, rounded up to a multiple of
-    256 (fewer distinct shapes to compile). Pass the pair as ``capacity=`` to
+    the layout runs), and returns the largest of each, rounded up to at least 256 and
+    to one of eight sizes per power of two (``jaxae._buckets.bucket``: graphs of nearby
+    sizes share one compiled layout). Pass the pair as ``capacity=`` to
     :func:`layout_step` or :func:`layout_epochs` for those epochs; a smaller pair
     would drop edges. With ``waves`` or ``shards`` above 1 the counts are per slice
     of the edges, as :func:`layout_epochs` splits them into waves and over a mesh
     of that many devices (the one-slice pair is enough there too, only larger).
 
     Returns:
-      ``(edges, edges_drawing_more_than_r_plus_1)``, each a positive multiple of 256.
+      ``(edges, edges_drawing_more_than_r_plus_1)``, each a bucket size of at least 256.
     """
     check_int("n_epochs", n_epochs, minimum=1)
     check_int("waves", waves, minimum=1)
@@ -827,8 +840,7 @@ def layout_capacity(
             waves=waves, shards=shards,
         )
     )  # fmt: skip
-    up = lambda v: max(256, -(-int(v) // 256) * 256)
-    return up(due), up(many)
+    return bucket(max(256, int(due))), bucket(max(256, int(many)))
 
 
 def layout_step(
