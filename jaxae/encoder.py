@@ -8,12 +8,14 @@ program compiled once per bucket, and sliced back to N.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae._buckets import bucket
 from jaxae._validate import check_rows
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
@@ -42,17 +44,16 @@ _encode = jax.jit(encode_fn, static_argnames="model_config")
 _reconstruct = jax.jit(reconstruct_fn, static_argnames="model_config")
 
 
+@functools.partial(jax.jit, static_argnames=("model_config", "labels"))
+def _predict(params, pixels, arrays, *, model_config, labels):
+    """Pixels to cluster labels in one program: ``labels(arrays, codes)`` is a fitted
+    method's ``labels_program`` (umap-gmm's JAX backend)."""
+    return labels(arrays, encode_fn(params, pixels, model_config))
+
+
 def compiled_programs() -> int:
     """How many encode programs are compiled so far (one per size bucket and model)."""
     return _encode._cache_size()
-
-
-def bucket(n: int) -> int:
-    """The padded size for n rows: the smallest m * 2**k >= n with 8 <= m < 16."""
-    if n <= 8:
-        return 8
-    shift = max(0, (n - 1).bit_length() - 4)
-    return -(-n >> shift) << shift
 
 
 class Encoder:
@@ -78,25 +79,39 @@ class Encoder:
         return self._apply(_encode, images)
 
     def predict(self, images: np.ndarray | jax.Array) -> np.ndarray:
-        """(N, input_dim) raw pixels -> (N,) int cluster labels, by the run's own method."""
+        """(N, input_dim) raw pixels -> (N,) int cluster labels, by the run's own method.
+
+        Where the method offers a ``labels_program`` (umap-gmm on the device), the
+        encoder and the method run as one program, compiled once per size bucket;
+        the rows are padded with copies of the last, which leave the labels of the
+        others unchanged. Otherwise the codes go to the method's ``predict``.
+        """
         if self.clusterer is None:
             raise JaxaeError(
                 "this encoder has no clusters: load a run folder written by jaxae run "
                 "(jaxae.load(run_dir)) to predict"
             )
-        return np.asarray(self.clusterer.predict(self.encode(images)))
+        program = getattr(self.clusterer.fitted, "labels_program", None)
+        images = self._check(images)
+        program = None if program is None else program(images.shape[0])
+        if program is None:
+            return np.asarray(self.clusterer.predict(self.encode(images)))
+        labels, arrays = program
+        return self._apply(_predict, images, "edge", arrays, labels=labels)
 
     def reconstruct(self, images: np.ndarray | jax.Array) -> np.ndarray:
         """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, in scaled units."""
         return self._apply(_reconstruct, images)
 
-    def _apply(self, fn, images) -> np.ndarray:
+    def _apply(self, fn, images, pad: str = "constant", *args, **static) -> np.ndarray:
+        """``fn(params, images, *args, model_config=..., **static)`` on the rows padded to
+        their bucket (with zeros, or with ``pad="edge"`` copies of the last row)."""
         images = self._check(images)
         n = images.shape[0]
         padded = bucket(n)
         xp = jnp if isinstance(images, jax.Array) else np
-        images = xp.pad(images, ((0, padded - n), (0, 0)))
-        out = fn(self.params, images, model_config=self.model_config)
+        images = xp.pad(images, ((0, padded - n), (0, 0)), mode=pad)
+        out = fn(self.params, images, *args, model_config=self.model_config, **static)
         return np.asarray(out)[:n]  # slice on the host: a device slice would compile per n
 
     def _check(self, images):

@@ -12,7 +12,10 @@ with options of its own defines them in its module as a frozen dataclass (as
 flags in ``jaxae.cli.run.PRESET_FIELDS``.
 
 A fitted method (what ``fit`` returns) has ``labels`` (N,), ``predict(codes)``
-and ``arrays()``: plain arrays for ``np.savez``, never pickled.
+and ``arrays()``: plain arrays for ``np.savez``, never pickled. One that predicts
+on the device may also offer ``labels_program(rows) -> (labels, arrays)``, a
+hashable pure ``labels(arrays, codes)`` (umap-gmm's JAX backend): ``Encoder.predict``
+then compiles the encoder and it as one program per size bucket.
 """
 
 from __future__ import annotations

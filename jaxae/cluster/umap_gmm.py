@@ -109,8 +109,8 @@ class UMAPGMMFit:
         """
         if isinstance(self.umap, UMAPFit):
             features = np.asarray(check_width(features, self.umap.features.shape[1]), np.float32)
-            epochs = transform_epochs(features.shape[0], self.umap.n_epochs)
-            return np.asarray(self.labels_fn()(jnp.asarray(features), n_epochs=epochs))
+            labels, arrays = self.labels_program(features.shape[0])
+            return np.asarray(labels(arrays, jnp.asarray(features)))
         features = check_width(features, self.umap._raw_data.shape[1])
         return self.gmm.predict(self.umap.transform(features))
 
@@ -127,16 +127,40 @@ class UMAPGMMFit:
             fit = jaxae.load(run).clusterer.fitted
             labels = fit.labels_fn()
             program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, cfg), n_epochs=100))
+
+        ``jaxae.load(run).predict`` compiles the same program itself
+        (:meth:`labels_program`).
         """
         if not isinstance(self.umap, UMAPFit):
             return None
+        u = self.umap
+        return functools.partial(
+            _labels, self._label_arrays(), n_neighbors=u.n_neighbors, a=u.a, b=u.b, seed=u.seed
+        )
+
+    def labels_program(self, rows: int) -> tuple[Callable, tuple[jax.Array, ...]] | None:
+        """``(labels, arrays)`` for ``rows`` new rows, or None for umap-learn's UMAP.
+
+        ``labels(arrays, codes)`` is :meth:`labels_fn`'s function with its options
+        (the transform's epochs for ``rows`` rows among them) bound in a hashable
+        value, so a ``jax.jit`` taking it static compiles once per shape, and the
+        arrays (training codes, embedding, mixture) traced. ``Encoder.predict`` jits
+        the encoder and this as one program per size bucket. Each row is embedded
+        against the fixed training embedding alone, so rows added after the
+        ``rows`` real ones (copies of the last, as the encoder pads) leave their
+        labels unchanged.
+        """
+        if not isinstance(self.umap, UMAPFit):
+            return None
+        u = self.umap
+        epochs = transform_epochs(rows, u.n_epochs)
+        return _Labels(u.n_neighbors, u.a, u.b, u.seed, epochs), self._label_arrays()
+
+    def _label_arrays(self) -> tuple[jax.Array, ...]:
         u, m = self.umap, self.gmm.model
-        arrays = tuple(
+        return tuple(
             jnp.asarray(a, jnp.float32)
             for a in (u.features, u.embedding, m.weights_, m.means_, m.covariances_)
-        )
-        return functools.partial(
-            _labels, arrays, n_neighbors=u.n_neighbors, a=u.a, b=u.b, seed=u.seed
         )
 
     def arrays(self) -> dict[str, np.ndarray] | None:
@@ -167,6 +191,20 @@ class UMAPGMMFit:
         return cls(np.zeros(0, np.int32), umap.embedding, umap, gmm)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Labels:
+    """:func:`_labels` with its static options bound; hashable by value."""
+
+    n_neighbors: int
+    a: float
+    b: float
+    seed: int
+    n_epochs: int
+
+    def __call__(self, arrays, codes):
+        return _labels(arrays, codes, **dataclasses.asdict(self))
+
+
 @functools.partial(jax.jit, static_argnames=("n_neighbors", "a", "b", "seed", "n_epochs"))
 def _labels(arrays, codes, *, n_neighbors, a, b, seed, n_epochs):
     features, embedding, weights, means, covariances = arrays
@@ -187,6 +225,7 @@ def fit_umap_gmm(
     n_neighbors: int = 20,
     min_dist: float = 0.0,
     metric: str = "euclidean",
+    n_epochs: int | None = None,
     backend: str = "jax",
     gmm_backend: str = "jax",
     devices: int | str | None = None,
