@@ -5,6 +5,10 @@ Strict dtype promotion is not switched on: optax's Adam itself relies on
 standard promotion (``decay ** count`` with an int32 count).
 """
 
+import os
+import shutil
+import tempfile
+
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -15,6 +19,27 @@ import pytest  # noqa: E402
 from jaxae.config import ModelConfig, TrainConfig  # noqa: E402
 from jaxae.data import load_dataset  # noqa: E402
 from jaxae.train import fit  # noqa: E402
+
+# One persistent XLA cache for the whole session: this process, the xdist workers and
+# every `jaxae run` child compile each program once between them, not once each.
+_CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+    if not os.environ.get(_CACHE):  # the first process; workers and children inherit it
+        os.environ[_CACHE] = tempfile.mkdtemp(prefix="jaxae-tests-xla-")
+        config._jaxae_cache = os.environ[_CACHE]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_jaxae_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -205,6 +205,7 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
     out = tmp_path / method
     args = ["run", "--method", method, "--n-init", "1", "--max-steps", "40", "--seeds", "2"]
     args += ["--umap", umap_backend] if umap_backend else []
+    args += ["--umap-epochs", "30"] if method == "umap-gmm" else []  # quick; shape unchanged
     assert main([*args, "--update-interval", "10", *TINY, "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     key = method.replace("-", "_")
@@ -235,9 +236,10 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
     out = tmp_path / "run"
     args = ["run", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax", "--n-init", "2"]
-    assert main([*args, *TINY, "--out", str(out)]) == 0
+    assert main([*args, "--umap-epochs", "60", *TINY, "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["cluster"]["umap"]["backend"] == report["cluster"]["gmm"]["backend"] == "jax"
+    assert report["cluster"]["umap"]["epochs"] == 60
     assert "pixel_umap_gmm" in report["metrics"]  # the baseline with the same backends
     with np.load(out / "clusterer.npz", allow_pickle=False) as saved:
         assert str(saved["method"]) == "umap-gmm" and "umap_embedding" in saved
@@ -256,12 +258,20 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     images = jaxae.load_dataset("digits").images[:300]
     ae = jaxae.load(out)
     np.testing.assert_array_equal(ae.predict(images), np.load(pred))
-    # Pixels to labels in one program of the user's: encode_fn, then the fit's labels_fn.
-    labels = ae.clusterer.fitted.labels_fn()
-    program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, ae.model_config), n_epochs=100))
+    fitted = ae.clusterer.fitted
+    assert fitted.umap.n_epochs == 60
+    # ae.predict is one program from pixels to labels, compiled once per size bucket.
     new = images[:64].astype(np.float32) + 0.5  # not training rows: embedded anew
-    fused = np.asarray(program(ae.params, new))
-    assert (fused == ae.predict(new)).mean() >= 0.95
+    labels, arrays = fitted.labels_program(len(new))
+    program = jax.jit(lambda p, x, arrays: labels(arrays, jaxae.encode_fn(p, x, ae.model_config)))
+    np.testing.assert_array_equal(ae.predict(new), program(ae.params, new, arrays))
+    before = jaxae.encoder._predict._cache_size()
+    assert (ae.predict(new[:37]) == ae.predict(new[:38])[:37]).all()  # padding changes nothing
+    assert jaxae.encoder._predict._cache_size() == before + 1  # 37 and 38 rows: one bucket
+    # Pixels to labels in one program of the user's: encode_fn, then the fit's labels_fn.
+    labels = fitted.labels_fn()
+    program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, ae.model_config), n_epochs=20))
+    assert (np.asarray(program(ae.params, new)) == ae.predict(new)).mean() >= 0.95
 
 
 def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, capsys):
@@ -358,6 +368,9 @@ def test_umap_options_are_flags(tmp_path, capsys):
     args = ["--n", "12", "--method", "umap-gmm", "--batch-size", "4", "--umap-neighbors", "5"]
     assert main(["run", *args, "--umap-dim", "11", "--out", str(tmp_path / "r")]) == 2
     assert "pass --umap-dim 10 or less" in capsys.readouterr().err
+    assert main(["run", *args, "--umap-epochs", "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--umap-epochs" in err and not (tmp_path / "r").exists()
 
 
 # Row 5: a failed save names the file the user knows, not its temporary name.

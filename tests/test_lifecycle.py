@@ -146,6 +146,7 @@ def test_a_signal_during_umap_stops_once_its_fit_returns(tmp_path):
     out = tmp_path / "run"  # the JAX backends: no numba compilation, in both processes
     args = ["--n", "600", "--epochs", "2", "--batch-size", "100", "--hidden", "16"]
     args += ["--code-dim", "8", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax"]
+    args += ["--umap-epochs", "50"]  # enough to be inside the fit when the signal comes
     args += ["--no-progress", "--out", str(out)]
     proc = subprocess.Popen(run_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip

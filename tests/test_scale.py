@@ -168,11 +168,10 @@ def test_devices_reach_the_jax_umap_of_the_codes_and_of_the_pixels(tmp_path):
         from jaxae.cluster import umap_gmm
         assert jax.device_count() == 4
         seen, fit_umap = [], umap_gmm.fit_umap
-        umap_gmm.fit_umap = lambda *a, **kw: seen.append(kw["devices"]) or fit_umap(
-            *a, n_epochs=30, **kw)
+        umap_gmm.fit_umap = lambda *a, **kw: seen.append(kw["devices"]) or fit_umap(*a, **kw)
         run = {str(tmp_path)!r} + "/run"
         args = ["run", "--method", "umap-gmm", "--umap", "jax", "--gmm", "jax", "--n", "128",
-                "--epochs", "2", "--batch-size", "32", *{TINY_MODEL!r}]
+                "--epochs", "2", "--batch-size", "32", "--umap-epochs", "30", *{TINY_MODEL!r}]
         assert main([*args, "--devices", "4", "--out", run]) == 0
         print(json.dumps([seen, json.load(open(run + "/report.json"))["metrics"]]))
         """,
