@@ -22,13 +22,15 @@ from jaxae.train import fit  # noqa: E402
 
 # One persistent XLA cache for the whole session: this process, the xdist workers and
 # every `jaxae run` child compile each program once between them, not once each.
-_CACHE = "JAX_COMPILATION_CACHE_DIR"
+# Our own folder, never a cache of the user's that JAX_COMPILATION_CACHE_DIR may name.
+_CACHE = "JAXAE_TESTS_XLA_CACHE"
 
 
 def pytest_configure(config):
     if not os.environ.get(_CACHE):  # the first process; workers and children inherit it
         os.environ[_CACHE] = tempfile.mkdtemp(prefix="jaxae-tests-xla-")
         config._jaxae_cache = os.environ[_CACHE]
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE]
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE])
