@@ -139,7 +139,7 @@ class Experiment(NamedTuple):
 
     @property
     def encoder(self) -> Encoder:
-        """The selected (median-accuracy) model's encoder, with its clusterer."""
+        """The selected (median final loss) model's encoder, with its clusterer."""
         clustering = self.clusterings[self.selected]
         params = jax.tree.map(lambda a: a[self.selected], self.params)
         return Encoder(params, self.config.model, clusterer=clustering)
@@ -393,17 +393,16 @@ def _finite_or_none(v) -> float | None:
 
 
 def _median_model(models: list[dict], dtype: str) -> int:
-    """The model at the median of accuracy (or of final loss without labels)."""
+    """The model at the median of final loss: what the run folder keeps and draws.
+
+    Chosen without labels, as every choice among seeds is: a run with labels keeps
+    the model a run without them would keep (the scores of all models are reported).
+    """
     alive = [i for i, m in enumerate(models) if not m.get("diverged")]
     if not alive:
         hint = " or use dtype=float32" if dtype != "float32" else ""
         raise JaxaeError(f"every model diverged: lower the learning rate (lr=){hint}")
-    if "metrics" in models[alive[0]]:
-        first = next(iter(models[alive[0]]["metrics"]))
-        key = lambda i: models[i]["metrics"][first]["acc"]
-    else:
-        key = lambda i: models[i]["final_loss"]
-    ordered = sorted(alive, key=key)
+    ordered = sorted(alive, key=lambda i: models[i]["final_loss"])
     return ordered[(len(ordered) - 1) // 2]
 
 
