@@ -76,7 +76,7 @@ class Encoder:
 
     def encode(self, images: np.ndarray | jax.Array) -> np.ndarray:
         """(N, input_dim) raw pixels (uint8 or float) -> (N, code_dim) float32 codes."""
-        return self._apply(_encode, images)
+        return self._apply(_encode, self._check(images))
 
     def predict(self, images: np.ndarray | jax.Array) -> np.ndarray:
         """(N, input_dim) raw pixels -> (N,) int cluster labels, by the run's own method.
@@ -91,22 +91,22 @@ class Encoder:
                 "this encoder has no clusters: load a run folder written by jaxae run "
                 "(jaxae.load(run_dir)) to predict"
             )
-        program = getattr(self.clusterer.fitted, "labels_program", None)
         images = self._check(images)
-        program = None if program is None else program(images.shape[0])
+        labels_program = getattr(self.clusterer.fitted, "labels_program", None)
+        program = None if labels_program is None else labels_program(images.shape[0])
         if program is None:
-            return np.asarray(self.clusterer.predict(self.encode(images)))
+            return np.asarray(self.clusterer.predict(self._apply(_encode, images)))
         labels, arrays = program
         return self._apply(_predict, images, "edge", arrays, labels=labels)
 
     def reconstruct(self, images: np.ndarray | jax.Array) -> np.ndarray:
         """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, in scaled units."""
-        return self._apply(_reconstruct, images)
+        return self._apply(_reconstruct, self._check(images))
 
     def _apply(self, fn, images, pad: str = "constant", *args, **static) -> np.ndarray:
-        """``fn(params, images, *args, model_config=..., **static)`` on the rows padded to
-        their bucket (with zeros, or with ``pad="edge"`` copies of the last row)."""
-        images = self._check(images)
+        """``fn(params, images, *args, model_config=..., **static)`` on checked rows
+        (:meth:`_check`, done once by the caller) padded to their bucket (with zeros,
+        or with ``pad="edge"`` copies of the last row)."""
         n = images.shape[0]
         padded = bucket(n)
         xp = jnp if isinstance(images, jax.Array) else np
