@@ -65,11 +65,12 @@ class Report:
     ``metrics`` holds, per method key (``"autoencoder_kmeans"``, ``"pixel_kmeans"``,
     and with another method e.g. ``"autoencoder_gmm"``, ``"pixel_gmm"``), the
     scores as mean with ``std``, ``min``, ``max`` and ``per_seed`` over seeds
-    (a single model: its scores); with DEC or IDEC, ``"pretrained_kmeans"`` scores
-    the KMeans the refinement started from. ``models`` has one entry per trained
-    model. ``stage_seconds``: wall seconds of ``pretraining`` (this process's part
-    of it), ``clustering`` (for DEC/IDEC split further into ``kmeans_start`` and
-    ``refinement``) and ``baselines``.
+    (a single model: its scores); with DEC or IDEC, ``"pretrained_kmeans"`` (or
+    ``"pretrained_umap_gmm"``, ``ClusterConfig.refine.start``) scores the clusters
+    the refinement started from. ``models`` has one entry per trained model.
+    ``stage_seconds``: wall seconds of ``pretraining`` (this process's part of it),
+    ``clustering`` (for DEC/IDEC split further into ``kmeans_start`` or
+    ``umap_gmm_start``, and ``refinement``) and ``baselines``.
     """
 
     dataset: str
@@ -184,9 +185,10 @@ def resolve(config: ExperimentConfig, dataset: Dataset) -> ExperimentConfig:
             "or images with more than one value"
         )
     model = fit_scaling(model, dataset.images)
-    method = cluster.METHODS[config.cluster.method]
-    if method.check is not None:  # what the method needs, before training rather than after
-        method.check(config.cluster, n)
+    for name in dict.fromkeys((config.cluster.method, methods.start_method(config.cluster))):
+        method = cluster.METHODS[name]
+        if method.check is not None:  # what the method needs, before training, not after
+            method.check(config.cluster, n)
     check_batch(config.train.batch_size, n)  # before a run folder is claimed
     if augmentation(config) is not None:
         check_image_shape(model.image_shape, d)
@@ -311,13 +313,17 @@ def run_experiment(
             if dataset.labels is not None:
                 before = clusterings[i].before  # DEC/IDEC: what the refinement added
                 entry["metrics"] = {
-                    f"autoencoder_{_key(config.cluster.method)}": cluster.scores(
+                    f"autoencoder_{methods.key(config.cluster.method)}": cluster.scores(
                         dataset.labels, clusterings[i].labels
                     ),
                     **(
                         {}
                         if before is None
-                        else {"pretrained_kmeans": cluster.scores(dataset.labels, before)}
+                        else {
+                            f"pretrained_{methods.key(config.cluster.refine.start)}": cluster.scores(
+                                dataset.labels, before
+                            )
+                        }
                     ),
                     **{name: per_seed[seed] for name, per_seed in baselines.items()},
                 }
@@ -382,10 +388,6 @@ def run_experiment(
     return Experiment(
         config, dataset, result, params, clusterings, refinement, selected, chunk, report
     )
-
-
-def _key(method: str) -> str:
-    return method.replace("-", "_")
 
 
 def _finite_or_none(v) -> float | None:

@@ -33,8 +33,8 @@ class Clustering:
     """One model's clusters: ``labels`` (N,) on the training images, and the
     ``fitted`` method that predicts new codes (``jaxae.cluster.registry``); None in
     a run folder that keeps nothing to predict with, for the reason ``missing``.
-    ``before``: for DEC and IDEC, the labels of the KMeans on the pretrained codes
-    that the refinement started from."""
+    ``before``: for DEC and IDEC, the labels of the clustering of the pretrained
+    codes that the refinement started from (``ClusterConfig.refine.start``)."""
 
     method: str
     labels: np.ndarray
@@ -42,7 +42,7 @@ class Clustering:
     alive_code_units: int | None = None
     details: dict | None = None
     missing: str | None = None
-    # DEC/IDEC: the labels of the KMeans the refinement started from, and the
+    # DEC/IDEC: the labels of the clustering the refinement started from, and the
     # seconds of its stages (not in the report's per-model entries: a resume
     # would change them).
     before: np.ndarray | None = None
@@ -106,7 +106,7 @@ def cluster_models(
     if cluster.METHODS[method].refines_encoder:
         return _refine(
             params, images, alive, model_config, cluster_config, seeds, progress,
-            should_stop, refinement, on_refine,
+            should_stop, refinement, on_refine, devices,
         )  # fmt: skip
     out: list[Clustering | None] = []
     bar = dict(desc=method, unit="model", delay=2, disable=not progress, leave=False)
@@ -149,7 +149,7 @@ def restore_refinement(
 
 
 def _refine(params, images, alive, model_config, cluster_config, seeds, progress,
-            should_stop, refinement, on_refine):  # fmt: skip
+            should_stop, refinement, on_refine, devices):  # fmt: skip
     """DEC or IDEC over every model that did not diverge, in one program."""
     from jaxae.preprocess import scale
 
@@ -162,12 +162,14 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     pretrained = jax.tree.map(lambda a: np.asarray(a)[keep], params)
     models = [int(i) for i in keep]
     kept_seeds = [seeds[i] for i in keep]
-    # KMeans on the pretrained codes, the refinement's start: its labels are scored
-    # beside the refined ones. A resume fits it again (seeded: the same labels).
+    # The clusters of the pretrained codes the refinement starts from: their labels
+    # are scored beside the refined ones. A resume fits them again (seeded: the same
+    # labels).
     start = time.perf_counter()
     initial = cluster.init_refinement(
-        pretrained, x, model_config=model_config, config=config, seeds=kept_seeds
-    )
+        pretrained, x, model_config=model_config, config=config, seeds=kept_seeds,
+        start=_start(c, devices, should_stop),
+    )  # fmt: skip
     before = np.asarray(jax.device_get(initial.labels))
     start_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -197,10 +199,47 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
             c.method, labels, cluster.KMeansFit(labels, centers),
             alive_code_units=alive_units(codes), details=details, before=before[j],
             # Of all models together: they start and refine in one program.
-            seconds={"kmeans_start": start_seconds, "refinement": refine_seconds},
+            seconds={f"{key(c.refine.start)}_start": start_seconds, "refinement": refine_seconds},
         )  # fmt: skip
     done = int(np.max(result.steps))  # the models that did not converge took every step
     return refined, out, Refinement(result.state, done, models)
+
+
+def _start(cluster_config: ClusterConfig, devices, should_stop):
+    """The refinement's starting clusters as ``init_refinement`` takes them: None for
+    DEC's KMeans, else ``(codes, seed) -> labels`` of the method ``refine.start``,
+    which first checks ``should_stop`` (a fit cannot be stopped inside)."""
+    method = cluster_config.refine.start
+    if method == "kmeans":
+        return None
+
+    def start(codes, seed):
+        check_stop(should_stop, f"the {method} start of the refinement stopped")
+        config = dataclasses.replace(cluster_config, method=method, seed=seed)
+        return _fit(codes, config, devices).labels
+
+    return start
+
+
+def key(method: str) -> str:
+    """A method's name in report keys: ``umap-gmm`` -> ``umap_gmm``."""
+    return method.replace("-", "_")
+
+
+def start_method(cluster_config: ClusterConfig) -> str:
+    """The method of the run's first clustering of the codes: its own, or for DEC and
+    IDEC the one the refinement starts from (``refine.start``)."""
+    if cluster.METHODS[cluster_config.method].refines_encoder:
+        return cluster_config.refine.start
+    return cluster_config.method
+
+
+def baseline_method(cluster_config: ClusterConfig) -> str | None:
+    """The method whose run on the pixels stands beside KMeans' as a baseline: the
+    run's own, or for DEC and IDEC the clustering the refinement starts from when it
+    is not KMeans; None when KMeans on the pixels is the only baseline."""
+    method = start_method(cluster_config)
+    return method if cluster.METHODS[method].pixel_baseline else None
 
 
 def pixel_baselines(
@@ -216,15 +255,17 @@ def pixel_baselines(
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per
     seed; ``devices`` as for :func:`cluster_models`."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
-    method = cluster_config.method
-    if cluster.METHODS[method].pixel_baseline:  # DEC and IDEC need an encoder: KMeans is theirs
-        out[f"pixel_{method.replace('-', '_')}"] = {}
+    method = baseline_method(cluster_config)  # DEC and IDEC need an encoder
+    if method is not None:
+        out[f"pixel_{key(method)}"] = {}
     bar = dict(desc="pixel baselines", unit="seed", delay=2, disable=not progress, leave=False)
     for done, seed in enumerate(tqdm(seeds, **bar)):
         check_stop(should_stop, f"the pixel baselines stopped after {done} of {len(seeds)} seeds")
         config = dataclasses.replace(cluster_config, seed=seed)
         out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
-        if len(out) > 1:
-            key = next(k for k in out if k != "pixel_kmeans")
-            out[key][seed] = cluster.scores(labels, _fit(pixels, config, devices).labels)
+        if method is not None:
+            config = dataclasses.replace(config, method=method)
+            out[f"pixel_{key(method)}"][seed] = cluster.scores(
+                labels, _fit(pixels, config, devices).labels
+            )
     return out

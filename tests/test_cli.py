@@ -308,6 +308,25 @@ def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, caps
     assert err.count("\n") == 1 and "image" in err and not bad.exists()
 
 
+def test_dec_can_start_from_umap_gmm_and_reports_that_start(tmp_path, capsys):
+    out = tmp_path / "start"
+    args = ["run", "--method", "dec", "--dec-start", "umap-gmm", "--n-init", "1"]
+    args += ["--umap-epochs", "30", "--max-steps", "20", "--update-interval", "10"]
+    assert main([*args, *TINY, "--out", str(out)]) == 0
+    assert "(UMAP + GMM " in capsys.readouterr().out  # the start's seconds, named
+    report = json.loads((out / "report.json").read_text())
+    assert report["cluster"]["refine"]["start"] == "umap-gmm"
+    # What the start scored, beside DEC and beside the same start on the pixels.
+    assert list(report["metrics"]) == [
+        "autoencoder_dec", "pretrained_umap_gmm", "pixel_kmeans", "pixel_umap_gmm",
+    ]  # fmt: skip
+    assert {"umap_gmm_start", "refinement"} <= set(report["stage_seconds"])
+    # A start the CLI does not know: argparse's error naming the flag, exit 2.
+    with pytest.raises(SystemExit) as e:
+        main([*args[:3], "--dec-start", "gmm", *TINY, "--out", str(tmp_path / "x")])
+    assert e.value.code == 2 and "argument --dec-start" in capsys.readouterr().err
+
+
 # Issue 17, rows 1-2: nothing writes into a run folder but its run.
 @pytest.mark.parametrize("command", ["predict", "encode"])
 def test_nothing_writes_into_a_run_folder_but_its_run(run_dir, tmp_path, capsys, command):
@@ -412,6 +431,7 @@ def test_the_clis_choices_are_the_configs():
     from jaxae.cluster import METHODS
     from jaxae.cluster.gmm import BACKENDS as GMM_BACKENDS
     from jaxae.cluster.kmeans import BACKENDS as KMEANS_BACKENDS
+    from jaxae.cluster.refine import STARTS
     from jaxae.cluster.umap_gmm import BACKENDS as UMAP_BACKENDS
 
     assert CHOICES == {
@@ -424,6 +444,7 @@ def test_the_clis_choices_are_the_configs():
         "gmm": GMM_BACKENDS,
         "umap": UMAP_BACKENDS,
         "dtype": config.DTYPES,
+        "dec_start": STARTS,
     }
 
 

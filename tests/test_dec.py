@@ -340,3 +340,47 @@ def test_bad_refine_arguments_give_one_line(data, params, kwargs, match):
     with pytest.raises(JaxaeError, match=match) as error:
         refine(arguments.pop("x"), arguments.pop("params"), progress=False, **arguments)
     assert "\n" not in str(error.value)
+
+
+def test_a_refinement_starts_from_any_clustering_at_its_means(data, params):
+    """``start``: the given clusters' labels, each centre its cluster's mean code."""
+    x, _ = data
+    given = {}
+
+    def start(codes, seed):
+        given[seed] = codes
+        return np.arange(len(codes)) % RUN.clusters  # any labels will do
+
+    state = init_refinement(params, x, model_config=MODEL, config=RUN, seeds=SEEDS, start=start)
+    codes = np.asarray(encode_models(params, jnp.asarray(x), model_config=MODEL))
+    assert sorted(given) == SEEDS
+    for m, seed in enumerate(SEEDS):
+        np.testing.assert_array_equal(given[seed], codes[m])
+        labels = np.arange(len(x)) % RUN.clusters
+        np.testing.assert_array_equal(np.asarray(state.labels[m]), labels)
+        means = np.stack([codes[m][labels == k].mean(0) for k in range(RUN.clusters)])
+        np.testing.assert_allclose(np.asarray(state.params["centers"][m]), means, rtol=1e-5)
+    # ... and it refines from there as from KMeans.
+    result = refine(x, params, model_config=MODEL, config=RUN, seeds=SEEDS, initial=state,
+                    progress=False)  # fmt: skip
+    assert result.labels.shape == (len(SEEDS), len(x))
+
+
+def test_an_empty_starting_cluster_takes_the_farthest_code():
+    from jaxae.cluster.refine import cluster_means
+
+    codes = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [0.0, 1.0]], np.float32)
+    centers = cluster_means(codes, np.array([0, 0, 0, 1]), 3)
+    np.testing.assert_allclose(centers[0], [11 / 3, 0])
+    np.testing.assert_allclose(centers[1], [0, 1])
+    np.testing.assert_allclose(centers[2], [10, 0])  # 6.3 from its cluster's mean
+    with pytest.raises(JaxaeError, match=r"starting labels must be 4 integers in \[0, 2\)"):
+        cluster_means(codes, np.array([0, 0, 2, 1]), 2)
+
+
+def test_a_bad_start_gives_one_line():
+    from jaxae.cluster.refine import RefineOptions
+
+    with pytest.raises(JaxaeError, match=r"unknown refine\.start 'gmm'") as error:
+        RefineOptions(start="gmm")
+    assert "\n" not in str(error.value)

@@ -45,6 +45,7 @@ PRESET_FIELDS = {
     "dec_tol": ("cluster", "refine", "tol"),
     "dec_shift": ("cluster", "refine", "shift"),
     "dec_rotate": ("cluster", "refine", "rotate"),
+    "dec_start": ("cluster", "refine", "start"),
     "umap_dim": ("cluster", "umap", "dim"),
     "umap_neighbors": ("cluster", "umap", "neighbors"),
     "umap_min_dist": ("cluster", "umap", "min_dist"),
@@ -70,6 +71,7 @@ CHOICES = {
     "gmm": ("sklearn", "jax"),
     "umap": ("umap-learn", "jax"),
     "dtype": ("float32", "bfloat16"),
+    "dec_start": ("kmeans", "umap-gmm"),
 }
 
 
@@ -137,6 +139,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dec-rotate", type=float, default=None,
         help="DEC-DA: refine on batches turned by up to this many degrees (10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dec-start", choices=CHOICES["dec_start"], default=None,
+        help="DEC: start from KMeans on the codes (default) or from UMAP + GMM (N2D's)",
     )  # fmt: skip
     p.add_argument("--umap-dim", type=int, default=None, help="umap-gmm: dimensions (default 10)")
     p.add_argument(
@@ -326,12 +332,16 @@ def _is_main() -> bool:
 
 def _label(key: str) -> str:
     """``autoencoder_umap_gmm`` -> ``autoencoder + UMAP + GMM``, with the method's own label."""
+    source, _, method = key.partition("_")
+    sources = {"autoencoder": "autoencoder", "pretrained": "pretrained codes", "pixel": "pixels"}
+    return f"{sources.get(source, source)} + {_method_label(method)}"
+
+
+def _method_label(key: str) -> str:
+    """``umap_gmm`` -> ``UMAP + GMM``."""
     from jaxae.cluster import METHODS
 
-    source, _, method = key.partition("_")
-    labels = {name.replace("-", "_"): m.label for name, m in METHODS.items()}
-    sources = {"autoencoder": "autoencoder", "pretrained": "pretrained codes", "pixel": "pixels"}
-    return f"{sources.get(source, source)} + {labels.get(method, method)}"
+    return {name.replace("-", "_"): m.label for name, m in METHODS.items()}.get(key, key)
 
 
 def summary(report: dict, out: Path) -> str:
@@ -347,11 +357,13 @@ def summary(report: dict, out: Path) -> str:
     ]
     if r["method"] != "kmeans" or r["cluster_seconds"] > 5:
         stages = r.get("stage_seconds", {})
-        split = (
-            f" (KMeans {stages['kmeans_start']:.1f} s, refinement {stages['refinement']:.1f} s)"
-            if "refinement" in stages
-            else ""
-        )
+        start = next((k for k in stages if k.endswith("_start")), None)
+        split = ""
+        if start and "refinement" in stages:
+            split = (
+                f" ({_method_label(start.removesuffix('_start'))} {stages[start]:.1f} s, "
+                f"refinement {stages['refinement']:.1f} s)"
+            )
         lines.append(
             f"{r['method']} {r['cluster_seconds']:.1f} s{split}, "
             f"baselines {r['baseline_seconds']:.1f} s"

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae._validate import check_int, check_real, check_rows
+from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.cluster.dec import (
     RefineConfig,
@@ -37,6 +37,9 @@ from jaxae.cluster.registry import Method
 from jaxae.config import MAX_STEPS, ModelConfig, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import Call, Stopped, drive
+
+# What a refinement can start from (RefineOptions.start): clusters of the pretrained codes.
+STARTS = ("kmeans", "umap-gmm")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,6 +58,10 @@ class RefineOptions:
         ``shift`` of the width and height and turned by up to ``rotate`` degrees
         (their 0.1 and 10) before Q is computed from it, while the target P comes
         from the clean images; 0 and 0 (the default) refine on the images as they are.
+      start: the clusters of the pretrained codes that the refinement starts from,
+        their centres being each cluster's mean code: ``"kmeans"`` (DEC's, the
+        default; ``n_init`` starts) or ``"umap-gmm"`` (N2D's UMAP and Gaussian
+        mixture, with the run's ``umap`` and ``gmm`` options and ``n_init``).
     """
 
     update_interval: int = 140
@@ -65,6 +72,7 @@ class RefineOptions:
     batch_size: int = 256
     shift: float = 0.0
     rotate: float = 0.0
+    start: str = "kmeans"
 
     @property
     def augment(self) -> AugmentConfig:
@@ -81,6 +89,7 @@ class RefineOptions:
         check_real("refine.gamma", self.gamma, minimum=0.0)
         check_real("refine.lr", self.lr, positive=True)
         check_int("refine.batch_size", self.batch_size, minimum=1)
+        check_choice("refine.start", self.start, STARTS)
 
 
 class RefinementStopped(Stopped):
@@ -121,38 +130,71 @@ def init_refinement(
     model_config: ModelConfig,
     config: RefineConfig,
     seeds: Sequence[int],
+    start: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> RefineState:
-    """The starting state: each model's centres from KMeans on its pretrained codes.
+    """The starting state: each model's centres from clusters of its pretrained codes.
 
     Args:
       params: pretrained autoencoder parameters with a leading model axis M.
       x: ``(N, D)`` scaled float32 inputs (the autoencoder's training input).
       model_config, config: the model and the refinement settings.
       seeds: M seeds, one per model, for its KMeans (``n_init=config.kmeans_n_init``).
+      start: ``start(codes, seed)`` -> ``(N,)`` labels in ``[0, config.clusters)``
+        of one model's ``(N, C)`` codes, another clustering to start from (the
+        centres are then each cluster's mean code); None for DEC's KMeans.
 
     Returns:
-      A :class:`RefineState` on the device, leading axis M, at step 0.
+      A :class:`RefineState` on the device, leading axis M, at step 0; its
+      ``labels`` are the starting clusters.
     """
     codes = np.asarray(jax.device_get(encode_models(params, x, model_config=model_config)))
-    fits = [
-        fit_kmeans(c, clusters=config.clusters, n_init=config.kmeans_n_init, seed=int(seed))
-        for c, seed in zip(codes, seeds, strict=True)
-    ]
+    if start is None:
+        fits = [
+            fit_kmeans(c, clusters=config.clusters, n_init=config.kmeans_n_init, seed=int(seed))
+            for c, seed in zip(codes, seeds, strict=True)
+        ]
+        centers, labels = [f.centers for f in fits], [f.labels for f in fits]
+    else:
+        labels = [np.asarray(start(c, int(seed))) for c, seed in zip(codes, seeds, strict=True)]
+        centers = [cluster_means(c, k, config.clusters) for c, k in zip(codes, labels)]
     trainable = {
         "autoencoder": jax.tree.map(jnp.array, params),  # a copy: the state is donated
-        "centers": jnp.asarray(np.stack([f.centers for f in fits]), jnp.float32),
+        "centers": jnp.asarray(np.stack(centers), jnp.float32),
     }
     m, n = codes.shape[:2]
     return RefineState(
         params=trainable,
         opt_state=jax.vmap(build_optimizer(config).init)(trainable),
         target=jnp.zeros((m, n, config.clusters), jnp.float32),
-        labels=jnp.asarray(np.stack([f.labels for f in fits]), jnp.int32),
+        labels=jnp.asarray(np.stack(labels), jnp.int32),
         delta=jnp.ones((m,), jnp.float32),
         step=jnp.zeros((m,), jnp.int32),
         converged=jnp.zeros((m,), bool),
         loss=jnp.zeros((m,), jnp.float32),
     )
+
+
+def cluster_means(codes: np.ndarray, labels: np.ndarray, clusters: int) -> np.ndarray:
+    """``(clusters, C)`` mean code of each cluster of ``labels``.
+
+    A cluster with no code (a mixture may leave one empty) starts at the code
+    farthest from its own cluster's mean, as KMeans relocates an empty centre.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != codes.shape[:1] or labels.min() < 0 or labels.max() >= clusters:
+        raise JaxaeError(
+            f"the starting labels must be {codes.shape[0]} integers in [0, {clusters}), "
+            f"got shape {labels.shape} in [{labels.min()}, {labels.max()}]"
+        )
+    codes = np.asarray(codes, np.float64)
+    counts = np.bincount(labels, minlength=clusters)
+    sums = np.zeros((clusters, codes.shape[1]))
+    np.add.at(sums, labels, codes)
+    centers = sums / np.maximum(counts, 1)[:, None]
+    far = np.argsort(-np.sum(np.square(codes - centers[labels]), axis=1))
+    for k, row in zip(np.flatnonzero(counts == 0), far):
+        centers[k] = codes[row]
+    return centers.astype(np.float32)
 
 
 def state_template(params: Any, n: int, *, model_config: ModelConfig, config: RefineConfig):
