@@ -340,8 +340,9 @@ def _label(key: str) -> str:
 def _method_label(key: str) -> str:
     """``umap_gmm`` -> ``UMAP + GMM``."""
     from jaxae.cluster import METHODS
+    from jaxae.methods import key as method_key
 
-    return {name.replace("-", "_"): m.label for name, m in METHODS.items()}.get(key, key)
+    return {method_key(name): m.label for name, m in METHODS.items()}.get(key, key)
 
 
 def summary(report: dict, out: Path) -> str:
