@@ -311,22 +311,17 @@ def run_experiment(
         else:
             entry.update(clusterings[i].summary())
             if dataset.labels is not None:
-                before = clusterings[i].before  # DEC/IDEC: what the refinement added
-                entry["metrics"] = {
+                metrics = {
                     f"autoencoder_{methods.key(config.cluster.method)}": cluster.scores(
                         dataset.labels, clusterings[i].labels
-                    ),
-                    **(
-                        {}
-                        if before is None
-                        else {
-                            f"pretrained_{methods.key(config.cluster.refine.start)}": cluster.scores(
-                                dataset.labels, before
-                            )
-                        }
-                    ),
-                    **{name: per_seed[seed] for name, per_seed in baselines.items()},
+                    )
                 }
+                before = clusterings[i].before  # DEC/IDEC: what the refinement added
+                if before is not None:
+                    start = methods.key(config.cluster.refine.start)
+                    metrics[f"pretrained_{start}"] = cluster.scores(dataset.labels, before)
+                metrics.update({name: per_seed[seed] for name, per_seed in baselines.items()})
+                entry["metrics"] = metrics
         models.append(entry)
 
     selected = _median_model(models, config.model.dtype)
