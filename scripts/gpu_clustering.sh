@@ -4,8 +4,8 @@
 #   n2d-fast-jax  n2d-fast with UMAP and the mixture on the device (issue 16: under 60 s
 #                 end to end, the UMAP + mixture stage of one model under 2 s: see
 #                 stage_seconds in its report.json);
-#   n2d-da        the best preset: augmented pretraining, UMAP + GMM, then DEC-DA from
-#                 those clusters (issue 18: mean ACC >= 0.985, five seeds);
+#   n2d-da        the best preset: 500 epochs of augmented pretraining, UMAP + GMM, then
+#                 IDEC-DA from those clusters (issue 18: mean ACC >= 0.985, five seeds);
 #   dec-da        DEC with augmentation (issue 18: within a point of the published 0.985);
 #   n2d-fast      the umap-learn reference (issue 11);
 #   idec          as issue 11 measured it.

@@ -168,16 +168,27 @@ def test_the_fast_dec_da_preset_is_n2d_fasts_pretraining_augmented_then_dec_da()
     assert (cluster.refine.shift, cluster.refine.rotate) == (0.1, 10.0)
 
 
-def test_the_n2d_da_preset_is_dec_da_fast_started_from_n2d_fasts_clusters():
+def test_the_n2d_da_fast_preset_is_dec_da_fast_started_from_n2d_fasts_clusters():
     from jaxae.presets import apply_preset
 
-    model, train, cluster = apply_preset("n2d-da")
+    model, train, cluster = apply_preset("n2d-da-fast")
     fast_model, fast_train, fast_cluster = apply_preset("dec-da-fast")
     _, _, n2d = apply_preset("n2d-fast")
     assert (model, train) == (fast_model, fast_train)  # the same augmented pretraining
     assert (cluster.method, cluster.refine.start) == ("dec", "umap-gmm")
     assert (cluster.n_init, cluster.umap, cluster.gmm) == (n2d.n_init, n2d.umap, n2d.gmm)
     assert dataclasses.replace(cluster.refine, start="kmeans") == fast_cluster.refine
+
+
+def test_the_n2d_da_preset_is_n2d_da_fast_pretrained_500_epochs_then_idec():
+    from jaxae.presets import apply_preset
+
+    model, train, cluster = apply_preset("n2d-da")
+    fast_model, fast_train, fast_cluster = apply_preset("n2d-da-fast")
+    assert model == fast_model
+    assert (train.epochs, dataclasses.replace(train, epochs=fast_train.epochs)) == (500, fast_train)
+    assert cluster.method == "idec"
+    assert dataclasses.replace(cluster, method="dec") == fast_cluster
 
 
 def test_a_run_augments_in_pretraining_or_in_a_refinement_but_not_in_other_methods():
