@@ -49,6 +49,9 @@ _FAST_DA = {
     "optimizer": "adam", "lr": 1e-3, "batch_size": 256, "epochs": 100, "shift": 0.1, "rotate": 10.0,
 }  # fmt: skip
 
+# N2D's clusters of the codes as the start of a refinement on DEC-DA's augmented batches.
+_N2D_DA_REFINE = {"shift": 0.1, "rotate": 10.0, "update_interval": 30, "start": "umap-gmm"}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "seed": {"model": {}, "train": {}, "cluster": {}},
     "dec": {
@@ -89,7 +92,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cluster": {
             "method": "idec",
             "n_init": 10,
-            "refine": {"shift": 0.1, "rotate": 10.0, "update_interval": 30, "start": "umap-gmm"},
+            "refine": dict(_N2D_DA_REFINE),
         },
     },
     "n2d-da-fast": {
@@ -98,7 +101,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cluster": {
             "method": "dec",
             "n_init": 10,
-            "refine": {"shift": 0.1, "rotate": 10.0, "update_interval": 30, "start": "umap-gmm"},
+            "refine": dict(_N2D_DA_REFINE),
         },
     },
     "n2d": {
