@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxae.checkpoint import Checkpoint, load_checkpoint
 from jaxae.config import ClusterConfig, DataConfig, ExperimentConfig
+from jaxae.data import Dataset
 from jaxae.errors import JaxaeError
 from jaxae.experiment import (
     Experiment,
@@ -203,6 +204,20 @@ def start(
     return _live(config, dataset, folder, None, progress, should_stop)
 
 
+def load_run_data(
+    run_dir: str | os.PathLike, config: ExperimentConfig, ckpt: Checkpoint
+) -> tuple[ExperimentConfig, Dataset]:
+    """The data of the run in ``run_dir`` (``resume_point``'s config and checkpoint),
+    refused if it changed since the run began, and the config resolved against it."""
+    dataset = load_data(config.data)
+    if fingerprint(dataset) != ckpt.run.get("fingerprint"):
+        raise JaxaeError(
+            f"the data of {run_dir} ({config.data.source}) has changed since the run "
+            "began: restore it, or start a new run"
+        )
+    return resolve(config, dataset), dataset
+
+
 def resume(
     run_dir: str | os.PathLike,
     *,
@@ -215,14 +230,8 @@ def resume(
     if ckpt.stage != "pretraining" and (run_dir / REPORT).is_file():
         message = f"{run_dir} is a finished run ({saved.epoch} epochs): nothing to resume"
         return Outcome("already finished", run_dir, message=message)
-    dataset = load_data(config.data)
+    config, dataset = load_run_data(run_dir, config, ckpt)
     _check_stop(should_stop)
-    if fingerprint(dataset) != ckpt.run.get("fingerprint"):
-        raise JaxaeError(
-            f"the data of {run_dir} ({config.data.source}) has changed since the run "
-            "began: restore it, or start a new run"
-        )
-    config = resolve(config, dataset)
     if ckpt.refine is not None:
         refinement = restore_refinement(
             ckpt.refine, ckpt.refine_step, ckpt.refine_models, ckpt.state.params,

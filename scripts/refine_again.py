@@ -28,11 +28,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxae import methods
+from jaxae import cluster, methods
 from jaxae.cluster import scores
 from jaxae.errors import JaxaeError
-from jaxae.experiment import fingerprint, load_data
-from jaxae.lifecycle import resume_point
+from jaxae.lifecycle import load_run_data, resume_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from umap_stage_speed import cpu_model  # beside this script
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return _main(args)
-    except (JaxaeError, OSError, ValueError) as e:
+    except (JaxaeError, OSError) as e:
         print(f"refine_again: {e}", file=sys.stderr)
         return 2
 
@@ -59,17 +58,14 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     config, _, ckpt = resume_point(args.run_dir)
     cluster_config = config.cluster
-    if cluster_config.refine is None or cluster_config.method not in ("dec", "idec"):
+    if not cluster.METHODS[cluster_config.method].refines_encoder:
         raise JaxaeError(f"{args.run_dir} clustered with {cluster_config.method}: "
                          "pass a run of --method dec or idec")  # fmt: skip
     changes = {f: getattr(args, f) for f in CHANGES if getattr(args, f) is not None}
     cluster_config = dataclasses.replace(
         cluster_config, refine=dataclasses.replace(cluster_config.refine, **changes)
     )
-    dataset = load_data(config.data)
-    saved = ckpt.run.get("fingerprint")
-    if saved is not None and saved != fingerprint(dataset):
-        raise JaxaeError(f"{config.data.source} is not the data {args.run_dir} was trained on")
+    config, dataset = load_run_data(args.run_dir, config, ckpt)
     if dataset.labels is None:
         raise JaxaeError(f"{config.data.source} has no labels to score the clusters with")
     count = len(ckpt.models)
@@ -86,7 +82,7 @@ def _main(args) -> int:
     start = time.perf_counter()
     _, clusterings, _ = methods.cluster_models(
         params, dataset.images, alive=np.ones(len(models), bool),
-        model_config=ckpt.model_config, cluster_config=cluster_config, seeds=seeds,
+        model_config=config.model, cluster_config=cluster_config, seeds=seeds,
         devices=config.devices,
     )  # fmt: skip
     seconds = time.perf_counter() - start
