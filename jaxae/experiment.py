@@ -21,6 +21,7 @@ import numpy as np
 from jaxae import cluster, methods
 from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
+from jaxae.consensus import consensus
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
@@ -106,6 +107,7 @@ class Report:
     final_loss: float | None
     loss_history: list[float | None]
     selected_model: int
+    consensus: dict
     alive_code_units: list[int]
     metrics: dict
     metrics_by_lr: dict | None
@@ -140,7 +142,7 @@ class Experiment(NamedTuple):
 
     @property
     def encoder(self) -> Encoder:
-        """The selected (median final loss) model's encoder, with its clusterer."""
+        """The selected (consensus) model's encoder, with its clusterer."""
         clustering = self.clusterings[self.selected]
         params = jax.tree.map(lambda a: a[self.selected], self.params)
         return Encoder(params, self.config.model, clusterer=clustering)
@@ -324,7 +326,7 @@ def run_experiment(
                 entry["metrics"] = metrics
         models.append(entry)
 
-    selected = _median_model(models, config.model.dtype)
+    selected, agreement = _consensus_model(models, clusterings, config.model.dtype)
     codes_alive = [m.get("alive_code_units") for m in models]
     metrics, metrics_by_lr = {}, None
     if dataset.labels is not None:
@@ -375,6 +377,13 @@ def run_experiment(
         final_loss=models[selected]["final_loss"],
         loss_history=[_finite_or_none(v) for v in result.loss_history[selected]],
         selected_model=selected,
+        consensus={
+            "model": selected,
+            "seed": models[selected]["seed"],
+            "rule": "the clustering with the highest mean adjusted Rand index with the others",
+            "agreement": agreement,
+            "metrics": models[selected].get("metrics", {}),
+        },
         alive_code_units=[a for a in codes_alive if a is not None],
         metrics=metrics,
         metrics_by_lr=metrics_by_lr,
@@ -389,9 +398,13 @@ def _finite_or_none(v) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-def _median_model(models: list[dict], dtype: str) -> int:
-    """The model at the median of final loss: what the run folder keeps and draws.
+def _consensus_model(
+    models: list[dict], clusterings: list, dtype: str
+) -> tuple[int, list[float | None]]:
+    """The model whose clusters the run keeps and draws, and each model's agreement.
 
+    The consensus of the models' clusterings (:func:`jaxae.consensus.consensus`);
+    among equally agreeing ones, the model at the median of final loss first.
     Chosen without labels, as every choice among seeds is: a run with labels keeps
     the model a run without them would keep (the scores of all models are reported).
     """
@@ -399,8 +412,14 @@ def _median_model(models: list[dict], dtype: str) -> int:
     if not alive:
         hint = " or use dtype=float32" if dtype != "float32" else ""
         raise JaxaeError(f"every model diverged: lower the learning rate (lr=){hint}")
-    ordered = sorted(alive, key=lambda i: models[i]["final_loss"])
-    return ordered[(len(ordered) - 1) // 2]
+    by_loss = sorted(alive, key=lambda i: models[i]["final_loss"])
+    median = by_loss[(len(by_loss) - 1) // 2]
+    ties = [median] + [i for i in by_loss if i != median]
+    found = consensus([clusterings[i].labels for i in alive], ties=[alive.index(i) for i in ties])
+    agreement: list[float | None] = [None] * len(models)
+    for j, i in enumerate(alive):
+        agreement[i] = float(found.agreement[j])
+    return alive[found.chosen], agreement
 
 
 def _summary(models: list[dict]) -> dict:

@@ -81,8 +81,9 @@ def test_cli_seeds_report_mean_and_spread(tmp_path, capsys):
             np.std(accs)
         )
         assert m["min"]["acc"] == min(accs) and m["max"]["acc"] == max(accs)
-    losses = sorted(m["final_loss"] for m in report["models"])
-    assert report["models"][report["selected_model"]]["final_loss"] == losses[1]  # no labels
+    # The kept model is the consensus of the three clusterings, chosen without labels.
+    agreement = report["consensus"]["agreement"]
+    assert report["selected_model"] == report["consensus"]["model"] == int(np.argmax(agreement))
     out = capsys.readouterr().out
     assert "± " in out and "one draw" not in out
 
