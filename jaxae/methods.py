@@ -166,9 +166,10 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     # are scored beside the refined ones. A resume fits them again (seeded: the same
     # labels).
     start = time.perf_counter()
+    starts: list[Clustering] = []  # the start's own fits, kept where the guard fires
     initial = cluster.init_refinement(
         pretrained, x, model_config=model_config, config=config, seeds=kept_seeds,
-        start=_start(c, devices, should_stop),
+        start=_start(c, devices, should_stop, starts),
     )  # fmt: skip
     before = np.asarray(jax.device_get(initial.labels))
     start_seconds = time.perf_counter() - start
@@ -190,7 +191,21 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
     for j, i in enumerate(keep):
         p = jax.tree.map(lambda a, i=i: a[i], refined)
         codes = Encoder(p, model_config).encode(images)
-        details = {"refine_steps": int(result.steps[j]), "converged": bool(result.converged[j])}
+        fired = int(result.guard_step[j]) >= 0
+        details = {
+            "refine_steps": int(result.steps[j]),
+            "converged": bool(result.converged[j]) and not fired,
+            "guard": guard_details(result, j, config.max_iter, c.refine.start),
+        }
+        # Same of all models together: they start and refine in one program.
+        seconds = {f"{key(c.refine.start)}_start": start_seconds, "refinement": refine_seconds}
+        if fired and starts:  # the guard kept the start: its own clusters and predict
+            kept = starts[j]
+            out[i] = dataclasses.replace(
+                kept, alive_code_units=alive_units(codes), details=details,
+                before=before[j], seconds=seconds,
+            )  # fmt: skip
+            continue
         # Labels as predict gives them (nearest centre of the encoder's own codes), so
         # that jaxae.load(run).predict on the training images reproduces them.
         centers = np.asarray(result.centers[j], np.float64)
@@ -198,17 +213,31 @@ def _refine(params, images, alive, model_config, cluster_config, seeds, progress
         out[i] = Clustering(
             c.method, labels, cluster.KMeansFit(labels, centers),
             alive_code_units=alive_units(codes), details=details, before=before[j],
-            # Of all models together: they start and refine in one program.
-            seconds={f"{key(c.refine.start)}_start": start_seconds, "refinement": refine_seconds},
+            seconds=seconds,
         )  # fmt: skip
     done = int(np.max(result.steps))  # the models that did not converge took every step
     return refined, out, Refinement(result.state, done, models)
 
 
-def _start(cluster_config: ClusterConfig, devices, should_stop):
+def guard_details(result, j: int, budget: int, start: str) -> dict:
+    """What the guard did to model ``j`` of a ``RefineResult`` in a refinement of at
+    most ``budget`` steps, for the report."""
+    if int(result.guard_step[j]) < 0:
+        return {"fired": False, "budget": budget}
+    return {
+        "fired": True,
+        "signal": str(result.guard_signal[j]),
+        "step": int(result.guard_step[j]),
+        "budget": budget,
+        "kept": f"the {start} start",
+    }
+
+
+def _start(cluster_config: ClusterConfig, devices, should_stop, fits: list | None = None):
     """The refinement's starting clusters as ``init_refinement`` takes them: None for
     DEC's KMeans, else ``(codes, seed) -> labels`` of the method ``refine.start``,
-    which first checks ``should_stop`` (a fit cannot be stopped inside)."""
+    which first checks ``should_stop`` (a fit cannot be stopped inside) and appends
+    each model's :class:`Clustering` to ``fits``."""
     method = cluster_config.refine.start
     if method == "kmeans":
         return None
@@ -216,7 +245,10 @@ def _start(cluster_config: ClusterConfig, devices, should_stop):
     def start(codes, seed):
         check_stop(should_stop, f"the {method} start of the refinement stopped")
         config = dataclasses.replace(cluster_config, method=method, seed=seed)
-        return _fit(codes, config, devices).labels
+        fitted = _fit(codes, config, devices)
+        if fits is not None:
+            fits.append(fitted)
+        return fitted.labels
 
     return start
 

@@ -9,7 +9,9 @@ scikit-learn estimators call it.
   standardisation, Adam 0.01, batch 100, 500 epochs, KMeans n_init 3).
 - ``dec``: DEC (Xie et al. 2016) as XifengGuo/DEC-keras trains MNIST: d-500-500-2000-10
   with a linear code on pixels / 255, SGD lr 1.0 momentum 0.9, batch 256, 300 epochs,
-  DEC's initialiser; KMeans n_init 20, then DEC refinement.
+  DEC's initialiser; KMeans n_init 20, then DEC refinement (at most 20,000 steps,
+  DEC-keras' budget, as ``idec`` and ``dec-da``; the other presets refine for at most
+  100 passes over the data, ``jaxae.cluster.refine.MAX_PASSES``).
 - ``idec``: the same pretraining, then IDEC (Guo et al. 2017; KL weight 0.1).
 - ``dec-da``: DEC with data augmentation (Guo et al., ACML 2018; XifengGuo/DEC-DA,
   ``FcDEC.py``, ``run_exp.py``): the ``dec`` model and optimiser, 500 pretraining
@@ -57,12 +59,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "dec": {
         "model": {**_WIDE, "kernel_init": "dec_uniform"},
         "train": {"optimizer": "sgd", "lr": 1.0, "momentum": 0.9, "batch_size": 256, "epochs": 300},
-        "cluster": {"method": "dec", "n_init": 20},
+        "cluster": {"method": "dec", "n_init": 20, "refine": {"max_steps": 20000}},
     },
     "idec": {
         "model": {**_WIDE, "kernel_init": "dec_uniform"},
         "train": {"optimizer": "sgd", "lr": 1.0, "momentum": 0.9, "batch_size": 256, "epochs": 300},
-        "cluster": {"method": "idec", "n_init": 20},
+        "cluster": {"method": "idec", "n_init": 20, "refine": {"max_steps": 20000}},
     },
     "dec-da": {
         "model": {**_WIDE, "kernel_init": "dec_uniform"},
@@ -75,7 +77,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "shift": 0.1,
             "rotate": 10.0,
         },
-        "cluster": {"method": "dec", "n_init": 20, "refine": {"shift": 0.1, "rotate": 10.0}},
+        "cluster": {
+            "method": "dec",
+            "n_init": 20,
+            "refine": {"shift": 0.1, "rotate": 10.0, "max_steps": 20000},
+        },
     },
     "dec-da-fast": {
         "model": dict(_WIDE),

@@ -350,25 +350,32 @@ def load(run_dir: str | os.PathLike) -> Encoder:
     ckpt = load_checkpoint(run_dir)
     folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     params = encoder_params(ckpt, ckpt.selected)
-    clusterer = (
-        _clusterer(folder, ckpt.run["cluster"]["method"]) if ckpt.run.get("cluster") else None
-    )
+    clusterer = _clusterer(folder, ckpt.run["cluster"]) if ckpt.run.get("cluster") else None
     return Encoder(params, ckpt.model_config, clusterer=clusterer)
 
 
-def _clusterer(folder: Path, method: str) -> Clustering:
-    """The run's fitted method, restored through its registry entry from clusterer.npz."""
+def _clusterer(folder: Path, cluster: dict) -> Clustering:
+    """The run's fitted method, restored through its registry entry from clusterer.npz.
+
+    A DEC/IDEC run whose guard kept the start saved the start's method (its
+    ``refine.start``) instead of its own."""
     none = np.zeros(0, np.int64)
+    method = cluster["method"]
     entry = METHODS.get(method)
     if entry is None:
         raise JaxaeError(f"{folder} was clustered by {method!r}, which this jaxae does not know")
+    allowed = [method]
+    if entry.refines_encoder:
+        allowed.append((cluster.get("refine") or {}).get("start", "kmeans"))
     old = {name: folder / name for name in OLD_CLUSTERERS}
     try:
         if (folder / CLUSTERER).is_file():
             with np.load(folder / CLUSTERER, allow_pickle=False) as saved:
                 arrays = dict(saved)
-            if str(arrays.pop("method")) != method:
-                raise ValueError(f"it holds {arrays.get('method')!r}, not {method}")
+            saved_method = str(arrays.pop("method"))
+            if saved_method not in allowed:
+                raise ValueError(f"it holds {saved_method!r}, not {method}")
+            entry = METHODS[saved_method]
         elif old["centers.npy"].is_file():
             arrays = {"centers": np.load(old["centers.npy"], allow_pickle=False)}
         elif old["mixture.npz"].is_file():

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxae import cluster, methods
 from jaxae.cluster import scores
+from jaxae.cluster.refine import budget
 from jaxae.errors import JaxaeError
 from jaxae.lifecycle import load_run_data, resume_point
 
@@ -100,7 +101,8 @@ def _main(args) -> int:
         "",
         f"Run: `{args.run_dir}` ({config.data.source}, {len(dataset.images)} images); "
         f"changed: {changes or 'nothing'}; refinement: update interval "
-        f"{refine.update_interval}, tol {refine.tol}, at most {refine.max_steps} steps, "
+        f"{refine.update_interval}, tol {refine.tol}, "
+        f"at most {budget(refine, len(dataset.images))} steps, "
         f"start {refine.start}.",
         f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; JAX {jax.__version__}; "
         f"{jax.devices()[0].device_kind}. {seconds:.1f} s for the starts and the refinement.",

@@ -278,6 +278,7 @@ def test_dec_da_refines_on_augmented_batches_and_needs_image_rows(tmp_path, caps
     out = tmp_path / "da"
     args = ["run", "--method", "dec", "--n-init", "1", "--max-steps", "30", "--dec-tol", "0"]
     da = [*args, "--update-interval", "10", "--dec-shift", "0.1", "--dec-rotate", "10"]
+    da += ["--no-dec-guard"]  # it counts every step; the guard would stop this tiny model
     assert main([*da, *TINY, "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["cluster"]["refine"]["shift"], report["cluster"]["refine"]["rotate"]) == (

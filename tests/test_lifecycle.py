@@ -23,7 +23,9 @@ from tests.helpers import SMALL, run_command
 # steps (tol 0: it never converges early), a few seconds, checkpointed every chunk of
 # steps (about 500: a call never runs past a chunk, so a signal lands within one).
 STEPS = 10000
+# Without the guard, which stops this refinement early (tests/test_guard.py).
 PLAIN = [*SMALL, "--epochs", "2", "--method", "dec", "--max-steps", str(STEPS), "--dec-tol", "0"]
+PLAIN += ["--no-dec-guard"]
 DEC = [*PLAIN, "--checkpoint-every", "1"]
 
 

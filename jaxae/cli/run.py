@@ -46,6 +46,7 @@ PRESET_FIELDS = {
     "dec_shift": ("cluster", "refine", "shift"),
     "dec_rotate": ("cluster", "refine", "rotate"),
     "dec_start": ("cluster", "refine", "start"),
+    "dec_guard": ("cluster", "refine", "guard"),
     "umap_dim": ("cluster", "umap", "dim"),
     "umap_neighbors": ("cluster", "umap", "neighbors"),
     "umap_min_dist": ("cluster", "umap", "min_dist"),
@@ -129,7 +130,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="umap-gmm's UMAP: on the device (default; saved: predicts) or umap-learn",
     )  # fmt: skip
     p.add_argument("--update-interval", type=int, default=None, help="DEC: steps per target")
-    p.add_argument("--max-steps", type=int, default=None, help="DEC: most refinement steps")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="DEC: most refinement steps (default: 100 passes over the data)",
+    )
     p.add_argument("--gamma", type=float, default=None, help="IDEC: weight of the KL loss")
     p.add_argument("--dec-tol", type=float, default=None, help="DEC: stop below this change")
     p.add_argument(
@@ -143,6 +149,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dec-start", choices=CHOICES["dec_start"], default=None,
         help="DEC: start from KMeans on the codes (default) or from UMAP + GMM (N2D's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dec-guard", action=argparse.BooleanOptionalAction, default=None,
+        help="DEC: stop a refinement whose clusters degenerate and keep its start (default on)",
     )  # fmt: skip
     p.add_argument("--umap-dim", type=int, default=None, help="umap-gmm: dimensions (default 10)")
     p.add_argument(
@@ -345,6 +355,19 @@ def _method_label(key: str) -> str:
     return {method_key(name): m.label for name, m in METHODS.items()}.get(key, key)
 
 
+def _guard_lines(report: dict) -> list[str]:
+    """One line per model whose refinement the guard stopped."""
+    lines = []
+    for i, m in enumerate(report["models"]):
+        g = m.get("guard") or {}
+        if g.get("fired"):
+            lines.append(
+                f"guard: model {i} (seed {m['seed']}) degenerated ({g['signal']}) at step "
+                f"{g['step']} of {g['budget']}: the refinement was stopped and {g['kept']} kept"
+            )
+    return lines
+
+
 def summary(report: dict, out: Path) -> str:
     """The lines ``jaxae run`` prints: data, training, scores beside the baselines, files."""
     r = report
@@ -390,6 +413,15 @@ def summary(report: dict, out: Path) -> str:
             lines.append(f"{_label(name):<34}" + "".join(cells))
     if by_lr and not several:
         lines.append("one seed is one draw: --seeds 5 trains five at once and shows mean ± std")
+    lines += _guard_lines(r)
+    consensus = r.get("consensus") or {}
+    if several and consensus.get("metrics"):
+        name = next(iter(consensus["metrics"]))
+        acc = consensus["metrics"][name]["acc"]
+        lines.append(
+            f"kept: model {consensus['model']} (seed {consensus['seed']}), the consensus of the "
+            f"{r['models_trained']} clusterings, {_label(name)} ACC {acc:.3f}"
+        )
     files = ", ".join(p.name for p in sorted(out.glob("*.png")))
     lines.append(f"wrote {out}/ (report.json, {files}, checkpoint)")
     return "\n".join(lines)

@@ -66,6 +66,19 @@ METHODS = ("dec", "idec")
 OPTIMIZERS = ("sgd", "adam")
 # Keras' K.epsilon(): its kld clips p and q to [1e-7, 1].
 KLD_EPSILON = 1e-7
+# The guard (RefineConfig.guard): at every target update a model's new labels are
+# compared with the clusters it started from, without labels of the data; when one
+# of these signals fires, the model stops and the refinement keeps its start
+# (jaxae.cluster.refine). Thresholds chosen on MNIST and Fashion-MNIST together
+# (bench/studies/refine_trace.py; docs: the guard).
+GUARD_SIGNALS = ("unbalanced", "empty", "moved")
+# "unbalanced": the effective number of clusters, exp(entropy of the cluster shares),
+# fell by more than this many clusters below the start's (clusters absorbing others).
+GUARD_BALANCE = 0.5
+# "empty": a cluster keeps less than this fraction of the share it started with.
+GUARD_EMPTY = 0.1
+# "moved": more than this share of the labels left the cluster they started in.
+GUARD_MOVED = 0.3
 # Folded into key(seed) for the refinement's augmentation: a stream of its own,
 # apart from pretraining's split(key(seed)) (whose two keys are fold_in 0 and 1).
 AUGMENT_STREAM = 0x44454441  # "DEDA"
@@ -94,6 +107,9 @@ class RefineConfig:
         default, is plain DEC/IDEC.
       image_shape: ``(H, W)`` the rows were flattened from; needed when
         ``augment`` is enabled, unused otherwise.
+      guard: watch each model's clusters at every target update and stop it when
+        they degenerate (:func:`degeneration`); :func:`jaxae.cluster.refine`
+        then keeps the model's start. False refines as the anchors do.
     """
 
     method: str = "dec"
@@ -111,6 +127,7 @@ class RefineConfig:
     kmeans_n_init: int = 20
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig.none)
     image_shape: tuple[int, int] | None = None
+    guard: bool = True
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -126,6 +143,8 @@ class RefineConfig:
         check_real("momentum", self.momentum, minimum=0, maximum=1)
         check_real("eps", self.eps, positive=True)
         check_int("kmeans_n_init", self.kmeans_n_init, minimum=1, maximum=1000)
+        if not isinstance(self.guard, bool):
+            raise JaxaeError(f"guard must be True or False, got {self.guard!r}")
         if not isinstance(self.augment, AugmentConfig):
             raise JaxaeError(
                 f"augment must be an AugmentConfig, got {type(self.augment).__name__}: pass "
@@ -162,8 +181,14 @@ class RefineState(NamedTuple):
       labels: ``(N,)`` int32 argmax of Q at the last update (KMeans' before the first).
       delta: ``()`` float32 fraction of labels changed at the last update.
       step: ``()`` int32 optimiser steps taken.
-      converged: ``()`` bool, set at the update that found ``delta < tol``; no step after.
+      converged: ``()`` bool, set at the update that found ``delta < tol`` (or at
+        which the guard fired); no step after.
       loss: ``()`` float32 loss of the last step.
+      start_labels: ``(N,)`` int32 the clusters the refinement started from.
+      start_centers: ``(K, C)`` float32 the centres it started from.
+      guard_step: ``()`` int32 the step at which the guard fired, -1 while it has not.
+      guard_signal: ``()`` int32 which signal fired: 1 + its index in
+        ``GUARD_SIGNALS``, 0 while none has.
     """
 
     params: Any
@@ -174,6 +199,42 @@ class RefineState(NamedTuple):
     step: jax.Array
     converged: jax.Array
     loss: jax.Array
+    start_labels: jax.Array
+    start_centers: jax.Array
+    guard_step: jax.Array
+    guard_signal: jax.Array
+
+
+def degeneration(labels: jax.Array, start_labels: jax.Array, clusters: int) -> jax.Array:
+    """Which guard signal ``(N,)`` labels show against the ``(N,)`` start: ``()`` int32.
+
+    0 when the clusters look healthy, else 1 + the index in ``GUARD_SIGNALS`` of
+    the first signal that fires:
+
+    - ``unbalanced``: the effective number of clusters, ``exp(-sum s log s)`` of
+      the cluster shares s, is more than ``GUARD_BALANCE`` below the start's;
+    - ``empty``: a cluster that had codes keeps less than ``GUARD_EMPTY`` of its
+      starting share;
+    - ``moved``: more than ``GUARD_MOVED`` of the labels differ from the start's.
+
+    A cluster's identity is its centre, which the refinement moves but never
+    renumbers, so labels compare with the start's directly. No ground truth enters.
+    """
+    n = labels.shape[0]
+    shares = jnp.bincount(labels, length=clusters) / n
+    start = jnp.bincount(start_labels, length=clusters) / n
+    fired = jnp.stack([
+        effective_clusters(shares) < effective_clusters(start) - GUARD_BALANCE,
+        jnp.any((start > 0) & (shares < GUARD_EMPTY * start)),
+        jnp.mean((labels != start_labels).astype(jnp.float32)) > GUARD_MOVED,
+    ])  # fmt: skip
+    return jnp.where(jnp.any(fired), jnp.argmax(fired) + 1, 0).astype(jnp.int32)
+
+
+def effective_clusters(shares: jax.Array) -> jax.Array:
+    """``exp`` of the entropy of ``(K,)`` cluster shares: K when all are equal, 1 for one."""
+    safe = jnp.where(shares > 0, shares, 1.0)
+    return jnp.exp(-jnp.sum(jnp.where(shares > 0, shares * jnp.log(safe), 0.0)))
 
 
 def soft_assignment(codes: jax.Array, centers: jax.Array, alpha: float = 1.0) -> jax.Array:
@@ -315,8 +376,11 @@ def update_target(
 ) -> RefineState:
     """Recompute P and the assignments of one model on all of ``x``; set ``converged``.
 
-    As DEC-keras, the first update (step 0) never stops the refinement. ``x`` is
-    the clean data even when the steps augment their batches, as in DEC-DA.
+    As DEC-keras, the first update (step 0) never stops the refinement by ``tol``.
+    ``x`` is the clean data even when the steps augment their batches, as in
+    DEC-DA. With ``config.guard``, the new labels are checked against the start
+    (:func:`degeneration`) after the first step: a signal stops the model and
+    records the step and the signal.
     """
 
     def update(state):
@@ -324,11 +388,19 @@ def update_target(
         q = soft_assignment(codes, state.params["centers"], config.alpha)
         labels = jnp.argmax(q, axis=1).astype(jnp.int32)
         delta = jnp.mean((labels != state.labels).astype(jnp.float32))
+        signal = jnp.int32(0)
+        if config.guard:
+            signal = jnp.where(
+                state.step > 0, degeneration(labels, state.start_labels, config.clusters), 0
+            )
+        fired = signal > 0
         return state._replace(
             target=target_distribution(q),
             labels=labels,
             delta=delta,
-            converged=(state.step > 0) & (delta < config.tol),
+            converged=((state.step > 0) & (delta < config.tol)) | fired,
+            guard_step=jnp.where(fired, state.step, state.guard_step),
+            guard_signal=jnp.where(fired, signal, state.guard_signal),
         )
 
     return jax.lax.cond(state.converged, lambda s: s, update, state)

@@ -25,6 +25,7 @@ import numpy as np
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.cluster.dec import (
+    GUARD_SIGNALS,
     RefineConfig,
     RefineState,
     augment_keys,
@@ -40,6 +41,10 @@ from jaxae.loop import Call, Stopped, drive
 
 # What a refinement can start from (RefineOptions.start): clusters of the pretrained codes.
 STARTS = ("kmeans", "umap-gmm")
+# The default budget of a refinement, in passes over the data (RefineOptions.max_steps):
+# IDEC-DA from N2D's clusters converged within 53-90 passes on the MNIST test digits and
+# mnist-5k (README: results).
+MAX_PASSES = 100
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,7 +55,9 @@ class RefineOptions:
       update_interval: steps between updates of the target P (140).
       tol: stop once fewer than this fraction of assignments changed between two
         updates (0.001).
-      max_steps: the most optimiser steps (20,000).
+      max_steps: the most optimiser steps; None (the default) for ``MAX_PASSES``
+        passes over the data, so the budget scales with it (the anchors' fixed
+        20,000 steps are 73 passes of 70,000 images but 512 of 10,000).
       gamma: IDEC's weight of the KL loss (0.1).
       lr: DEC's SGD learning rate (0.01; IDEC keeps Adam 0.001, its MNIST setting).
       batch_size: rows per step, taken in data order (256).
@@ -62,17 +69,20 @@ class RefineOptions:
         their centres being each cluster's mean code: ``"kmeans"`` (DEC's, the
         default; ``n_init`` starts) or ``"umap-gmm"`` (N2D's UMAP and Gaussian
         mixture, with the run's ``umap`` and ``gmm`` options and ``n_init``).
+      guard: stop a model whose clusters degenerate and keep its start
+        (:func:`jaxae.cluster.dec.degeneration`; True).
     """
 
     update_interval: int = 140
     tol: float = 0.001
-    max_steps: int = 20000
+    max_steps: int | None = None
     gamma: float = 0.1
     lr: float = 0.01
     batch_size: int = 256
     shift: float = 0.0
     rotate: float = 0.0
     start: str = "kmeans"
+    guard: bool = True
 
     @property
     def augment(self) -> AugmentConfig:
@@ -85,11 +95,14 @@ class RefineOptions:
             raise JaxaeError(re.sub(r"\b(shift|rotate)=", r"refine.\1=", str(e))) from None
         check_int("refine.update_interval", self.update_interval, minimum=1)
         check_real("refine.tol", self.tol, minimum=0.0, maximum=1.0)
-        check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
+        if self.max_steps is not None:
+            check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
         check_real("refine.gamma", self.gamma, minimum=0.0)
         check_real("refine.lr", self.lr, positive=True)
         check_int("refine.batch_size", self.batch_size, minimum=1)
         check_choice("refine.start", self.start, STARTS)
+        if not isinstance(self.guard, bool):
+            raise JaxaeError(f"refine.guard must be True or False, got {self.guard!r}")
 
 
 class RefinementStopped(Stopped):
@@ -109,9 +122,15 @@ class RefineResult(NamedTuple):
       labels: ``(M, N)`` int32 final assignments: each code's nearest centre, which
         is the argmax of Q (the Student-t kernel falls with the distance).
       steps: ``(M,)`` int optimiser steps each model took in all.
-      converged: ``(M,)`` bool, True where the change of assignments fell below tol.
+      converged: ``(M,)`` bool, True where the change of assignments fell below tol
+        (or where the guard stopped the model: see ``guard_step``).
       delta: ``(M,)`` float fraction of assignments changed at the last target update.
       state: the final :class:`RefineState` on the host (for a checkpoint).
+      guard_step: ``(M,)`` int the step at which the guard stopped each model, -1
+        where it did not; such a model's ``params``, ``centers`` and ``labels`` are
+        its start's (the pretrained autoencoder and the starting centres), in
+        ``state`` too.
+      guard_signal: ``(M,)`` str the signal that fired (``GUARD_SIGNALS``), "" where none.
     """
 
     params: Any
@@ -121,6 +140,8 @@ class RefineResult(NamedTuple):
     converged: np.ndarray
     delta: np.ndarray
     state: RefineState
+    guard_step: np.ndarray
+    guard_signal: np.ndarray
 
 
 def init_refinement(
@@ -157,20 +178,26 @@ def init_refinement(
     else:
         labels = [np.asarray(start(c, int(seed))) for c, seed in zip(codes, seeds, strict=True)]
         centers = [cluster_means(c, k, config.clusters) for c, k in zip(codes, labels)]
+    centers = jnp.asarray(np.stack(centers), jnp.float32)
+    labels = jnp.asarray(np.stack(labels), jnp.int32)
     trainable = {
         "autoencoder": jax.tree.map(jnp.array, params),  # a copy: the state is donated
-        "centers": jnp.asarray(np.stack(centers), jnp.float32),
+        "centers": jnp.array(centers),
     }
     m, n = codes.shape[:2]
     return RefineState(
         params=trainable,
         opt_state=jax.vmap(build_optimizer(config).init)(trainable),
         target=jnp.zeros((m, n, config.clusters), jnp.float32),
-        labels=jnp.asarray(np.stack(labels), jnp.int32),
+        labels=jnp.array(labels),
         delta=jnp.ones((m,), jnp.float32),
         step=jnp.zeros((m,), jnp.int32),
         converged=jnp.zeros((m,), bool),
         loss=jnp.zeros((m,), jnp.float32),
+        start_labels=labels,
+        start_centers=centers,
+        guard_step=jnp.full((m,), -1, jnp.int32),
+        guard_signal=jnp.zeros((m,), jnp.int32),
     )
 
 
@@ -205,15 +232,20 @@ def state_template(params: Any, n: int, *, model_config: ModelConfig, config: Re
         "autoencoder": jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), params),
         "centers": f32(m, config.clusters, model_config.code_dim),
     }
+    i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
     return RefineState(
         params=trainable,
         opt_state=jax.eval_shape(jax.vmap(build_optimizer(config).init), trainable),
         target=f32(m, n, config.clusters),
-        labels=jax.ShapeDtypeStruct((m, n), jnp.int32),
+        labels=i32(m, n),
         delta=f32(m),
-        step=jax.ShapeDtypeStruct((m,), jnp.int32),
+        step=i32(m),
         converged=jax.ShapeDtypeStruct((m,), jnp.bool_),
         loss=f32(m),
+        start_labels=i32(m, n),
+        start_centers=f32(m, config.clusters, model_config.code_dim),
+        guard_step=i32(m),
+        guard_signal=i32(m),
     )
 
 
@@ -354,11 +386,12 @@ def refine(
             unit="step", what="refinement", progress=progress, should_stop=should_stop,
             on_chunk=None if on_chunk is None else checkpoint, stop_error=RefinementStopped,
         )  # fmt: skip
-    host = jax.device_get(state)
+    host = keep_start(jax.device_get(state), params)
     ae = host.params["autoencoder"]
     codes = np.asarray(jax.device_get(encode_models(ae, x, model_config=model_config)))
     centers = np.asarray(host.params["centers"])
     labels = np.stack([predict_nearest(c, z) for c, z in zip(centers, codes, strict=True)])
+    signals = np.asarray(host.guard_signal)
     return RefineResult(
         params=ae,
         centers=centers,
@@ -367,7 +400,34 @@ def refine(
         converged=np.asarray(host.converged),
         delta=np.asarray(host.delta),
         state=host,
+        guard_step=np.asarray(host.guard_step),
+        guard_signal=np.array([GUARD_SIGNALS[s - 1] if s else "" for s in signals]),
     )
+
+
+def keep_start(host: RefineState, pretrained: Any) -> RefineState:
+    """``host`` with every model the guard stopped put back at its start: the
+    ``pretrained`` autoencoder (leading axis M) and the starting centres.
+
+    On the host and idempotent, so a resumed run that finds the guard's decision
+    in its checkpoint reaches the same state."""
+    fired = np.flatnonzero(np.asarray(host.guard_step) >= 0)
+    if not len(fired):
+        return host
+    ae = jax.tree.map(np.array, host.params["autoencoder"])
+    for leaf, start in zip(jax.tree.leaves(ae), jax.tree.leaves(pretrained), strict=True):
+        leaf[fired] = np.asarray(start)[fired]
+    centers = np.array(host.params["centers"])
+    centers[fired] = np.asarray(host.start_centers)[fired]
+    return host._replace(params={**host.params, "autoencoder": ae, "centers": centers})
+
+
+def budget(options: RefineOptions, n: int) -> int:
+    """The most steps a refinement of ``n`` rows takes: ``max_steps``, or by default
+    ``MAX_PASSES`` passes of ``ceil(n / batch_size)`` batches (at most ``MAX_STEPS``)."""
+    if options.max_steps is not None:
+        return options.max_steps
+    return min(MAX_PASSES * -(-n // min(options.batch_size, n)), MAX_STEPS)
 
 
 def config_for(cluster_config, n: int, image_shape=None) -> RefineConfig:
@@ -376,9 +436,10 @@ def config_for(cluster_config, n: int, image_shape=None) -> RefineConfig:
     c, o = cluster_config, cluster_config.refine
     return RefineConfig.for_method(
         c.method, clusters=c.clusters, gamma=o.gamma, update_interval=o.update_interval,
-        tol=o.tol, max_iter=o.max_steps, batch_size=min(o.batch_size, n),
+        tol=o.tol, max_iter=budget(o, n), batch_size=min(o.batch_size, n),
         kmeans_n_init=c.n_init, **({"lr": o.lr} if c.method == "dec" else {}),
         augment=o.augment, image_shape=image_shape if o.augment.enabled else None,
+        guard=o.guard,
     )  # fmt: skip
 
 
