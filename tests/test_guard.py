@@ -58,9 +58,9 @@ def test_each_signal_fires_on_its_own_and_healthy_labels_pass():
     few = start.copy()
     few[:20] = 1
     assert int(signal(few, start, K)) == numpy_signal(few, start, K) == 0
-    # Cluster 3 takes 80 of cluster 2's: shares 0.25, 0.25, 0.05, 0.45, 3.3 effective.
+    # Cluster 3 takes 90 of cluster 2's: shares 0.25, 0.25, 0.01, 0.49, 3.0 effective.
     unbalanced = start.copy()
-    unbalanced[200:280] = 3
+    unbalanced[200:290] = 3
     assert GUARD_SIGNALS[int(signal(unbalanced, start, K)) - 1] == "unbalanced"
     # A small cluster empties: ten clusters, cluster 0 with 20 codes gives 19 of them
     # to cluster 1; the effective number falls by less than half a cluster.

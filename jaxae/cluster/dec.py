@@ -74,7 +74,7 @@ KLD_EPSILON = 1e-7
 GUARD_SIGNALS = ("unbalanced", "empty", "moved")
 # "unbalanced": the effective number of clusters, exp(entropy of the cluster shares),
 # fell by more than this many clusters below the start's (clusters absorbing others).
-GUARD_BALANCE = 0.5
+GUARD_BALANCE = 0.65
 # "empty": a cluster keeps less than this fraction of the share it started with.
 GUARD_EMPTY = 0.1
 # "moved": more than this share of the labels left the cluster they started in.
