@@ -5,12 +5,16 @@ import struct
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxae.checkpoint import save_checkpoint
 from jaxae.config import TrainConfig
 from jaxae.data import load_dataset
+from jaxae.model import build_model
+from jaxae.preprocess import standardize
 
 MNIST_5K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k"
 
@@ -62,6 +66,20 @@ def run_command(*args) -> list[str]:
 
 def digits(n: int = 256):
     return load_dataset("digits", n=n)
+
+
+def standardized_digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` digits standardised per image, and their labels."""
+    ds = digits(n)
+    return np.asarray(standardize(ds.images)), ds.labels
+
+
+def random_models(model_config, count: int):
+    """``count`` untrained autoencoders' parameters with a leading model axis: the
+    mechanics of a refinement need no good code, and initialising is cheap."""
+    model = build_model(model_config)
+    keys = jax.random.split(jax.random.key(0), count)
+    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, model_config.input_dim))))(keys)
 
 
 def save_trained(folder: Path, trained) -> Path:

@@ -24,8 +24,7 @@ from jaxae.cluster import dec as dec_module
 from jaxae.cluster.dec import batch_rows, encode_models, kl_divergence, refine_loss, refine_step
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
-from jaxae.preprocess import standardize
-from tests.helpers import digits
+from tests.helpers import random_models, standardized_digits
 
 MODEL = ModelConfig.tiny()
 SEEDS = [0, 1]
@@ -37,15 +36,12 @@ IDEC = dataclasses.replace(RefineConfig.tiny("idec"), tol=0.0)
 
 @pytest.fixture(scope="module")
 def data():
-    ds = digits(200)
-    return np.asarray(standardize(ds.images)), ds.labels
+    return standardized_digits(200)
 
 
 @pytest.fixture(scope="module")
 def params():
-    model = dec_module.build_model(MODEL)
-    keys = jax.random.split(jax.random.key(0), len(SEEDS))
-    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, MODEL.input_dim))))(keys)
+    return random_models(MODEL, len(SEEDS))
 
 
 def numpy_q(z, mu, alpha):

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,7 +16,6 @@ from jaxae import lifecycle
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli.run import add_args, experiment_config
 from jaxae.cluster import RefineConfig, init_refinement, refine
-from jaxae.cluster import dec as dec_module
 from jaxae.cluster.dec import (
     GUARD_BALANCE,
     GUARD_EMPTY,
@@ -29,8 +27,7 @@ from jaxae.cluster.dec import (
 from jaxae.cluster.kmeans import predict_nearest
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
-from jaxae.preprocess import standardize
-from tests.helpers import SMALL, digits
+from tests.helpers import SMALL, digits, random_models, standardized_digits
 
 MODEL = ModelConfig.tiny()
 SEEDS = [0, 1]
@@ -103,15 +100,12 @@ def test_guard_must_be_a_bool():
 
 @pytest.fixture(scope="module")
 def data():
-    ds = digits(200)
-    return np.asarray(standardize(ds.images)), ds.labels
+    return standardized_digits(200)
 
 
 @pytest.fixture(scope="module")
 def params():
-    model = dec_module.build_model(MODEL)
-    keys = jax.random.split(jax.random.key(0), len(SEEDS))
-    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, MODEL.input_dim))))(keys)
+    return random_models(MODEL, len(SEEDS))
 
 
 # DEC's KL alone with SGD at lr 5: the encoder folds the codes onto few centres within
