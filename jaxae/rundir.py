@@ -300,7 +300,9 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     metrics = chosen.get("metrics", {})
     acc = next(iter(metrics.values()), {}).get("acc") if metrics else None
     name = Path(ds.name).name
-    method = config.cluster.method
+    method = experiment.clusterings[experiment.selected].method
+    if method != config.cluster.method:  # the refinement guard kept the start
+        method = f"{method} (the start of {config.cluster.method}, kept by its guard)"
     title = f"{method} on autoencoder codes, {name}" + (f", ACC {acc:.3f}" if acc else "")
     clusters_figure(
         ds.images, experiment.clusters, ds.image_shape, out / "clusters.png", title=title
