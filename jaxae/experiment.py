@@ -68,8 +68,11 @@ class Report:
     scores as mean with ``std``, ``min``, ``max`` and ``per_seed`` over seeds
     (a single model: its scores); with DEC or IDEC, ``"pretrained_kmeans"`` (or
     ``"pretrained_umap_gmm"``, ``ClusterConfig.refine.start``) scores the clusters
-    the refinement started from. ``models`` has one entry per trained model.
-    ``stage_seconds``: wall seconds of ``pretraining`` (this process's part of it),
+    the refinement started from. ``models`` has one entry per trained model (with
+    DEC or IDEC, its ``guard``: whether the refinement guard stopped it, and what
+    it kept). ``consensus``: the model whose clusters the run keeps
+    (``selected_model``), each model's agreement with the others, and the kept
+    model's scores. ``stage_seconds``: wall seconds of ``pretraining`` (this process's part of it),
     ``clustering`` (for DEC/IDEC split further into ``kmeans_start`` or
     ``umap_gmm_start``, and ``refinement``) and ``baselines``.
     """

@@ -70,7 +70,7 @@ KLD_EPSILON = 1e-7
 # compared with the clusters it started from, without labels of the data; when one
 # of these signals fires, the model stops and the refinement keeps its start
 # (jaxae.cluster.refine). Thresholds chosen on MNIST and Fashion-MNIST together
-# (bench/studies/refine_trace.py; docs: the guard).
+# (bench/studies/refine_trace.py; README: Results: the refinement guard).
 GUARD_SIGNALS = ("unbalanced", "empty", "moved")
 # "unbalanced": the effective number of clusters, exp(entropy of the cluster shares),
 # fell by more than this many clusters below the start's (clusters absorbing others).
