@@ -59,13 +59,13 @@ def test_seed_study_bad_dataset(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_clustering_script_names_missing_data(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(tmp_path / "absent"),
-               PYTHON=sys.executable)  # fmt: skip
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable,
+               DATASETS=f"{tmp_path / 'absent'} {tmp_path / 'also-absent'}")  # fmt: skip
     proc = subprocess.run(["bash", str(SCRIPTS / "gpu_clustering.sh")], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"no {tmp_path / 'absent'}: carry .data" in proc.stdout
-    assert not (tmp_path / "out" / "n2d-fast").exists()
+    assert not (tmp_path / "out" / "absent-n2d-fast").exists()
 
 
 def test_umap_scaling_times_every_stage(tmp_path, monkeypatch):
