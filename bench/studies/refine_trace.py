@@ -24,11 +24,18 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
 from jaxae import cluster, methods
-from jaxae.cluster.dec import GUARD_BALANCE, GUARD_EMPTY, GUARD_MOVED, GUARD_SIGNALS
+from jaxae.cluster.dec import (
+    GUARD_BALANCE,
+    GUARD_EMPTY,
+    GUARD_MOVED,
+    GUARD_SIGNALS,
+    effective_clusters,
+)
 from jaxae.cluster.refine import config_for
 from jaxae.data import load_dataset
 from jaxae.preprocess import fit_scaling, scale
@@ -37,19 +44,18 @@ from jaxae.train import fit
 
 
 def shares_stats(labels: np.ndarray, k: int) -> dict:
-    """Cluster shares of ``(N,)`` labels, or of ``(K,)`` shares given as floats."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind == "f":
-        shares = labels
-    else:
-        shares = np.bincount(labels, minlength=k) / len(labels)
-    nz = shares[shares > 0]
+    shares = np.bincount(labels, minlength=k) / len(labels)
     return {
         "max_share": float(shares.max()),
         "min_share": float(shares.min()),
-        "effective": float(np.exp(-np.sum(nz * np.log(nz)))),
+        "effective": effective(shares),
         "shares": shares.round(4).tolist(),
     }
+
+
+def effective(shares: np.ndarray) -> float:
+    """The guard's effective number of clusters of ``(K,)`` shares."""
+    return float(effective_clusters(jnp.asarray(shares, jnp.float32)))
 
 
 def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
@@ -68,11 +74,11 @@ def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
         )
         for m, trace in enumerate(d["traces"]):
             start = np.array(d["start"][m]["shares"])
-            e0 = shares_stats_effective(start)
+            e0 = effective(start)
             fire, worst = None, [np.inf, np.inf, 0.0]
             for r in trace[1:]:
                 shares = np.array(r["shares"])
-                drop = shares_stats_effective(shares) - e0
+                drop = effective(shares) - e0
                 kept = float(np.min(shares[start > 0] / start[start > 0]))
                 worst = [min(worst[0], drop), min(worst[1], kept), max(worst[2], r["moved"])]
                 fired = [drop < -balance, kept < empty, r["moved"] > moved]
@@ -87,10 +93,6 @@ def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
                 f"{worst[1]:.2f} | {worst[2]:.3f} |"
             )
     return "\n".join(lines)
-
-
-def shares_stats_effective(shares: np.ndarray) -> float:
-    return shares_stats(shares, len(shares))["effective"]
 
 
 def main(argv=None) -> int:
