@@ -44,19 +44,33 @@ def check_real(
     minimum: float | None = None,
     maximum: float | None = None,
 ) -> float:
-    """``value`` as a finite float, or a ``JaxaeError`` naming ``name``."""
+    """``value`` as a finite float, or a ``JaxaeError`` naming ``name`` and the allowed range."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise JaxaeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise JaxaeError(f"{name} must be finite, got {value}")
+        raise JaxaeError(
+            f"{name} must be finite, got {value}: pass {_allowed(positive, minimum, maximum)}"
+        )
     if positive and value <= 0:
-        raise JaxaeError(f"{name} must be positive, got {value}")
+        raise JaxaeError(f"{name} must be positive, got {value:g}: pass a number above 0")
     if minimum is not None and value < minimum:
-        raise JaxaeError(f"{name} must be at least {minimum}, got {value}")
+        raise JaxaeError(
+            f"{name} must be at least {minimum:g}, got {value:g}: pass {name}={minimum:g} or more"
+        )
     if maximum is not None and value > maximum:
-        raise JaxaeError(f"{name} must be at most {maximum}, got {value}")
+        raise JaxaeError(
+            f"{name} must be at most {maximum:g}, got {value:g}: pass {name}={maximum:g} or less"
+        )
     return value
+
+
+def _allowed(positive: bool, minimum: float | None, maximum: float | None) -> str:
+    """What ``check_real`` accepts, in words: "a number at least 0 and at most 1"."""
+    bounds = ["above 0"] if positive else []
+    bounds += [] if minimum is None else [f"at least {minimum:g}"]
+    bounds += [] if maximum is None else [f"at most {maximum:g}"]
+    return " ".join(["a number", " and ".join(bounds)]).strip()
 
 
 def check_choice(name: str, value, choices) -> str:

@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -81,8 +82,11 @@ class AugmentConfig:
             ("shear", 90.0, False, "degrees"),
         )
         for name, top, closed, unit in limits:
-            value = check_real(name, getattr(self, name))
-            if value < 0 or value > top or (value == top and not closed):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                check_real(name, value)  # "must be a number"
+            value = float(value)  # NaN and inf are out of range, with the range in the message
+            if not 0 <= value <= top or (value == top and not closed):
                 interval = f"[0, {top:g}]" if closed else f"[0, {top:g})"
                 raise JaxaeError(
                     f"{name}={value:g} is out of range: pass {unit} in {interval}, "

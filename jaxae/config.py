@@ -180,7 +180,7 @@ class TrainConfig:
             or not (0 < self.lr < math.inf)
         ):
             raise JaxaeError(
-                f"learning rate must be positive and finite, got {self.lr!r}: pass lr=0.01 or so"
+                f"lr must be a positive, finite learning rate, got {self.lr!r}: pass lr=0.01 or so"
             )
         check_real("eps", self.eps)
         check_real("momentum", self.momentum, minimum=0.0, maximum=1.0)
@@ -367,7 +367,7 @@ class ExperimentConfig:
             for lr in self.lrs:
                 dataclasses.replace(self.train, lr=lr)  # TrainConfig's own check
         if self.checkpoint_every is not None:
-            check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+            check_int("checkpoint_every", self.checkpoint_every, minimum=1, maximum=MAX_STEPS)
         if self.devices not in (None, "all"):
             check_int("devices", self.devices, minimum=1)
 

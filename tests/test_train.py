@@ -127,7 +127,7 @@ def test_bfloat16_training_runs_and_learns():
     [
         (dict(epochs=0), "epochs must be at least 1"),
         (dict(batch_size=0), "batch_size must be at least 1"),
-        (dict(lr=0.0), "learning rate must be positive"),
+        (dict(lr=0.0), "lr must be a positive"),
     ],
 )
 def test_bad_train_config(kwargs, match):

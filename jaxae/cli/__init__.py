@@ -52,7 +52,9 @@ def _subcommands():
 
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     """``batch_size=0`` in a library message becomes ``--batch-size 0`` (a flag of
-    ``parser``); a method's option (``umap.dim``) becomes its flag wherever it is named."""
+    ``parser``), and so does the parameter a message is about (``batch_size must ...``,
+    its first word); a method's option (``umap.dim``) or a field whose flag has another
+    name (``kernel_init``) becomes its flag wherever it is named."""
     from jaxae.cli.run import OPTION_FLAGS
 
     flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
@@ -68,9 +70,10 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
         return flag if value == "True" else f"{flag} "
 
     message = re.sub(r"\b([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?)=(True\b)?", swap, message)
+    message = re.sub(r"^[a-z][a-z0-9_]*(?= must )", lambda m: flags.get(m[0], m[0]), message)
     for name, flag in options.items():
         message = re.sub(rf"(?<![\w.-]){re.escape(name)}\b", flag, message)
-    return message
+    return " ".join(message.split())  # "name= or" gave "--name  or"
 
 
 def main(argv: list[str] | None = None, *, exit_after: bool = False) -> int:

@@ -52,11 +52,12 @@ PRESET_FIELDS = {
     "umap_min_dist": ("cluster", "umap", "min_dist"),
     "umap_epochs": ("cluster", "umap", "epochs"),
 }
-# A method option's name in library messages ("umap.dim") -> its flag.
+# A field's name in library messages -> its flag, where the two differ: a method's
+# options ("umap.dim" -> --umap-dim) and renamed fields ("kernel_init" -> --init).
 OPTION_FLAGS = {
     ".".join(path[1:]): "--" + flag.replace("_", "-")
     for flag, path in PRESET_FIELDS.items()
-    if len(path) == 3
+    if len(path) == 3 or path[-1] != flag
 }
 
 

@@ -92,8 +92,8 @@ class RefineOptions:
         try:
             _ = self.augment  # its own checks of shift and rotate, named as here
         except JaxaeError as e:
-            raise JaxaeError(re.sub(r"\b(shift|rotate)=", r"refine.\1=", str(e))) from None
-        check_int("refine.update_interval", self.update_interval, minimum=1)
+            raise JaxaeError(re.sub(r"(?<![\w.])(shift|rotate)\b", r"refine.\1", str(e))) from None
+        check_int("refine.update_interval", self.update_interval, minimum=1, maximum=MAX_STEPS)
         check_real("refine.tol", self.tol, minimum=0.0, maximum=1.0)
         if self.max_steps is not None:
             check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)

@@ -43,11 +43,12 @@ from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture
 from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap, transform_epochs, transform_fn
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
-from jaxae.config import check_seed
+from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
 
 UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
 BACKENDS = ("umap-learn", "jax")
+SPREAD = 1.0  # UMAP's spread: umap-learn's default, which neither backend changes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,7 +59,7 @@ class UMAPOptions:
     Attributes:
       dim: the embedding's dimensions (umap-learn's ``n_components``).
       neighbors: umap-learn's ``n_neighbors``.
-      min_dist: umap-learn's ``min_dist``.
+      min_dist: umap-learn's ``min_dist``, from 0 to its ``spread`` (1).
       backend: ``"jax"`` (the default: on the device; the run folder keeps it and
         predicts new images) or ``"umap-learn"`` (the reference).
       epochs: layout epochs (umap-learn's ``n_epochs``); ``None`` for umap-learn's
@@ -75,9 +76,10 @@ class UMAPOptions:
         check_choice("umap.backend", self.backend, BACKENDS)
         check_int("umap.dim", self.dim, minimum=1)
         check_int("umap.neighbors", self.neighbors, minimum=2)
-        check_real("umap.min_dist", self.min_dist, minimum=0.0)
-        if self.epochs is not None:
-            check_int("umap.epochs", self.epochs, minimum=1)
+        # Both backends fit UMAP's curve with spread 1, which min_dist may not pass.
+        check_real("umap.min_dist", self.min_dist, minimum=0.0, maximum=SPREAD)
+        if self.epochs is not None:  # the layout's epoch counter is int32 on the device
+            check_int("umap.epochs", self.epochs, minimum=1, maximum=MAX_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +260,7 @@ def fit_umap_gmm(
     check_int("n_init", n_init, minimum=1)
     check_seed(seed)
     check_sizes(n, n_neighbors, n_components, rows="samples")
-    check_real("min_dist", min_dist, minimum=0)
+    check_real("min_dist", min_dist, minimum=0, maximum=SPREAD)
     check_choice("backend", backend, BACKENDS)
     if n_epochs is not None:
         check_int("n_epochs", n_epochs, minimum=1)
