@@ -25,7 +25,8 @@
 # files, train then t10k), RUNS (default "n2d-fast-jax n2d-da dec-da n2d-fast idec",
 # names from the table below), SEEDS (5), BUDGET (seconds for the whole script, default 540),
 # PYTHON (python3), RUN_ARGS (extra `jaxae run` flags for every run, e.g. "--n 2000
-# --epochs 2 --max-steps 50" for a dry run on a CPU).
+# --epochs 2" for a dry run on a CPU; a method's own flag, such as --max-steps, is refused
+# by the runs whose method does not read it).
 # Writes $OUT/{log.txt,nvidia-smi.txt,<data>-<run>/ (the run folder), <data>-<run>.time}.
 set -uo pipefail
 OUT=${OUT:-out/gpu-clustering}

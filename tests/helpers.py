@@ -104,3 +104,32 @@ def with_lr(state, lr: float):
     return state._replace(
         opt_state=opt._replace(hyperparams={**opt.hyperparams, "learning_rate": np.float32(lr)})
     )
+
+
+class Reached(Exception):
+    """``lifecycle.start`` was called: the flags passed every check made before the data."""
+
+
+def run_until_start(tmp_path: Path, monkeypatch, *argv: str) -> tuple[int | None, str]:
+    """(exit status, stderr) of ``jaxae run ARGV`` (into ``tmp_path/out``), stopped where it
+    would load the data: None where it got there. Checks that no run folder was made."""
+    import contextlib
+    import io
+
+    from jaxae import lifecycle
+    from jaxae.cli import main
+
+    def start(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(lifecycle, "start", start)
+    err, out = io.StringIO(), tmp_path / "out"
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(["run", "--no-progress", "--out", str(out), *argv])
+        except SystemExit as e:  # argparse: a value that does not parse, or not a choice
+            status = e.code
+        except Reached:
+            status = None
+    assert not out.exists(), argv
+    return status, err.getvalue()

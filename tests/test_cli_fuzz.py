@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from hypothesis import event, given
 from jaxae.cli import main
 from jaxae.config import ClusterConfig
 from jaxae.errors import JaxaeError
+from tests.helpers import run_until_start
 from tests.strategies import fuzz, kind
 
 # --- checkpoints --------------------------------------------------------------------------
@@ -171,3 +173,92 @@ def test_n_init_has_an_upper_bound():
     """
     with pytest.raises(JaxaeError):
         ClusterConfig(n_init=10**20)
+
+
+# --- every flag out of its range: refused under its name before anything is loaded ---------
+
+BIG_INT = str(2**31)  # past every int32 counter on the device
+# Flag -> values out of its range. A maximum that depends on the images (--n, --batch-size,
+# --clusters, UMAP's --umap-dim and --umap-neighbors, --devices) is checked once they are
+# loaded, still before a folder is made (test_run_bad_input); the rest are checked here.
+OUT_OF_RANGE = {
+    "--n": ["0", "-1"],
+    "--epochs": ["0", "-1", BIG_INT],
+    "--batch-size": ["0", "-1"],
+    "--lr": ["nan", "inf", "-1", "0"],
+    "--momentum": ["nan", "inf", "-0.5", "1.5"],
+    "--shift": ["nan", "inf", "-0.1", "1"],
+    "--rotate": ["nan", "inf", "-1", "181"],
+    "--hidden": ["0", "-1", BIG_INT],
+    "--code-dim": ["0", "-1", BIG_INT],
+    "--init": ["nan", "zeros"],
+    "--clusters": ["0", "-1"],
+    "--n-init": ["0", "-1", "1001"],
+    "--update-interval": ["0", "-1", BIG_INT],
+    "--max-steps": ["0", "-1", BIG_INT],
+    "--gamma": ["nan", "inf", "-1"],
+    "--dec-tol": ["nan", "inf", "-1", "2"],
+    "--dec-shift": ["nan", "inf", "-0.1", "1"],
+    "--dec-rotate": ["nan", "inf", "-1", "181"],
+    "--umap-dim": ["0", "-1"],
+    "--umap-neighbors": ["1", "-1"],
+    "--umap-min-dist": ["nan", "inf", "-1", "5"],
+    "--umap-epochs": ["0", "-1", BIG_INT],
+    "--seed": ["-1", str(2**32)],
+    "--seeds": ["0", "-1"],
+    "--devices": ["0", "-1", "nan"],
+    "--checkpoint-every": ["0", "-1", BIG_INT],
+    "--num-processes": ["0", "-1"],
+    "--process-id": ["-1"],
+}
+# What a flag needs beside it to be read at all: a method of METHOD_FLAGS, --distributed.
+NEEDS = {"--gamma": ["--method", "idec"], "--umap-dim": ["--method", "umap-gmm"]}
+NEEDS.update({f: ["--distributed"] for f in ("--num-processes", "--process-id")})
+
+
+def _needs(flag: str) -> list[str]:
+    from jaxae.cli.flags import METHOD_FLAGS
+
+    methods = METHOD_FLAGS.get(flag.removeprefix("--").replace("-", "_"))
+    return NEEDS.get(flag) or (["--method", methods[0]] if methods else [])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [(f, v) for f, values in OUT_OF_RANGE.items() for v in values]
+)
+def test_a_value_out_of_range_is_one_line_naming_its_flag(tmp_path, monkeypatch, flag, value):
+    status, err = run_until_start(tmp_path, monkeypatch, *_needs(flag), f"{flag}={value}")
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("jaxae run: error: "), err
+    assert re.search(rf"(?<![\w-]){flag}(?![\w-])", err), err
+
+
+def _parser():
+    import argparse
+
+    from jaxae.cli.run import add_args
+
+    parser = argparse.ArgumentParser(prog="jaxae run")
+    add_args(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    "flag", [a.option_strings[-1] for a in _parser()._actions if a.choices is not None]
+)
+def test_a_choice_out_of_its_list_names_its_flag(tmp_path, monkeypatch, flag):
+    status, err = run_until_start(tmp_path, monkeypatch, *_needs(flag), f"{flag}=nope")
+    assert status == 2, err
+    assert f"argument {flag}: invalid choice: 'nope'" in err.splitlines()[-1], err
+
+
+def test_every_numeric_flag_has_out_of_range_values():
+    """A new flag of jaxae run that takes a number joins OUT_OF_RANGE."""
+    numeric = {
+        a.option_strings[-1]
+        for a in _parser()._actions
+        if a.option_strings and a.choices is None and a.nargs != 0
+        and a.dest not in ("preset", "dataset", "out", "resume", "data_dir", "compilation_cache",
+                           "coordinator")
+    }  # fmt: skip
+    assert numeric == set(OUT_OF_RANGE)

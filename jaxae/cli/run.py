@@ -246,7 +246,9 @@ def setup_jax(args: argparse.Namespace) -> None:
 
 
 def experiment_config(args: argparse.Namespace):
-    """The ``ExperimentConfig`` the flags describe: the preset, then every flag given."""
+    """The ``ExperimentConfig`` the flags describe: the preset, then every flag given;
+    a flag the run would ignore is refused (``jaxae.cli.flags``)."""
+    from jaxae.cli.flags import check_method_flags
     from jaxae.config import DataConfig, ExperimentConfig
     from jaxae.presets import apply_preset
 
@@ -258,6 +260,7 @@ def experiment_config(args: argparse.Namespace):
         target[names[-1]] = getattr(args, flag)
     fields["train"]["lr"] = None if args.lr is None else args.lr[0]
     model, train, cluster = apply_preset(args.preset, seed=args.seed, **fields)
+    check_method_flags(args, cluster)
     source = args.dataset
     if source not in ("digits", "mnist") and Path(source).expanduser().exists():
         source = str(Path(source).expanduser().resolve())  # resumable from any folder
@@ -306,8 +309,10 @@ def handle(args: argparse.Namespace) -> int:
 
 def _handle(args: argparse.Namespace, stopped) -> int:
     from jaxae import lifecycle
+    from jaxae.cli.flags import check_distributed_flags
     from jaxae.loop import Stopped
 
+    check_distributed_flags(args)
     setup_jax(args)
     progress = not args.no_progress
     try:
