@@ -9,6 +9,7 @@ program compiled once per bucket, and sliced back to N.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import jax
@@ -18,9 +19,9 @@ import numpy as np
 from jaxae._buckets import bucket
 from jaxae._validate import check_rows
 from jaxae.config import ModelConfig
-from jaxae.errors import JaxaeError
+from jaxae.errors import JaxaeError, JaxaeWarning
 from jaxae.model import build_model
-from jaxae.preprocess import scale
+from jaxae.preprocess import range_problem, scale
 
 
 def encode_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) -> jax.Array:
@@ -115,7 +116,14 @@ class Encoder:
         return np.asarray(out)[:n]  # slice on the host: a device slice would compile per n
 
     def _check(self, images):
+        """Checked ``(N, input_dim)`` images; a ``JaxaeWarning`` when they lie far outside
+        the training images' range (:func:`jaxae.preprocess.range_problem`), whose codes
+        and clusters would mean little."""
         images = check_rows("images", images, width=self.model_config.input_dim)
         if images.dtype == bool:
             images = images.astype(np.uint8)
+        if self.model_config.data_range is not None:
+            problem = range_problem(images, self.model_config.data_range)
+            if problem is not None:
+                warnings.warn(problem, JaxaeWarning, stacklevel=3)  # the caller of encode
         return images

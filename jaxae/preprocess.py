@@ -111,6 +111,43 @@ def fit_range(images: np.ndarray | jax.Array, *, name: str = "images") -> tuple[
     return lo, hi
 
 
+# New images far outside the training range: in units of that range, a batch spanning less
+# than 1 / RANGE_FACTOR of it, or reaching RANGE_FACTOR of it from its minimum. [0, 1]
+# floats to a model trained on 0..255 pixels span 1/255; 0..255 pixels to a model
+# trained on [0, 1] reach 255; normal MNIST batches span and reach 1 (a single faint digit
+# a good fraction of it).
+RANGE_FACTOR = 10.0
+
+
+def range_problem(
+    images: np.ndarray | jax.Array, data_range: tuple[float, float], *, name: str = "images"
+) -> str | None:
+    """Why ``images`` look to be on another scale than the training range ``data_range``
+    (``"unit"`` scaling's ``(lo, hi)``), as one line with the fix; None when they do not.
+
+    ``"standardize"`` needs no such check: each image is scaled on its own, so 0..255
+    pixels and the same pixels / 255 give the same codes.
+    """
+    lo, hi = data_range
+    span = hi - lo
+    if isinstance(images, jax.Array):  # two numbers off the device, not the images
+        low, high = (float(v) for v in jax.device_get((jnp.min(images), jnp.max(images))))
+    else:
+        low, high = float(np.min(images)), float(np.max(images))
+    trained = f"the training images' range, {lo:g} to {hi:g}, so their codes mean little"
+    if 0 < high - low < span / RANGE_FACTOR:
+        return (
+            f"{name} span {low:g} to {high:g}, under a tenth of {trained}: rescale them to "
+            "that range (e.g. [0, 1] floats * 255 for a model trained on 0-255 pixels)"
+        )
+    if max(high - lo, hi - low) > RANGE_FACTOR * span:
+        return (
+            f"{name} reach {low:g} to {high:g}, over ten times {trained}: rescale them to "
+            "that range (e.g. 0-255 pixels / 255 for a model trained on [0, 1] floats)"
+        )
+    return None
+
+
 def fit_scaling(model_config, images: np.ndarray | jax.Array):
     """``model_config`` with ``data_range`` fitted on ``images`` where ``"unit"`` needs it.
 

@@ -465,3 +465,26 @@ def test_a_run_folder_from_before_clusterer_npz_still_predicts(run_dir, tmp_path
     np.save(old / "centers.npy", np.zeros(3))  # damaged: one line
     assert main(["predict", str(old), "digits", "--n", "300", "--out", str(pred)]) == 2
     assert "cannot read the clusters" in capsys.readouterr().err
+
+
+def test_predict_and_encode_warn_of_images_far_outside_the_training_range(tmp_path, capsys):
+    """[0, 1] floats given to a run trained on uint8 pixels with --scaling unit: one line
+    on stderr naming the problem and the fix, and the labels and codes still written."""
+    from jaxae.data import load_dataset
+
+    source = str(mnist_5k())
+    run = tmp_path / "run"
+    assert main(["run", "--dataset", source, "--scaling", "unit", *TINY, "--out", str(run)]) == 0
+    capsys.readouterr()
+    floats = tmp_path / "floats.npy"
+    np.save(floats, load_dataset(source, n=40).images / np.float32(255))
+    for command in ("predict", "encode"):
+        out = tmp_path / f"{command}.npy"
+        assert main([command, str(run), str(floats), "--out", str(out), "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"jaxae {command}: warning: images "), err
+        assert "under a tenth of the training images' range, 0 to 255" in err, err
+        assert "rescale them" in err and out.is_file()
+    out = tmp_path / "labels.npy"
+    assert main(["predict", str(run), source, "--n", "40", "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""  # the training scale: nothing to say

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxae.encoder import Encoder, bucket, compiled_programs, encode_fn
-from jaxae.errors import JaxaeError
+from jaxae.errors import JaxaeError, JaxaeWarning
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,58 @@ def test_unit_scaling_and_bool_images():
     want = model.apply(params, jnp.asarray(pixels / 255.0), method=model.encode)
     ae = Encoder(params, config)
     np.testing.assert_allclose(ae.encode(pixels), want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(
-        ae.encode(pixels > 100), ae.encode((pixels > 100).astype(np.uint8))
-    )
+    with pytest.warns(JaxaeWarning, match="under a tenth"):  # 0 and 1 to a 0..255 model
+        np.testing.assert_array_equal(
+            ae.encode(pixels > 100), ae.encode((pixels > 100).astype(np.uint8))
+        )
+
+
+def _unit_encoder(data_range, scaling="unit"):
+    """An untrained tiny encoder whose training images spanned ``data_range``."""
+    import dataclasses
+
+    from jaxae.config import ModelConfig, TrainConfig
+    from jaxae.train import create_train_state, split_seed
+
+    config = ModelConfig(input_dim=64, hidden=16, code_dim=8, scaling=scaling)
+    params = create_train_state(split_seed(0)[0], 0.01, config, TrainConfig()).params
+    return Encoder(params, dataclasses.replace(config, data_range=data_range))
+
+
+@pytest.mark.parametrize(
+    ("data_range", "pixels", "match"),
+    [
+        ((0.0, 255.0), lambda x: x / 255.0, "span 0 to 1, under a tenth of the training"),
+        ((0.0, 255.0), lambda x: jnp.asarray(x / 255.0), "under a tenth"),  # on the device
+        ((0.0, 1.0), lambda x: x, "reach 0 to 255, over ten times the training"),
+    ],
+)
+def test_images_far_outside_the_training_range_warn(data_range, pixels, match):
+    """[0, 1] floats given to a model trained on 0..255 pixels (or the reverse) encode to
+    codes that mean little: the encoder says so, and how to fix it."""
+    ae = _unit_encoder(data_range)
+    x = np.random.default_rng(0).integers(0, 256, (20, 64)).astype(np.uint8)
+    with pytest.warns(JaxaeWarning, match=match) as caught:
+        ae.encode(pixels(x))
+    assert "rescale them to that range" in str(caught[0].message)
+    assert caught[0].filename == __file__  # it points at the caller's line
+
+
+@pytest.mark.parametrize(
+    ("data_range", "scaling", "pixels"),
+    [
+        ((0.0, 255.0), "unit", lambda x: x),  # the training scale
+        ((0.0, 255.0), "unit", lambda x: x[:1] // 2),  # one faint image
+        ((0.0, 255.0), "unit", lambda x: np.zeros_like(x[:3])),  # blank images
+        ((0.0, 1.0), "unit", lambda x: x / 255.0 * 2 - 1),  # [-1, 1]: near, not far
+        (None, "standardize", lambda x: x / 255.0),  # each image scaled on its own
+    ],
+)
+def test_images_on_the_training_scale_do_not_warn(data_range, scaling, pixels):
+    import warnings
+
+    ae = _unit_encoder(data_range, scaling)
+    x = np.random.default_rng(0).integers(0, 256, (20, 64)).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ae.encode(pixels(x))

@@ -4,17 +4,20 @@ Each subcommand is a module here with ``add_args(parser)`` and ``handle(args)``;
 ``main(argv)`` returns the exit status. The subcommands map flags onto
 configuration and print what the library returns. Bad input (``JaxaeError``) is
 one line on stderr, with the library's parameter names turned into the flags
-that set them, and status 2.
+that set them, and status 2; suspect input (``JaxaeWarning``) is one line on stderr
+and the command goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
+import warnings
 
-from jaxae.errors import JaxaeError
+from jaxae.errors import JaxaeError, JaxaeWarning
 
 # Library parameters whose flag is not simply --name-with-dashes.
 RENAMED = {"source": "--dataset", "out_path": "--out"}
@@ -76,6 +79,25 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     return " ".join(message.split())  # "name= or" gave "--name  or"
 
 
+@contextlib.contextmanager
+def warning_lines(command: str):
+    """Within: the first ``JaxaeWarning`` is one line on stderr, ``jaxae COMMAND: warning:
+    ...`` (an encode of many chunks warns once); other warnings as Python shows them."""
+    show, shown = warnings.showwarning, []
+
+    def one_line(message, category, *args, **kwargs):
+        if not issubclass(category, JaxaeWarning):
+            return show(message, category, *args, **kwargs)
+        if not shown:
+            print(f"jaxae {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        shown.append(message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", JaxaeWarning)  # every call of main, and not an error
+        warnings.showwarning = one_line
+        yield
+
+
 def main(argv: list[str] | None = None, *, exit_after: bool = False) -> int:
     """``jaxae ARGV``: the exit status. ``exit_after``: the process ends when this returns
     (``console``), so once ``run`` is stopped by a signal, later signals are ignored."""
@@ -126,7 +148,8 @@ def _main(argv: list[str], stopped) -> int:
     args.parser = subparsers[args.command]
     args.stopped = stopped
     try:
-        return args.handler(args)
+        with warning_lines(args.command):
+            return args.handler(args)
     except JaxaeError as e:
         message = as_flags(" ".join(str(e).split()), args.parser)
         print(f"jaxae {args.command}: error: {message}", file=sys.stderr)
