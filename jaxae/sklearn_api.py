@@ -3,11 +3,14 @@ whole experiment as a clusterer."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from jaxae.encoder import Encoder
+from jaxae.errors import JaxaeError
 from jaxae.presets import apply_preset
 from jaxae.train import fit
 
@@ -129,7 +132,10 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
         config = ExperimentConfig(
             data=DataConfig(source="X", n="all"), model=model, train=train, cluster=cluster
         )
-        experiment = run_experiment(config, dataset=dataset, progress=self.progress)
+        try:
+            experiment = run_experiment(config, dataset=dataset, progress=self.progress)
+        except JaxaeError as e:
+            raise _with_our_fix(e) from None
         self.model_ = experiment.encoder
         self.labels_ = np.asarray(experiment.clusters)
         self.n_features_in_ = dataset.images.shape[1]
@@ -143,3 +149,18 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
         """The codes of ``X`` (the refined encoder's, after DEC or IDEC)."""
         check_is_fitted(self, "model_")
         return self.model_.encode(X)
+
+
+def _with_our_fix(error: JaxaeError) -> JaxaeError:
+    """``error`` with a fix this estimator accepts where its own fix sets a method's option
+    (``pass umap.neighbors=14 or less``), which the estimator leaves to its preset."""
+    from jaxae.config import OPTION_SECTIONS
+
+    problem, _, _ = str(error).partition(": ")
+    option = re.search(rf"\b(?:{'|'.join(OPTION_SECTIONS)})\.[a-z_]+", str(error))
+    if option is None:
+        return error
+    return JaxaeError(
+        f"{problem}: AutoEncoderClusterer keeps its preset's {option[0]}; pass more rows in X, "
+        "or another method= or preset="
+    )

@@ -60,3 +60,16 @@ def test_one_preset_merge_serves_the_cli_and_both_estimators():
     assert ae.encoder_.model_config.data_range == (0.0, 16.0)  # the preset's unit scaling
     with pytest.raises(Exception, match="preset"):
         AutoEncoderClusterer(preset="nope").fit(x)
+
+
+def test_a_method_option_that_does_not_fit_the_data_names_what_the_estimator_takes():
+    """UMAP's 20 neighbours need more than 15 rows: the fix is more rows or another method,
+    not umap.neighbors=, which the estimator does not take."""
+    from jaxae.errors import JaxaeError
+    from jaxae.sklearn_api import AutoEncoderClusterer
+
+    images = load_dataset("digits", n=15).images
+    with pytest.raises(JaxaeError, match="15 images: AutoEncoderClusterer keeps its") as e:
+        AutoEncoderClusterer(method="umap-gmm", epochs=1, clusters=3).fit(images)
+    assert "pass more rows in X, or another method= or preset=" in str(e.value)
+    assert "umap.neighbors=14" not in str(e.value)
