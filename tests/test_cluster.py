@@ -202,3 +202,21 @@ def test_a_run_augments_in_pretraining_or_in_a_refinement_but_not_in_other_metho
     assert (refined.shift, refined.rotate) == (0.1, 10.0)
     pretrained = augmentation(ExperimentConfig(train=TrainConfig(shift=0.2)))
     assert (pretrained.shift, pretrained.rotate) == (0.2, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        # UMAP's curve is fitted with spread 1: a larger min_dist failed after pretraining.
+        ("umap", {"min_dist": 5.0}, "umap.min_dist must be at most 1"),
+        ("umap", {"epochs": 2**31}, "umap.epochs must be at most"),  # int32 on the device
+        ("kmeans", {"max_iter": 2**31}, "kmeans.max_iter must be at most"),
+        ("refine", {"update_interval": 2**31}, "refine.update_interval must be at most"),
+        ("refine", {"rotate": float("nan")}, "refine.rotate=nan is out of range"),
+        ("refine", {"gamma": float("inf")}, "refine.gamma must be finite.*at least 0"),
+    ],
+)
+def test_every_option_is_checked_when_the_config_is_built(section, value, message):
+    """Named as the config spells it; the CLI turns the name into its flag."""
+    with pytest.raises(JaxaeError, match=message):
+        ClusterConfig(**{section: value})

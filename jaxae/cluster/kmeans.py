@@ -11,7 +11,7 @@ from sklearn.cluster import KMeans
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.registry import Method
-from jaxae.config import ClusterConfig, check_seed
+from jaxae.config import MAX_STEPS, ClusterConfig, check_seed
 from jaxae.errors import JaxaeError
 
 BACKENDS = ("sklearn", "jax")
@@ -33,7 +33,8 @@ class KMeansOptions:
     backend: str = "sklearn"
 
     def __post_init__(self):
-        check_int("kmeans.max_iter", self.max_iter, minimum=1)
+        # The JAX backend counts iterations in int32 on the device.
+        check_int("kmeans.max_iter", self.max_iter, minimum=1, maximum=MAX_STEPS)
         check_real("kmeans.tol", self.tol, minimum=0.0)
         check_choice("kmeans.backend", self.backend, BACKENDS)
 
