@@ -157,6 +157,8 @@ def test_encode_bad_input(run_dir, tmp_path, capsys):
     assert "784 pixels but the model expects 64" in capsys.readouterr().err
     assert main(["encode", str(tmp_path), "digits", "--out", str(out)]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+    assert main(["encode", str(run_dir), "digits", "--out", str(out), "--chunk-rows", "0"]) == 2
+    assert "--chunk-rows must be at least 1" in capsys.readouterr().err  # streamed or not
     assert not out.exists()
 
 

@@ -47,10 +47,12 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from jaxae._validate import check_int
     from jaxae.data import load_dataset
     from jaxae.rundir import load
     from jaxae.stream import encode_file, is_streamable
 
+    check_int("chunk_rows", args.chunk_rows, minimum=1)  # for every input, streamed or not
     setup_jax(args)
     _check_out(args)
     encoder = load(args.run_dir)
