@@ -292,10 +292,19 @@ class ClusterConfig:
                     f"{section} must be a {cls.__name__} or a dict of its fields, got {value!r}"
                 )
             object.__setattr__(self, section, value)
+        self.refine.for_method(self.method)  # refuses an lr the method would not use
+
+    def to_dict(self) -> dict:
+        """The config as a run records it (report.json, checkpoints): nested dicts, with
+        the learning rate DEC or IDEC really refines with in ``refine.lr``."""
+        return {
+            **dataclasses.asdict(self),
+            "refine": dataclasses.asdict(self.refine.for_method(self.method)),
+        }
 
     @classmethod
     def from_dict(cls, fields: Mapping) -> ClusterConfig:
-        """The config ``dataclasses.asdict`` wrote (report.json, checkpoints), sections
+        """The config ``to_dict`` wrote (report.json, checkpoints), sections
         nested; an older run's flat fields (``umap_dim``, ``dec_tol``, ...) are read too."""
         fields = dict(fields)
         sections: dict[str, dict] = {s: dict(fields.pop(s, None) or {}) for s in OPTION_SECTIONS}
@@ -306,6 +315,9 @@ class ClusterConfig:
         # saved the backend it used; one that names none used the reference.
         sections["umap"].setdefault("backend", "umap-learn")
         sections["gmm"].setdefault("backend", "sklearn")
+        if "lr" in sections["refine"]:
+            lr = option_class("refine").recorded_lr(fields.get("method"), sections["refine"]["lr"])
+            sections["refine"]["lr"] = lr
         return cls(**fields, **sections)
 
     @classmethod

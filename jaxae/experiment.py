@@ -349,7 +349,7 @@ def run_experiment(
         fingerprint=fingerprint(dataset),
         model=dataclasses.asdict(config.model),
         train=dataclasses.asdict(config.train),
-        cluster=dataclasses.asdict(config.cluster),
+        cluster=config.cluster.to_dict(),
         epochs=config.train.epochs,
         batch_size=config.train.batch_size,
         lr=models[selected]["lr"],

@@ -227,7 +227,7 @@ def run_meta(config: ExperimentConfig, fingerprint: str, train_seconds: float = 
     """What a checkpoint keeps beside the model to continue the run exactly."""
     return {
         "data": dataclasses.asdict(config.data),
-        "cluster": dataclasses.asdict(config.cluster),
+        "cluster": config.cluster.to_dict(),
         "seeds": config.seeds,
         "lrs": list(config.lr_list),
         "devices": config.devices,

@@ -59,7 +59,9 @@ class RefineOptions:
         passes over the data, so the budget scales with it (the anchors' fixed
         20,000 steps are 73 passes of 70,000 images but 512 of 10,000).
       gamma: IDEC's weight of the KL loss (0.1).
-      lr: DEC's SGD learning rate (0.01; IDEC keeps Adam 0.001, its MNIST setting).
+      lr: DEC's SGD learning rate; None (the default) for the method's own, which
+        ``ClusterConfig`` fills in (:meth:`for_method`): SGD 0.01 for DEC, Adam
+        0.001 for IDEC. IDEC's rate is fixed at its MNIST setting; another is refused.
       batch_size: rows per step, taken in data order (256).
       shift, rotate: DEC-DA (Guo et al. 2018): each step's batch moved by up to
         ``shift`` of the width and height and turned by up to ``rotate`` degrees
@@ -77,12 +79,40 @@ class RefineOptions:
     tol: float = 0.001
     max_steps: int | None = None
     gamma: float = 0.1
-    lr: float = 0.01
+    lr: float | None = None
     batch_size: int = 256
     shift: float = 0.0
     rotate: float = 0.0
     start: str = "kmeans"
     guard: bool = True
+
+    def for_method(self, method: str) -> RefineOptions:
+        """These options as ``method`` refines with them: for DEC and IDEC, ``lr``
+        filled in with the rate their optimiser uses (``RefineConfig.for_method``),
+        what a run's record says (``ClusterConfig.to_dict``); unchanged for a method
+        that does not refine.
+
+        Raises:
+          JaxaeError: ``lr`` set for IDEC to another rate than its Adam's.
+        """
+        if method not in (DEC.name, IDEC.name):
+            return self
+        own = RefineConfig.for_method(method).lr
+        if method == IDEC.name and self.lr not in (None, own):
+            raise JaxaeError(
+                f"refine.lr={self.lr} sets DEC's SGD rate, but IDEC refines with Adam at "
+                f"{own}, its MNIST setting: leave refine.lr unset for idec"
+            )
+        return self if self.lr is not None else dataclasses.replace(self, lr=own)
+
+    @staticmethod
+    def recorded_lr(method: str, lr: float | None) -> float | None:
+        """A record's ``lr`` (:meth:`for_method`'s) as these options take it: None where
+        it is the method's own rate, and always for IDEC, whose Adam ran at 0.001 even
+        where a record from before the rate was recorded says DEC's 0.01."""
+        if method == IDEC.name or (method == DEC.name and lr == RefineConfig().lr):
+            return None
+        return lr
 
     @property
     def augment(self) -> AugmentConfig:
@@ -98,7 +128,8 @@ class RefineOptions:
         if self.max_steps is not None:
             check_int("refine.max_steps", self.max_steps, minimum=1, maximum=MAX_STEPS)
         check_real("refine.gamma", self.gamma, minimum=0.0)
-        check_real("refine.lr", self.lr, positive=True)
+        if self.lr is not None:
+            check_real("refine.lr", self.lr, positive=True)
         check_int("refine.batch_size", self.batch_size, minimum=1)
         check_choice("refine.start", self.start, STARTS)
         if not isinstance(self.guard, bool):
@@ -437,7 +468,7 @@ def config_for(cluster_config, n: int, image_shape=None) -> RefineConfig:
     return RefineConfig.for_method(
         c.method, clusters=c.clusters, gamma=o.gamma, update_interval=o.update_interval,
         tol=o.tol, max_iter=budget(o, n), batch_size=min(o.batch_size, n),
-        kmeans_n_init=c.n_init, **({"lr": o.lr} if c.method == "dec" else {}),
+        kmeans_n_init=c.n_init, **({} if o.lr is None else {"lr": o.lr}),
         augment=o.augment, image_shape=image_shape if o.augment.enabled else None,
         guard=o.guard,
     )  # fmt: skip
