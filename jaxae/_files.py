@@ -8,6 +8,7 @@ temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -108,6 +109,18 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         # A file object, not a name: np.savez would append ".npz" to the temporary name.
         np.savez_compressed(f, allow_pickle=False, **arrays)
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """A compressed ``.npz`` of ``arrays`` in memory (never pickling), for a file whose
+    SHA-256 is recorded before it is written."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

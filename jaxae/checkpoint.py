@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from jaxae._files import atomic_write
+from jaxae._files import RUN_MARKER, atomic_write
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
 from jaxae.train import TrainState, create_train_state
@@ -136,6 +136,16 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         path = path / FILENAME
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        if (path.parent / RUN_MARKER).is_file():  # claimed by a run that saved nothing yet
+            raise JaxaeError(
+                f"{path.parent} holds no checkpoint: its run stopped (or is still running) "
+                "before it saved one, so there is nothing to resume or load; start the run "
+                f"again with jaxae run --out {path.parent} and its flags"
+            ) from None
+        raise JaxaeError(
+            f"cannot read checkpoint {path}: no such file; pass a run folder written by jaxae run"
+        ) from None
     except OSError as e:
         raise JaxaeError(
             f"cannot read checkpoint {path}: {e.strerror or e}; "

@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxae._files import RUN_MARKER, run_folder_of, save_npy, save_npz, write_json
+from jaxae._files import RUN_MARKER, atomic_write, run_folder_of, save_npy, write_json
 from jaxae.checkpoint import FILENAME, encoder_params, load_checkpoint, save_checkpoint
 from jaxae.cluster import METHODS
 from jaxae.config import ExperimentConfig
@@ -35,8 +35,16 @@ from jaxae.figures import (
     loss_figure,
     reconstructions_figure,
 )
-from jaxae.methods import Clustering, Refinement
+from jaxae.methods import Refinement
 from jaxae.preprocess import scale
+from jaxae.saved_clusters import (
+    CLUSTERER,
+    DIGEST,
+    OLD_CLUSTERERS,
+    SavedClusters,
+    clusterer_bytes,
+    digest,
+)
 
 MARKER = RUN_MARKER
 LOCK = ".jaxae-lock"
@@ -46,8 +54,6 @@ FIGURES = (
     "augmented.png",
 )  # fmt: skip
 LABELS = "clusters.npy"  # the selected model's cluster of every training image
-CLUSTERER = "clusterer.npz"  # its fitted method as arrays, with the method's name
-OLD_CLUSTERERS = ("centers.npy", "mixture.npz")  # what runs before clusterer.npz kept
 RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CLUSTERER, *OLD_CLUSTERERS, *FIGURES}
 
 
@@ -290,7 +296,10 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         experiment.config,
         experiment.report,
     )
-    run = run_meta(config, report.fingerprint, res.train_seconds)
+    clustering = experiment.clusterings[experiment.selected]
+    clusterer = clusterer_bytes(clustering)
+    # The final checkpoint vouches for clusterer.npz: predict refuses any other bytes.
+    run = {**run_meta(config, report.fingerprint, res.train_seconds), DIGEST: digest(clusterer)}
     epochs, chunk, selected = config.train.epochs, experiment.chunk, experiment.selected
     write_checkpoint(
         folder, config, res.state, res.loss_history, epochs, chunk, run, selected,
@@ -331,11 +340,9 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
     if ds.labels is not None:
         confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
-    chosen = experiment.clusterings[experiment.selected]
-    save_npy(out / LABELS, np.asarray(chosen.labels, np.int64))
-    arrays = chosen.fitted.arrays() if METHODS[chosen.method].load is not None else None
-    if arrays is not None:  # what jaxae.load(...).predict needs (umap-learn's: nothing)
-        save_npz(out / CLUSTERER, method=np.asarray(chosen.method), **arrays)
+    save_npy(out / LABELS, np.asarray(clustering.labels, np.int64))
+    if clusterer is not None:  # what jaxae.load(...).predict needs (umap-learn's: nothing)
+        atomic_write(out / CLUSTERER, clusterer)
     write_json(out / REPORT, report.to_dict())
     return out
 
@@ -352,44 +359,10 @@ def load(run_dir: str | os.PathLike) -> Encoder:
     ckpt = load_checkpoint(run_dir)
     folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     params = encoder_params(ckpt, ckpt.selected)
-    clusterer = _clusterer(folder, ckpt.run["cluster"]) if ckpt.run.get("cluster") else None
+    clusterer = None
+    if ckpt.run.get("cluster"):  # read when it first predicts: encoding never opens it
+        finished = (folder / REPORT).is_file()
+        clusterer = SavedClusters(
+            folder, ckpt.run, code_dim=ckpt.model_config.code_dim, finished=finished
+        )
     return Encoder(params, ckpt.model_config, clusterer=clusterer)
-
-
-def _clusterer(folder: Path, cluster: dict) -> Clustering:
-    """The run's fitted method, restored through its registry entry from clusterer.npz.
-
-    A DEC/IDEC run whose guard kept the start saved the start's method (its
-    ``refine.start``) instead of its own."""
-    none = np.zeros(0, np.int64)
-    method = cluster["method"]
-    entry = METHODS.get(method)
-    if entry is None:
-        raise JaxaeError(f"{folder} was clustered by {method!r}, which this jaxae does not know")
-    allowed = [method]
-    if entry.refines_encoder:
-        allowed.append((cluster.get("refine") or {}).get("start", "kmeans"))
-    old = {name: folder / name for name in OLD_CLUSTERERS}
-    try:
-        if (folder / CLUSTERER).is_file():
-            with np.load(folder / CLUSTERER, allow_pickle=False) as saved:
-                arrays = dict(saved)
-            saved_method = str(arrays.pop("method"))
-            if saved_method not in allowed:
-                raise ValueError(f"it holds {saved_method!r}, not {method}")
-            entry = METHODS[saved_method]
-        elif old["centers.npy"].is_file():
-            arrays = {"centers": np.load(old["centers.npy"], allow_pickle=False)}
-        elif old["mixture.npz"].is_file():
-            with np.load(old["mixture.npz"], allow_pickle=False) as saved:
-                arrays = dict(saved)
-        elif entry.load is None or (folder / REPORT).is_file():
-            # Finished without a clusterer: the fit could not be saved (umap-learn's).
-            return Clustering(method, none, missing=entry.unsaved())
-        else:  # not finished: predict says so
-            return Clustering(method, none)
-        return Clustering(method, none, entry.load(arrays))
-    except (OSError, ValueError, KeyError, JaxaeError) as e:
-        raise JaxaeError(
-            f"cannot read the clusters of {folder} ({e}): train again with jaxae run"
-        ) from None

@@ -133,3 +133,27 @@ def run_until_start(tmp_path: Path, monkeypatch, *argv: str) -> tuple[int | None
             status = None
     assert not out.exists(), argv
     return status, err.getvalue()
+
+
+def rewrite_checkpoint(run_dir, **changes) -> None:
+    """Save a run folder's checkpoint again with ``changes`` to its fields (``run``,
+    ``epoch``, ``stage``, ``refine``...), as another run, or another version, left it."""
+    from jaxae.checkpoint import load_checkpoint
+
+    c = load_checkpoint(run_dir)._replace(**changes)
+    save_checkpoint(
+        run_dir, c.state, model_config=c.model_config, train_config=c.train_config,
+        loss_history=c.loss_history, epoch=c.epoch, models=c.models, chunk=c.chunk,
+        selected=c.selected, run=c.run, stage=c.stage, refine=c.refine,
+        refine_step=c.refine_step, refine_models=c.refine_models,
+    )  # fmt: skip
+
+
+def without_clusterer_checksum(run_dir) -> None:
+    """Rewrite a run folder's checkpoint as runs wrote it before clusterer.npz's SHA-256
+    was recorded (no ``clusterer_sha256`` in its run settings)."""
+    from jaxae.checkpoint import load_checkpoint
+    from jaxae.saved_clusters import DIGEST
+
+    run = load_checkpoint(run_dir).run
+    rewrite_checkpoint(run_dir, run={k: v for k, v in run.items() if k != DIGEST})
