@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from jaxae.cli import main as jaxae_main
-from tests.helpers import TINY_MODEL
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -83,38 +82,3 @@ def test_umap_scaling_times_every_stage(tmp_path, monkeypatch):
     assert cells[1] == "10" and cells[8] == "5 of 500"  # D, epochs timed
     seconds = [float(cells[i].replace(",", "")) for i in (2, 4, 6, 7, 9)]
     assert min(seconds) >= 0 and seconds[3] > 0 and seconds[4] > 0  # layout s, peak MB
-
-
-def test_refine_again_gives_the_runs_labels_then_obeys_its_flags(tmp_path, capsys):
-    """scripts/refine_again.py with no flag refines a DEC-DA run's pretrained models to
-    the run's own scores (start and refined); with flags it changes only the refinement."""
-    spec = importlib.util.spec_from_file_location("refine_again", SCRIPTS / "refine_again.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run = tmp_path / "run"
-    args = ["--n", "300", "--epochs", "1", "--batch-size", "50", *TINY_MODEL, "--method", "dec",
-            "--max-steps", "30", "--update-interval", "10", "--dec-shift", "0.1",
-            "--dec-rotate", "10", "--seeds", "2", "--out", str(run)]  # fmt: skip
-    assert jaxae_main(["run", *args]) == 0
-    report = json.loads((run / "report.json").read_text())
-
-    out = tmp_path / "same.md"
-    assert module.main([str(run), "--out", str(out)]) == 0
-    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert [r["seed"] for r in rows] == [0, 1]
-    for r, model in zip(rows, report["models"], strict=True):
-        assert r["refined"]["acc"] == model["metrics"]["autoencoder_dec"]["acc"]
-        assert r["start"]["acc"] == model["metrics"]["pretrained_kmeans"]["acc"]
-        assert r["refine_steps"] == model["refine_steps"]
-
-    out = tmp_path / "short.md"
-    assert module.main([str(run), "--models", "1", "--max-steps", "10", "--out", str(out)]) == 0
-    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert row["seed"] == 1 and row["refine_steps"] <= 10
-    assert row["start"]["acc"] == rows[1]["start"]["acc"]
-    assert "| 1 | 1 |" in out.read_text()
-
-    capsys.readouterr()
-    assert module.main([str(run), "--models", "2"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("refine_again: --models") and err.count("\n") == 1

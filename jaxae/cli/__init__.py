@@ -1,4 +1,4 @@
-"""The ``jaxae`` command: run, encode, predict, info, bench.
+"""The ``jaxae`` command: run, encode, predict, refine, info, bench.
 
 Each subcommand is a module here with ``add_args(parser)`` and ``handle(args)``;
 ``main(argv)`` returns the exit status. The subcommands map flags onto
@@ -24,7 +24,7 @@ RENAMED = {"source": "--dataset", "out_path": "--out"}
 
 
 def _subcommands():
-    from jaxae.cli import encode, info, run
+    from jaxae.cli import encode, info, refine, run
 
     def bench_args(p):
         from jaxae import bench
@@ -43,6 +43,12 @@ def _subcommands():
             encode.add_predict_args,
             encode.handle_predict,
             "assign images to a trained run's clusters",
+        ),
+        "refine": (
+            refine.add_args,
+            refine.handle,
+            "refine a finished DEC/IDEC run's pretrained models again with other settings; "
+            "score them, writing nothing into the run",
         ),
         "info": (info.add_args, info.handle, "JAX version, backend and devices"),
         "bench": (
