@@ -1,14 +1,16 @@
 """The encoder people import: scale, encode, on any number of rows.
 
 ``encode_fn`` is the pure, jittable ``(params, pixels) -> codes`` function.
-``Encoder`` wraps it for arrays of any length N: rows are padded up to a size
-bucket (eight sizes per power of two, so at most 12.5% padding), encoded by a
-program compiled once per bucket, and sliced back to N.
+``Encoder`` wraps it for arrays of any length N: rows are padded up to a whole
+number of blocks of 256 rows (above 8 blocks, a size bucket of blocks: at most
+12.5% padding), encoded by a program compiled once per size, one block after
+another, and sliced back to N. Every row is computed at the same shape, so an
+image's codes are the same bits whatever the batch's size, order or other images
+(``jaxae._rowwise``).
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import Any
 
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae._buckets import bucket
+from jaxae._rowwise import map_blocks, padded_rows
 from jaxae._validate import check_rows
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError, JaxaeWarning
@@ -41,15 +43,24 @@ def reconstruct_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) ->
     return build_model(model_config).apply(params, x).astype(jnp.float32)
 
 
-_encode = jax.jit(encode_fn, static_argnames="model_config")
-_reconstruct = jax.jit(reconstruct_fn, static_argnames="model_config")
+def _rowwise(fn):
+    """``fn(params, pixels, *args, model_config=...)`` jitted, in blocks of rows."""
+
+    def blocks(params, pixels, *args, model_config, **static):
+        return map_blocks(lambda x: fn(params, x, *args, model_config, **static), pixels)
+
+    return blocks
 
 
-@functools.partial(jax.jit, static_argnames=("model_config", "labels"))
-def _predict(params, pixels, arrays, *, model_config, labels):
-    """Pixels to cluster labels in one program: ``labels(arrays, codes)`` is a fitted
-    method's ``labels_program`` (umap-gmm's JAX backend)."""
+def _labels_fn(params, pixels, arrays, model_config, *, labels):
+    """Pixels to cluster labels: ``labels(arrays, codes)`` is a fitted method's
+    ``labels_program`` (umap-gmm's JAX backend)."""
     return labels(arrays, encode_fn(params, pixels, model_config))
+
+
+_encode = jax.jit(_rowwise(encode_fn), static_argnames="model_config")
+_reconstruct = jax.jit(_rowwise(reconstruct_fn), static_argnames="model_config")
+_predict = jax.jit(_rowwise(_labels_fn), static_argnames=("model_config", "labels"))
 
 
 def compiled_programs() -> int:
@@ -106,10 +117,11 @@ class Encoder:
 
     def _apply(self, fn, images, pad: str = "constant", *args, **static) -> np.ndarray:
         """``fn(params, images, *args, model_config=..., **static)`` on checked rows
-        (:meth:`_check`, done once by the caller) padded to their bucket (with zeros,
-        or with ``pad="edge"`` copies of the last row)."""
+        (:meth:`_check`, done once by the caller) padded to whole blocks
+        (:func:`jaxae._rowwise.padded_rows`; with zeros, or with ``pad="edge"``
+        copies of the last row)."""
         n = images.shape[0]
-        padded = bucket(n)
+        padded = padded_rows(n)
         xp = jnp if isinstance(images, jax.Array) else np
         images = xp.pad(images, ((0, padded - n), (0, 0)), mode=pad)
         out = fn(self.params, images, *args, model_config=self.model_config, **static)

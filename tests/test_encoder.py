@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae.encoder import Encoder, bucket, compiled_programs, encode_fn
+from jaxae._buckets import bucket
+from jaxae.encoder import Encoder, compiled_programs, encode_fn
 from jaxae.errors import JaxaeError, JaxaeWarning
 
 
@@ -27,21 +28,24 @@ def test_codes_independent_of_n_and_bucket(trained, encoder):
     full = encoder.encode(ds.images)
     np.testing.assert_allclose(full, reference, rtol=1e-5, atol=1e-6)
     for n in (1, 7, 8, 9, 100, 255):  # inside and across buckets
-        np.testing.assert_allclose(
-            encoder.encode(ds.images[:n]), reference[:n], rtol=1e-5, atol=1e-6
-        )
+        # Blocks of rows at one shape: a row's codes are its own bits in any batch.
+        np.testing.assert_array_equal(encoder.encode(ds.images[:n]), full[:n])
+    order = np.random.default_rng(0).permutation(len(full))
+    np.testing.assert_array_equal(encoder.encode(ds.images[order]), full[order])
+    twice = np.concatenate([ds.images[::-1], ds.images])  # two blocks, other company
+    np.testing.assert_array_equal(encoder.encode(twice)[len(full) :], full)
 
 
 def test_no_recompile_within_a_bucket(trained, encoder, caplog):
-    images = trained[0].images
-    encoder.encode(images[:129])  # bucket 144
+    images = np.concatenate([trained[0].images] * 7)
+    encoder.encode(images[:129])  # one block of 256 rows
     before = compiled_programs()
     with jax.log_compiles(), caplog.at_level("DEBUG"):
-        for n in range(129, 145):
+        for n in (1, 2, 100, 255, 256):
             encoder.encode(images[:n])
     assert compiled_programs() == before
     assert not [r for r in caplog.records if "Compiling" in r.getMessage()]  # nothing at all
-    encoder.encode(images[:145])  # bucket 160: one more program
+    encoder.encode(images[:1537])  # seven blocks, a size no other test asks for: one more
     assert compiled_programs() == before + 1
 
 
