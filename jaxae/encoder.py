@@ -5,8 +5,8 @@
 number of blocks of 256 rows (above 8 blocks, a size bucket of blocks: at most
 12.5% padding), encoded by a program compiled once per size, one block after
 another, and sliced back to N. Every row is computed at the same shape, so an
-image's codes are the same bits whatever the batch's size, order or other images
-(``jaxae._rowwise``).
+image's codes (and its label from ``predict``) are the same bits whatever the
+batch's size, order or other images (``jaxae._rowwise``).
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ class Encoder:
         """(N, input_dim) raw pixels -> (N,) int cluster labels, by the run's own method.
 
         Where the method offers a ``labels_program`` (umap-gmm on the device), the
-        encoder and the method run as one program, compiled once per size bucket;
-        the rows are padded with copies of the last, which leave the labels of the
-        others unchanged. Otherwise the codes go to the method's ``predict``.
+        encoder and the method run as one program, compiled once per size bucket,
+        and each image's label depends on that image alone (its bits on one CPU),
+        whatever else is in the call; the rows are padded with copies of the last.
+        Otherwise the codes go to the method's ``predict``.
         """
         if self.clusterer is None:
             raise JaxaeError(
@@ -105,7 +106,7 @@ class Encoder:
             )
         images = self._check(images)
         labels_program = getattr(self.clusterer.fitted, "labels_program", None)
-        program = None if labels_program is None else labels_program(images.shape[0])
+        program = None if labels_program is None else labels_program()
         if program is None:
             return np.asarray(self.clusterer.predict(self._apply(_encode, images)))
         labels, arrays = program

@@ -265,7 +265,7 @@ def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(
     assert fitted.umap.n_epochs == 60
     # ae.predict is one program from pixels to labels, compiled once per size bucket.
     new = images[:64].astype(np.float32) + 0.5  # not training rows: embedded anew
-    labels, arrays = fitted.labels_program(len(new))
+    labels, arrays = fitted.labels_program()
     program = jax.jit(lambda p, x, arrays: labels(arrays, jaxae.encode_fn(p, x, ae.model_config)))
     np.testing.assert_array_equal(ae.predict(new), program(ae.params, new, arrays))
     before = jaxae.encoder._predict._cache_size()

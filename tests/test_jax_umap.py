@@ -397,12 +397,11 @@ def test_transform_of_training_rows_lands_near_their_embedding(fit, digits):
 
 
 def test_the_pure_transform_is_the_method_bit_for_bit(fit, digits):
-    """transform_fn (jittable, room for every edge) gives UMAPFit.transform's bits
-    (only the edges due, a capacity found on the host), training rows included."""
-    from jaxae.cluster.jax_umap import transform_epochs, transform_fn
+    """transform_fn (jittable) gives UMAPFit.transform's bits, training rows included."""
+    from jaxae.cluster.umap_transform import transform_epochs, transform_fn
 
     rows = np.concatenate([digits[0][:40] + 1e-3, digits[0][40:60]])  # new, then training
-    epochs = transform_epochs(len(rows), fit.n_epochs)
+    epochs = transform_epochs(fit.n_epochs)
     program = jax.jit(
         functools.partial(transform_fn, n_neighbors=K, a=fit.a, b=fit.b, seed=3, n_epochs=epochs)
     )

@@ -190,15 +190,16 @@ class UMAPFit(NamedTuple):
     def transform(self, features: np.ndarray | jax.Array) -> np.ndarray:
         """Embeds ``(Q, D)`` new rows among the fixed training embedding.
 
-        As ``UMAP.transform``: memberships to the k nearest training rows with
-        ``local_connectivity=0``, a start at their weighted mean embedding (or at
-        a training row's embedding when the new row equals it), then 100 epochs
-        (30 above 10,000 rows; a third of the fit's when it was given) at a
-        learning rate of 0.25, pulled towards the neighbours, pushed from
-        negative samples, the training embedding held still. A row equal to a
-        training row keeps that row's embedding (umap-learn returns ``embedding_``
-        when handed the training array itself), so the training rows' labels are
-        the fit's own.
+        As ``UMAP.transform`` (:mod:`jaxae.cluster.umap_transform`): memberships to
+        the k nearest training rows with ``local_connectivity=0``, a start at their
+        weighted mean embedding, then 100 epochs (a third of the fit's when it was
+        given) at a learning rate of 0.25, pulled towards the neighbours, pushed
+        from negative samples, the training embedding held still. Each row's
+        embedding depends on that row alone, bit for bit on one CPU, whatever the
+        batch's size, order or other rows (umap-learn's does not: see that module).
+        A row equal to a training row keeps that row's embedding (umap-learn returns
+        ``embedding_`` when handed the training array itself), so the training
+        rows' labels are the fit's own.
 
         Returns:
           ``(Q, C)`` float32.
@@ -209,7 +210,10 @@ class UMAPFit(NamedTuple):
                 f"features have {features.shape[1]} columns but the UMAP was fitted on "
                 f"{self.features.shape[1]}: pass rows of the same width"
             )
-        return _transform(self, jnp.asarray(features, jnp.float32))
+        # Imported here: the transform builds on this module's search and schedule.
+        from jaxae.cluster.umap_transform import transform
+
+        return transform(self, jnp.asarray(features, jnp.float32))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The fit as a dict of arrays for ``np.savez`` (no pickle)."""
@@ -1074,116 +1078,3 @@ device holds. The same updates as on one device, summed in another order. Pass
 Returns:
   ``(N, C)`` float32 positions.
 """
-
-
-# ---------------------------------------------------------------- transform
-
-
-def _transform(fit: UMAPFit, x: jax.Array) -> np.ndarray:
-    q = x.shape[0]
-    n_epochs = transform_epochs(q, fit.n_epochs)
-    train, reference = jnp.asarray(fit.features), jnp.asarray(fit.embedding)
-    graph, start, same, nearest = _transform_graph(
-        x, train, reference, k=fit.n_neighbors, n_epochs=n_epochs
-    )
-    capacity = layout_capacity(graph, n_epochs)  # only the edges due: the same bits, sooner
-    embedding = _transform_layout(
-        graph, start, same, nearest, reference, fit.seed, a=fit.a, b=fit.b,
-        n_epochs=n_epochs, capacity=capacity,
-    )  # fmt: skip
-    return np.asarray(jax.device_get(embedding))
-
-
-def transform_epochs(rows: int, fit_epochs: int = -1) -> int:
-    """umap-learn's ``transform`` epochs: 100 up to 10,000 new rows, 30 above; a third of
-    the fit's when the fit was given its own (``fit_epochs`` >= 0)."""
-    if fit_epochs < 0:
-        return 100 if rows <= 10_000 else 30
-    return max(fit_epochs // 3, 1)
-
-
-def transform_fn(
-    x: jax.Array,
-    features: jax.Array,
-    embedding: jax.Array,
-    *,
-    n_neighbors: int,
-    a: float,
-    b: float,
-    seed: int,
-    n_epochs: int,
-) -> jax.Array:
-    """``(Q, D)`` new rows -> ``(Q, C)`` float32 embedding, as a pure function.
-
-    What :meth:`UMAPFit.transform` computes, without validation and without leaving
-    the device: the neighbours among ``features``, their memberships, the start,
-    the layout against the fixed ``embedding`` (every edge given room, so the
-    shapes depend on Q and k only) and the training rows' own positions. Jit it
-    with ``n_neighbors``, ``a``, ``b``, ``seed`` and ``n_epochs`` static (see
-    :func:`transform_epochs`), or call it inside your own jitted function; it gives
-    the bits ``UMAPFit.transform`` gives.
-    """
-    graph, start, same, nearest = _transform_graph(
-        x, features, embedding, k=n_neighbors, n_epochs=n_epochs
-    )
-    return _transform_layout(
-        graph, start, same, nearest, embedding, seed, a=a, b=b, n_epochs=n_epochs, capacity=None
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("k", "n_epochs"))
-def _transform_graph(x, train, reference, *, k: int, n_epochs: int):
-    """The fixed-shape graph of Q new rows to their k training neighbours, their start,
-    and which rows equal their nearest training row (and its index).
-
-    As umap-learn's transform: memberships with ``local_connectivity=0``, edges below
-    ``max / n_epochs`` dropped (here: never due, ``epochs_per_sample`` infinite, so
-    the graph keeps its shape), ``epochs_per_sample = max / weight``.
-    """
-    q = x.shape[0]
-    rows, cols = min(_KNN_ROWS, q), max(min(_KNN_COLS, train.shape[0]), 1)
-    indices, distances = _knn(x, train, k=k, rows=rows, cols=cols, self_first=False)
-    sigmas, rhos = _smooth_knn_dist_jit(distances, k=float(k), local_connectivity=0.0)
-    weights = _memberships(distances, indices, sigmas, rhos, skip_self=False)
-    start = _transform_start(weights, indices, reference)
-    top = jnp.max(weights)
-    kept = weights >= top / float(n_epochs)
-    per_sample = jnp.where(kept, top / jnp.where(kept, weights, 1.0), jnp.inf)
-    graph = LayoutGraph(
-        jnp.repeat(jnp.arange(q, dtype=jnp.int32), k),
-        indices.reshape(-1).astype(jnp.int32),
-        per_sample.reshape(-1).astype(jnp.float32),
-    )
-    nearest = indices[:, 0]
-    same = jnp.all(x == train[nearest], axis=1)
-    return graph, start, same, nearest
-
-
-@functools.partial(jax.jit, static_argnames=("a", "b", "n_epochs", "capacity"))
-def _transform_layout(graph, start, same, nearest, reference, seed, *, a, b, n_epochs, capacity):
-    """The layout of the new rows against the fixed training embedding (a quarter of
-    the learning rate); a row equal to its nearest training row keeps that row's
-    embedding, as umap-learn hands back its embedding for the training data itself."""
-    key = jax.random.fold_in(jax.random.key(seed), 1)  # apart from the fit's draws
-    moved = _layout_epochs(
-        start, graph, key, 0, n_epochs, a=a, b=b, n_epochs=n_epochs, reference=reference,
-        initial_alpha=0.25, capacity=capacity,
-    )  # fmt: skip
-    return jnp.where(same[:, None], reference[nearest], moved)
-
-
-@jax.jit
-def _transform_start(weights, indices, reference):
-    """Each new row starts at its neighbours' membership-weighted mean embedding, or
-    at the first neighbour of membership 1 (a training row it equals). A row whose
-    memberships all underflowed starts at its nearest neighbour's (umap-learn: NaN)."""
-    neighbours = reference[indices]  # (Q, k, C)
-    total = jnp.sum(weights, axis=1)
-    mean = (
-        jnp.sum(weights[..., None] * neighbours, axis=1) / jnp.where(total > 0, total, 1.0)[:, None]
-    )
-    exact = weights == 1.0
-    first = jnp.argmax(exact, axis=1)
-    pick = jnp.take_along_axis(neighbours, first[:, None, None], axis=1)[:, 0]
-    use_pick = jnp.any(exact, axis=1) | (total <= 0)
-    return jnp.where(use_pick[:, None], pick, mean)

@@ -13,9 +13,10 @@ flags in ``jaxae.cli.run.PRESET_FIELDS``.
 
 A fitted method (what ``fit`` returns) has ``labels`` (N,), ``predict(codes)``
 and ``arrays()``: plain arrays for ``np.savez``, never pickled. One that predicts
-on the device may also offer ``labels_program(rows) -> (labels, arrays)``, a
-hashable pure ``labels(arrays, codes)`` (umap-gmm's JAX backend): ``Encoder.predict``
-then compiles the encoder and it as one program per size bucket.
+on the device may also offer ``labels_program() -> (labels, arrays)``, a
+hashable pure ``labels(arrays, codes)`` (umap-gmm's JAX backend) whose label of a
+row depends on that row alone: ``Encoder.predict`` then compiles the encoder and
+it as one program per size bucket.
 """
 
 from __future__ import annotations

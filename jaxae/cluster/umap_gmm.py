@@ -19,9 +19,12 @@ the device"):
   clusterer and predicts only in the process that fitted it.
 - ``"jax"``: :mod:`jaxae.cluster.jax_umap`, on the device, needing no extra. Its fit
   is plain arrays (training codes, embedding, a and b), so the run folder keeps it
-  and ``jaxae predict`` / ``jaxae.load(run).predict`` assign new images.
+  and ``jaxae predict`` / ``jaxae.load(run).predict`` assign new images. A new
+  image's label depends on that image and the run alone, bit for bit on one CPU,
+  whatever else is in the call (:mod:`jaxae.cluster.umap_transform`).
 
 The mixture's backend is ``ClusterConfig.gmm`` (:mod:`jaxae.cluster.gmm`).
+
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae._rowwise import map_blocks
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster import jax_gmm
 from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture
-from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap, transform_epochs, transform_fn
+from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
+from jaxae.cluster.umap_transform import transform_block, transform_epochs
 from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
 
@@ -103,60 +108,68 @@ class UMAPGMMFit:
         """``(N, F)`` new codes -> ``(N,)`` int32: UMAP's ``transform`` then the mixture.
 
         umap-learn hands back the training embedding for the training codes
-        themselves, so their labels are the fit's own; the JAX backend embeds every
-        row as a new one (near its training position, so nearly all labels agree).
-        Other codes are placed among their nearest training codes and optimised
-        against them (a perturbation of 1e-7 of the training codes of scikit-learn's
-        digits moved 0.2% of umap-learn's labels).
+        themselves, so their labels are the fit's own; the JAX backend keeps a
+        training row's embedding too. Other codes are placed among their nearest
+        training codes and optimised against them. With the JAX backend each row's
+        label depends on the row alone (its bits on one CPU;
+        :mod:`jaxae.cluster.umap_transform`), so any split of the rows into calls
+        gives the same labels. umap-learn's ``transform`` does not promise that:
+        its schedule follows the largest membership of the batch, its epochs the
+        batch's size (100 up to 10,000 rows, 30 above), its random draws the rows'
+        order: a new row's label there can change with the other rows of the call.
         """
         if isinstance(self.umap, UMAPFit):
             features = np.asarray(check_width(features, self.umap.features.shape[1]), np.float32)
-            labels, arrays = self.labels_program(features.shape[0])
+            labels, arrays = self.labels_program()
             return np.asarray(labels(arrays, jnp.asarray(features)))
         features = check_width(features, self.umap._raw_data.shape[1])
         return self.gmm.predict(self.umap.transform(features))
 
     def labels_fn(self):
-        """The JAX backend's pure ``labels(codes, n_epochs=...)`` function, else None.
+        """The JAX backend's pure ``labels(codes)`` function, else None.
 
         ``(Q, F)`` codes -> ``(Q,)`` int32: their neighbours among the training codes,
-        the embedding (:func:`jaxae.cluster.jax_umap.transform_fn`), then the most
-        probable mixture component (:func:`jaxae.cluster.jax_gmm.predict`), in one
-        jitted program (``n_epochs`` static: :func:`~jaxae.cluster.jax_umap.transform_epochs`
-        of the number of rows). Compose it with ``jaxae.encode_fn`` inside your own
-        ``jax.jit`` to go from pixels to labels in one program::
+        the embedding (:func:`jaxae.cluster.umap_transform.transform_fn`), then the
+        most probable mixture component (:func:`jaxae.cluster.jax_gmm.predict`), in
+        one jitted program, in blocks of rows, each row's label from that row alone.
+        ``n_epochs=`` (static) overrides the transform's epochs
+        (:func:`~jaxae.cluster.umap_transform.transform_epochs` of the fit's).
+        Compose it with ``jaxae.encode_fn`` inside your own ``jax.jit`` to go from
+        pixels to labels in one program::
 
             fit = jaxae.load(run).clusterer.fitted
             labels = fit.labels_fn()
-            program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, cfg), n_epochs=100))
+            program = jax.jit(lambda p, x: labels(jaxae.encode_fn(p, x, cfg)))
 
         ``jaxae.load(run).predict`` compiles the same program itself
-        (:meth:`labels_program`).
+        (:meth:`labels_program`), with the encoder in the same blocks of rows, so
+        an image's codes too are its own bits whatever its batch (``encode_fn`` on
+        a whole batch may round a row by the batch's size).
         """
         if not isinstance(self.umap, UMAPFit):
             return None
-        u = self.umap
-        return functools.partial(
-            _labels, self._label_arrays(), n_neighbors=u.n_neighbors, a=u.a, b=u.b, seed=u.seed
-        )
+        return functools.partial(_labels, self._label_arrays(), **self._options())
 
-    def labels_program(self, rows: int) -> tuple[Callable, tuple[jax.Array, ...]] | None:
-        """``(labels, arrays)`` for ``rows`` new rows, or None for umap-learn's UMAP.
+    def labels_program(self) -> tuple[Callable, tuple[jax.Array, ...]] | None:
+        """``(labels, arrays)``, or None for umap-learn's UMAP.
 
         ``labels(arrays, codes)`` is :meth:`labels_fn`'s function with its options
-        (the transform's epochs for ``rows`` rows among them) bound in a hashable
-        value, so a ``jax.jit`` taking it static compiles once per shape, and the
-        arrays (training codes, embedding, mixture) traced. ``Encoder.predict`` jits
-        the encoder and this as one program per size bucket. Each row is embedded
-        against the fixed training embedding alone, so rows added after the
-        ``rows`` real ones (copies of the last, as the encoder pads) leave their
-        labels unchanged.
+        bound in a hashable value, so a ``jax.jit`` taking it static compiles once
+        per shape, and the arrays (training codes, embedding, mixture) traced.
+        ``Encoder.predict`` jits the encoder and this as one program per size
+        bucket. Each row's label depends on that row alone, so the rows the encoder
+        pads with leave the others' labels unchanged.
         """
         if not isinstance(self.umap, UMAPFit):
             return None
+        return _Labels(**self._options()), self._label_arrays()
+
+    def _options(self) -> dict[str, Any]:
         u = self.umap
-        epochs = transform_epochs(rows, u.n_epochs)
-        return _Labels(u.n_neighbors, u.a, u.b, u.seed, epochs), self._label_arrays()
+        return dict(
+            n_neighbors=u.n_neighbors, a=u.a, b=u.b, seed=u.seed,
+            n_epochs=transform_epochs(u.n_epochs),
+        )  # fmt: skip
 
     def _label_arrays(self) -> tuple[jax.Array, ...]:
         u, m = self.umap, self.gmm.model
@@ -210,11 +223,22 @@ class _Labels:
 @functools.partial(jax.jit, static_argnames=("n_neighbors", "a", "b", "seed", "n_epochs"))
 def _labels(arrays, codes, *, n_neighbors, a, b, seed, n_epochs):
     features, embedding, weights, means, covariances = arrays
-    moved = transform_fn(
-        codes, features, embedding, n_neighbors=n_neighbors, a=a, b=b, seed=seed,
-        n_epochs=n_epochs,
-    )  # fmt: skip
-    return jax_gmm.predict(moved, weights, means, covariances)
+
+    def block(rows):
+        moved = transform_block(
+            rows, features=features, embedding=embedding, n_neighbors=n_neighbors, a=a,
+            b=b, seed=seed, n_epochs=n_epochs,
+        )  # fmt: skip
+        return jax_gmm.predict(moved, weights, means, covariances)
+
+    return map_blocks(block, jnp.asarray(codes, jnp.float32))
+
+
+@jax.jit
+def _mixture_labels(embedding, weights, means, covariances):
+    """``(N,)`` labels of training embeddings, in the blocks :func:`_labels` uses, so
+    a training row predicted later gets these very labels."""
+    return map_blocks(lambda rows: jax_gmm.predict(rows, weights, means, covariances), embedding)
 
 
 def fit_umap_gmm(
@@ -288,12 +312,11 @@ def fit_umap_gmm(
         )
         embedding = np.asarray(reducer.fit_transform(features), np.float32)
     gmm = fit_mixture(embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend)
-    fit = UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
     if backend == "jax":  # labels as predict gives them: the posterior on the device
-        labels = jax_gmm.predict(*(jnp.asarray(a, jnp.float32) for a in (
-            embedding, gmm.model.weights_, gmm.model.means_, gmm.model.covariances_)))  # fmt: skip
-        fit = dataclasses.replace(fit, labels=np.asarray(labels))
-    return fit
+        labels = np.asarray(_mixture_labels(*(jnp.asarray(a, jnp.float32) for a in (
+            embedding, gmm.model.weights_, gmm.model.means_, gmm.model.covariances_))))  # fmt: skip
+        return UMAPGMMFit(labels, embedding, reducer, gmm)
+    return UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
 
 
 def import_umap():

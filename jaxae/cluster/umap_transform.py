@@ -1,0 +1,200 @@
+"""UMAP's ``transform`` in JAX: new rows embedded among a fixed training embedding.
+
+It follows umap-learn 0.5.12's ``UMAP.transform`` for the Euclidean metric: the k
+nearest training rows of each new row, their memberships with
+``local_connectivity=0``, a start at their membership-weighted mean embedding, then
+epochs at a quarter of the fit's learning rate that pull the row towards its
+neighbours and push it from negative samples, the training embedding held still.
+
+What differs, on purpose, so that a row's embedding is a function of the row and
+the fit alone, the same bits whatever batch it comes in (on one CPU):
+
+* The schedule's scale. umap-learn fires an edge every ``max / weight`` epochs,
+  ``max`` the largest membership of the whole batch, and drops the edges below
+  ``max / n_epochs``: one row alone gets a different schedule from the same row in
+  a batch. Here ``max`` is 1, the largest a membership can be: an edge fires on
+  average ``weight`` times an epoch, as the fit's edges do (whose largest
+  membership per row is 1). Every row's memberships beyond its nearest sum to
+  ``log2(k)`` (the bandwidth's calibration), so each row gets about as many
+  updates as any other. In a large batch umap-learn's ``max`` comes close to 1
+  anyway (some new row lies near a training row).
+* The epochs. umap-learn runs 100 for up to 10,000 new rows and 30 above; here 100
+  for any number (a third of the fit's when the fit was given its epochs), as
+  :func:`transform_epochs` says.
+* The negative samples. The ``s``-th sample of a row's ``j``-th neighbour in epoch
+  ``n`` is a hash of the row's float32 bits, ``j`` and ``s``, mixed with
+  ``fold_in(key, n)``; not the edge's place in the batch. Identical rows draw
+  identically.
+* The arithmetic. Rows go through in blocks of ``jaxae._rowwise.BLOCK``, one
+  compiled block after another, so every row meets the same shapes (XLA's CPU
+  products round a row by the number of rows beside it).
+
+Each epoch computes every edge (those not due masked), ``2 r + 1`` negative-sample
+slots each: O(Q k (2 r + 1) C) an epoch for Q rows, k neighbours, r negative
+samples per edge and C dimensions; memory O(B k (2 r + 1) C) per block of B rows.
+The neighbour search is O(Q N D) against N training rows of D features.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxae._rowwise import map_blocks, padded_rows
+from jaxae.cluster.jax_umap import (
+    _CLIP,
+    _KNN_COLS,
+    _knn_rows,
+    _memberships,
+    _mix32,
+    _rdist_terms,
+    _sample_rows,
+    _schedule,
+    _smooth_knn_dist_jit,
+)
+
+# umap-learn's transform: a quarter of the fit's learning rate, 5 negative samples
+# per positive one, repulsion strength 1.
+_ALPHA = 0.25
+_NEGATIVE_RATE = 5
+_GAMMA = 1.0
+# The transform draws from this stream of the seed's key, apart from the fit's draws.
+_TRANSFORM_STREAM = 1
+
+
+def transform_epochs(fit_epochs: int = -1) -> int:
+    """The transform's epochs: umap-learn's 100 (it runs 30 above 10,000 new rows; here
+    the count never depends on the rows), or a third of the fit's when the fit was
+    given its own (``fit_epochs`` >= 0), as umap-learn does."""
+    if fit_epochs < 0:
+        return 100
+    return max(fit_epochs // 3, 1)
+
+
+def transform_fn(
+    x: jax.Array,
+    features: jax.Array,
+    embedding: jax.Array,
+    *,
+    n_neighbors: int,
+    a: float,
+    b: float,
+    seed: int,
+    n_epochs: int,
+) -> jax.Array:
+    """``(Q, D)`` new rows -> ``(Q, C)`` float32 embedding, as a pure function.
+
+    What ``UMAPFit.transform`` computes, without validation: the neighbours among
+    ``features`` ``(N, D)``, their memberships, the start and the layout against the
+    fixed ``embedding`` ``(N, C)``; a row equal to a training row keeps that row's
+    embedding. Each row's result depends on the row alone (module docstring), so
+    any split of the rows into calls gives the same bits. Jit it with
+    ``n_neighbors``, ``a``, ``b``, ``seed`` and ``n_epochs`` static (see
+    :func:`transform_epochs`), or call it inside your own jitted function.
+    """
+    block = functools.partial(
+        transform_block, features=features, embedding=embedding, n_neighbors=n_neighbors,
+        a=a, b=b, seed=seed, n_epochs=n_epochs,
+    )  # fmt: skip
+    return map_blocks(block, jnp.asarray(x, jnp.float32))
+
+
+_transform = jax.jit(transform_fn, static_argnames=("n_neighbors", "a", "b", "seed", "n_epochs"))
+
+
+def transform(fit, x: jax.Array) -> np.ndarray:
+    """``UMAPFit.transform`` after its checks: ``(Q, D)`` float32 -> ``(Q, C)``.
+
+    The rows are padded to :func:`jaxae._rowwise.padded_rows` (copies of the last),
+    so a program compiles once per size bucket, not once per Q."""
+    q = x.shape[0]
+    x = jnp.pad(x, ((0, padded_rows(q) - q), (0, 0)), mode="edge")
+    out = _transform(
+        x, jnp.asarray(fit.features), jnp.asarray(fit.embedding), n_neighbors=fit.n_neighbors,
+        a=fit.a, b=fit.b, seed=fit.seed, n_epochs=transform_epochs(fit.n_epochs),
+    )  # fmt: skip
+    return np.asarray(jax.device_get(out))[:q]
+
+
+def transform_block(x, *, features, embedding, n_neighbors, a, b, seed, n_epochs):
+    """:func:`transform_fn` for one block of rows ``(B, D)`` -> ``(B, C)``; every
+    row's result from that row alone."""
+    k = n_neighbors
+    cols = max(min(_KNN_COLS, features.shape[0]), 1)
+    rows = x.shape[0]
+    indices, distances = _knn_rows(x, features, 0, k=k, rows=rows, cols=cols, self_first=False)
+    sigmas, rhos = _smooth_knn_dist_jit(distances, k=float(k), local_connectivity=0.0)
+    weights = _memberships(distances, indices, sigmas, rhos, skip_self=False)
+    start = _start(weights, indices, embedding)
+    # Scale 1 (module docstring): an edge fires every 1 / weight epochs, and those
+    # firing less than once in the run are left out.
+    kept = weights >= 1.0 / float(n_epochs)
+    per_sample = jnp.where(kept, 1.0 / jnp.where(kept, weights, 1.0), jnp.inf)
+    key = jax.random.fold_in(jax.random.key(seed), _TRANSFORM_STREAM)
+    moved = _layout(
+        start, indices, per_sample, _row_hash(x), embedding, key, a=a, b=b, n_epochs=n_epochs
+    )
+    nearest = indices[:, 0]
+    # A row equal to a training row keeps its embedding, as umap-learn hands back its
+    # embedding for the training data itself: the training rows keep their labels.
+    same = jnp.all(x == features[nearest], axis=1)
+    return jnp.where(same[:, None], embedding[nearest], moved)
+
+
+def _row_hash(x: jax.Array) -> jax.Array:
+    """``(B,)`` uint32 hash of each row's float32 bits: each word mixed with its
+    column, the words xor-ed together (exact in any order), then mixed again."""
+    words = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    salt = _mix32(jnp.arange(x.shape[1], dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + 1)
+    mixed = _mix32(words ^ salt[None, :])
+    return _mix32(jax.lax.reduce(mixed, np.uint32(0), jax.lax.bitwise_xor, (1,)))
+
+
+def _layout(start, indices, per_sample, row_hash, reference, key, *, a, b, n_epochs):
+    """The epochs of the new rows ``(B, C)`` against the fixed ``reference`` ``(N, C)``:
+    edge ``(i, j)`` (row i, its j-th neighbour) on :func:`jaxae.cluster.jax_umap._schedule`'s
+    closed-form schedule, every update of an epoch from the epoch's start (no row
+    moves another, so the order is moot), summed per row in a fixed order."""
+    k = indices.shape[1]
+    slots = 2 * _NEGATIVE_RATE + 1
+    rank = jnp.arange(slots, dtype=jnp.int32).reshape(1, 1, slots)
+    offsets = jnp.arange(k * slots, dtype=jnp.uint32).reshape(1, k, slots)
+    counters = row_hash[:, None, None] + offsets  # this row's draws, whatever its place
+    tails = reference[indices]  # (B, k, C)
+
+    def epoch(n, y):
+        alpha = _ALPHA * (1.0 - n.astype(jnp.float32) / float(n_epochs))
+        fires, n_neg = _schedule(per_sample, n, _NEGATIVE_RATE)
+        diff = y[:, None, :] - tails
+        positive, safe, power = _rdist_terms(diff, a, b)
+        coeff = jnp.where(positive, -2.0 * a * b * (power / safe) / (a * power + 1.0), 0.0)
+        pull = jnp.clip(coeff[..., None] * diff, -_CLIP, _CLIP)
+        samples = _sample_rows(key, n, counters, reference.shape[0])  # (B, k, slots)
+        diff_neg = y[:, None, None, :] - reference[samples]
+        positive, safe, power = _rdist_terms(diff_neg, a, b)
+        used = positive & (rank < n_neg[..., None])
+        coeff = jnp.where(used, 2.0 * _GAMMA * b / ((0.001 + safe) * (a * power + 1.0)), 0.0)
+        push = jnp.sum(jnp.clip(coeff[..., None] * diff_neg, -_CLIP, _CLIP), axis=2)
+        steps = jnp.where(fires[..., None], pull + push, 0.0) * alpha
+        return y + jnp.sum(steps, axis=1)
+
+    return jax.lax.fori_loop(0, n_epochs, epoch, start)
+
+
+def _start(weights, indices, reference):
+    """Each new row starts at its neighbours' membership-weighted mean embedding, or
+    at the first neighbour of membership 1 (a training row it equals). A row whose
+    memberships all underflowed starts at its nearest neighbour's (umap-learn: NaN)."""
+    neighbours = reference[indices]  # (B, k, C)
+    total = jnp.sum(weights, axis=1)
+    mean = (
+        jnp.sum(weights[..., None] * neighbours, axis=1) / jnp.where(total > 0, total, 1.0)[:, None]
+    )
+    exact = weights == 1.0
+    first = jnp.argmax(exact, axis=1)
+    pick = jnp.take_along_axis(neighbours, first[:, None, None], axis=1)[:, 0]
+    use_pick = jnp.any(exact, axis=1) | (total <= 0)
+    return jnp.where(use_pick[:, None], pick, mean)
