@@ -3,7 +3,8 @@
 One tiny run (JAX backends) on 1,060 of scikit-learn's digits, some of them
 repeated, and 500 digits it never saw. On the CPU: the same labels, codes and
 embeddings bit for bit alone, permuted, among other images and in any split
-(hypothesis).
+(hypothesis); one label per repeated training image, and ``predict`` on the
+training images gives ``clusters.npy`` back on every row.
 """
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import jaxae
 from jaxae.cli import main
+from jaxae.cluster.umap_gmm import fit_umap_gmm, unique_rows
 from tests.helpers import TINY_MODEL
 from tests.strategies import fuzz
 
@@ -71,3 +73,34 @@ def test_any_split_of_the_images_gives_the_same_labels(run, draw):
     for piece in np.split(np.asarray(order), sorted(cuts)):
         labels[piece] = ae.predict(rows[piece])
     np.testing.assert_array_equal(labels, whole)
+
+
+def test_copies_share_a_label_and_predict_gives_the_clusters_back(run):
+    out, train, _ = run
+    clusters = np.load(out / "clusters.npy")
+    first, inverse = unique_rows(train.reshape(len(train), -1).astype(np.float32))
+    assert len(first) == len(train) - sum(COPIES.values())
+    for u in np.unique(inverse[np.bincount(inverse)[inverse] > 1]):
+        assert len(set(clusters[inverse == u].tolist())) == 1
+    np.testing.assert_array_equal(jaxae.load(out).predict(train), clusters)
+
+
+def test_unique_rows_keep_the_first_copys_order():
+    x = np.asarray([[3, 0], [1, 0], [3, 0], [2, 0], [1, 0]], np.float32)
+    first, inverse = unique_rows(x)
+    assert first.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+    np.testing.assert_array_equal(x[first][inverse], x)
+
+
+@pytest.mark.parametrize("backend", ["jax", "umap-learn"])
+def test_both_backends_give_copies_one_label_and_predict_them_back(backend):
+    if backend == "umap-learn":
+        pytest.importorskip("umap")
+    x = np.asarray(jaxae.load_dataset("digits", n=300).images, np.float32).reshape(300, -1)
+    x = np.concatenate([x, np.repeat(x[:1], 40, axis=0), x[5:10]]) / 16.0
+    fit = fit_umap_gmm(x, clusters=5, n_components=3, n_neighbors=10, n_epochs=30, backend=backend)
+    assert len(set(fit.labels[[0, *range(300, 340)]].tolist())) == 1
+    np.testing.assert_array_equal(fit.labels[340:], fit.labels[5:10])
+    np.testing.assert_array_equal(fit.embedding[300], fit.embedding[0])
+    np.testing.assert_array_equal(fit.predict(x), fit.labels)
+    np.testing.assert_array_equal(fit.predict(x[::-1]), fit.labels[::-1])

@@ -25,6 +25,14 @@ the device"):
 
 The mixture's backend is ``ClusterConfig.gmm`` (:mod:`jaxae.cluster.gmm`).
 
+Identical rows get one label: UMAP and the mixture are fitted on the distinct
+rows (in the order they first appear, so data without duplicates gives the fit it
+always gave), and each copy takes its row's embedding and label, as umap-learn's
+``unique=True`` gives duplicates one embedding. The mixture counts each distinct
+row once: copies of one image are one point of the embedding, and counted by
+their number they would be a point mass that a full-covariance component can
+collapse onto (its likelihood grows without bound but for ``reg_covar``), which a
+choice among starts by likelihood would then prefer.
 """
 
 from __future__ import annotations
@@ -96,34 +104,46 @@ class UMAPGMMFit:
       embedding: ``(N, n_components)`` float32 UMAP embedding of the training codes.
       umap: the fitted ``umap.UMAP``, or the JAX backend's :class:`UMAPFit`; its
         ``transform`` embeds new codes.
-      gmm: the :class:`GMMFit` on the embedding.
+      gmm: the :class:`GMMFit` on the embedding of the distinct rows.
+      unique_labels: ``(U,)`` int32 label of each distinct training row, in the
+        order of umap-learn's ``_raw_data`` (umap-learn's backend: ``predict`` hands
+        them back for training rows); None for the JAX backend, whose transform
+        keeps a training row's embedding itself.
     """
 
     labels: np.ndarray
     embedding: np.ndarray
     umap: Any
     gmm: GMMFit
+    unique_labels: np.ndarray | None = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """``(N, F)`` new codes -> ``(N,)`` int32: UMAP's ``transform`` then the mixture.
 
-        umap-learn hands back the training embedding for the training codes
-        themselves, so their labels are the fit's own; the JAX backend keeps a
-        training row's embedding too. Other codes are placed among their nearest
-        training codes and optimised against them. With the JAX backend each row's
-        label depends on the row alone (its bits on one CPU;
-        :mod:`jaxae.cluster.umap_transform`), so any split of the rows into calls
-        gives the same labels. umap-learn's ``transform`` does not promise that:
-        its schedule follows the largest membership of the batch, its epochs the
-        batch's size (100 up to 10,000 rows, 30 above), its random draws the rows'
-        order: a new row's label there can change with the other rows of the call.
+        A row equal to a training row gets that row's label (``self.labels``), with
+        either backend. Other rows are placed among their nearest training codes
+        and optimised against them. With the JAX backend each row's label depends
+        on the row alone (its bits on one CPU; :mod:`jaxae.cluster.umap_transform`),
+        so any split of the rows into calls gives the same labels. umap-learn's
+        ``transform`` does not promise that: its schedule follows the largest
+        membership of the batch, its epochs the batch's size (100 up to 10,000
+        rows, 30 above), its random draws the rows' order. So with umap-learn's
+        backend jaxae promises the training rows' labels and, seeded, the same
+        labels for the same call again; a new row's label can change with the other
+        new rows of the call.
         """
         if isinstance(self.umap, UMAPFit):
             features = np.asarray(check_width(features, self.umap.features.shape[1]), np.float32)
             labels, arrays = self.labels_program()
             return np.asarray(labels(arrays, jnp.asarray(features)))
-        features = check_width(features, self.umap._raw_data.shape[1])
-        return self.gmm.predict(self.umap.transform(features))
+        features = np.asarray(check_width(features, self.umap._raw_data.shape[1]), np.float32)
+        index = {} if self.unique_labels is None else _row_index(self.umap._raw_data)
+        known = np.array([index.get(_row_key(row), -1) for row in features], np.int64)
+        labels = np.where(known >= 0, self.unique_labels[known], 0).astype(np.int32)
+        new = known < 0
+        if new.any():
+            labels[new] = self.gmm.predict(self.umap.transform(features[new]))
+        return labels
 
     def labels_fn(self):
         """The JAX backend's pure ``labels(codes)`` function, else None.
@@ -241,6 +261,30 @@ def _mixture_labels(embedding, weights, means, covariances):
     return map_blocks(lambda rows: jax_gmm.predict(rows, weights, means, covariances), embedding)
 
 
+def unique_rows(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``(N, F)`` features, in the order they first appear.
+
+    Returns:
+      ``(U,)`` index of each distinct row's first copy (ascending), and ``(N,)`` the
+      distinct row of each row: ``features[first][inverse]`` equals ``features``.
+    """
+    _, first, inverse = np.unique(features, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def _row_key(row: np.ndarray) -> bytes:
+    return (row + np.float32(0.0)).tobytes()  # + 0: -0.0 and 0.0 are one value
+
+
+def _row_index(rows: np.ndarray) -> dict[bytes, int]:
+    """Each of ``(U, F)`` distinct float32 rows' place, by its values."""
+    rows = np.asarray(rows, np.float32)
+    return {_row_key(row): i for i, row in enumerate(rows)}
+
+
 def fit_umap_gmm(
     features: np.ndarray,
     *,
@@ -259,7 +303,8 @@ def fit_umap_gmm(
     """N2D's clustering: UMAP of ``(N, F)`` codes to ``n_components`` dims, then a full GMM.
 
     Args:
-      features: ``(N, F)`` finite numbers (float32 is what UMAP computes in).
+      features: ``(N, F)`` finite numbers (float32 is what UMAP computes in); UMAP
+        and the mixture are fitted on the distinct rows, each copy labelled as its row.
       clusters: mixture components, 1 to N.
       n_init: mixture initialisations (N2D: 1); the highest lower bound wins.
       seed: the random state of both UMAP and the mixture.
@@ -294,9 +339,17 @@ def fit_umap_gmm(
         raise JaxaeError(
             f"metric {metric!r} needs backend='umap-learn': the jax backend is Euclidean only"
         )
+    first, inverse = unique_rows(features)
+    distinct = features[first]
+    if distinct.shape[0] < clusters:
+        raise JaxaeError(
+            f"{clusters} clusters is more than the {distinct.shape[0]} distinct samples: "
+            f"pass clusters={distinct.shape[0]} or less, or more distinct samples"
+        )
+    check_sizes(distinct.shape[0], n_neighbors, n_components, rows="distinct samples")
     if backend == "jax":
         reducer = fit_umap(
-            features, n_components=n_components, n_neighbors=n_neighbors,
+            distinct, n_components=n_components, n_neighbors=n_neighbors,
             min_dist=min_dist, n_epochs=n_epochs, seed=seed, devices=devices,
         )  # fmt: skip
         embedding = reducer.embedding
@@ -310,13 +363,14 @@ def fit_umap_gmm(
             random_state=seed,
             n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
         )
-        embedding = np.asarray(reducer.fit_transform(features), np.float32)
+        embedding = np.asarray(reducer.fit_transform(distinct), np.float32)
     gmm = fit_mixture(embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend)
     if backend == "jax":  # labels as predict gives them: the posterior on the device
         labels = np.asarray(_mixture_labels(*(jnp.asarray(a, jnp.float32) for a in (
             embedding, gmm.model.weights_, gmm.model.means_, gmm.model.covariances_))))  # fmt: skip
-        return UMAPGMMFit(labels, embedding, reducer, gmm)
-    return UMAPGMMFit(gmm.labels, embedding, reducer, gmm)
+        return UMAPGMMFit(labels[inverse], embedding[inverse], reducer, gmm)
+    labels = np.asarray(gmm.labels, np.int32)
+    return UMAPGMMFit(labels[inverse], embedding[inverse], reducer, gmm, unique_labels=labels)
 
 
 def import_umap():
