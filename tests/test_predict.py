@@ -101,6 +101,9 @@ def test_both_backends_give_copies_one_label_and_predict_them_back(backend):
     fit = fit_umap_gmm(x, clusters=5, n_components=3, n_neighbors=10, n_epochs=30, backend=backend)
     assert len(set(fit.labels[[0, *range(300, 340)]].tolist())) == 1
     np.testing.assert_array_equal(fit.labels[340:], fit.labels[5:10])
-    np.testing.assert_array_equal(fit.embedding[300], fit.embedding[0])
+    # One embedding for all copies: fitted on every row, both backends placed these
+    # 41 copies up to 0.6 to 1.3 apart on each axis (the mixture still joined them
+    # here, but nothing made it).
+    np.testing.assert_array_equal(fit.embedding[300:340], np.repeat(fit.embedding[:1], 40, 0))
     np.testing.assert_array_equal(fit.predict(x), fit.labels)
     np.testing.assert_array_equal(fit.predict(x[::-1]), fit.labels[::-1])
