@@ -36,6 +36,22 @@ def test_codes_independent_of_n_and_bucket(trained, encoder):
     np.testing.assert_array_equal(encoder.encode(twice)[len(full) :], full)
 
 
+def test_a_wide_layers_codes_are_a_rows_own_bits():
+    """At 784 -> 500, XLA's CPU product rounded a row alone otherwise than among 300
+    (every one of 10 rows differed before the encoder ran in blocks)."""
+    from jaxae.config import ModelConfig
+    from jaxae.model import build_model
+
+    config = ModelConfig(input_dim=784, hidden=(500,), code_dim=10)
+    encoder = Encoder(build_model(config).init(jax.random.key(0), jnp.zeros((1, 784))), config)
+    x = np.random.default_rng(0).integers(0, 256, (300, 784)).astype(np.uint8)
+    codes = encoder.encode(x)
+    alone = np.concatenate([encoder.encode(x[i : i + 1]) for i in range(10)])
+    np.testing.assert_array_equal(alone, codes[:10])
+    order = np.random.default_rng(1).permutation(len(x))
+    np.testing.assert_array_equal(encoder.encode(x[order]), codes[order])
+
+
 def test_no_recompile_within_a_bucket(trained, encoder, caplog):
     images = np.concatenate([trained[0].images] * 7)
     encoder.encode(images[:129])  # one block of 256 rows
