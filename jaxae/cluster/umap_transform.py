@@ -102,6 +102,15 @@ def transform_fn(
     any split of the rows into calls gives the same bits. Jit it with
     ``n_neighbors``, ``a``, ``b``, ``seed`` and ``n_epochs`` static (see
     :func:`transform_epochs`), or call it inside your own jitted function.
+
+    Args:
+      x: ``(Q, D)`` new rows (computed in float32).
+      features, embedding: the fit's ``(N, D)`` training rows and ``(N, C)`` embedding.
+      n_neighbors, a, b, seed: the fit's (``UMAPFit`` fields).
+      n_epochs: the layout's epochs, :func:`transform_epochs` of the fit's.
+
+    Returns:
+      ``(Q, C)`` float32.
     """
     block = functools.partial(
         transform_block, features=features, embedding=embedding, n_neighbors=n_neighbors,
