@@ -8,11 +8,13 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
+from jaxae import loop
 from jaxae.cluster import jax_gmm
 from jaxae.cluster.gmm import gmm_from_arrays
 from jaxae.cluster.jax_gmm import GMMResult, fit_gmm_jax, predict, predict_proba
 from jaxae.cluster.jax_kmeans import kmeans_jax
 from jaxae.errors import JaxaeError
+from jaxae.loop import Stopped, drive
 
 K = 6
 TYPES = ["full", "diag"]
@@ -34,26 +36,33 @@ def overlapping():
     return x.astype(np.float32)
 
 
-def start_params(x, covariance_type):
-    labels = kmeans_jax(x, clusters=K, n_init=1, seed=1).labels
-    resp = jax.nn.one_hot(labels, K, dtype=jnp.float32)
-    return jax_gmm._m_step(jnp.asarray(x), resp, jnp.float32(1e-6), diag=covariance_type == "diag")
+def start_labels(x):
+    return jnp.asarray(kmeans_jax(x, clusters=K, n_init=1, seed=1).labels)[None]
 
 
-def run_em(x, params, covariance_type, tol=1e-3, max_iter=100):
-    em = jax.jit(jax_gmm._em, static_argnums=4, static_argnames="diag")
-    return em(
-        jnp.asarray(x), params, jnp.float32(tol), jnp.float32(1e-6), max_iter,
+def em_for(x, starts, covariance_type, tol=1e-3, max_iter=100):
+    """The EM of fit_gmm_jax from ``(R, N)`` start labels (reg_covar 1e-6)."""
+    return jax_gmm.EM(
+        jnp.asarray(x), starts, tol, 1e-6, clusters=K, max_iter=max_iter,
         diag=covariance_type == "diag",
     )  # fmt: skip
+
+
+def in_units(em, params):
+    """A start's scaled (weights, means, covariances) in the features' units, float64."""
+    centre, scale = (np.asarray(a, np.float64) for a in (em.centre, em.scale))
+    w, m, c = (np.asarray(p, np.float64)[0] for p in params)
+    return w, m * scale + centre, c * scale**2
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_em_matches_sklearn_from_the_same_start(overlapping, covariance_type):
     x = overlapping
-    params = start_params(x, covariance_type)
-    (weights, means, covs), bound, n_iter, converged, _ = run_em(x, params, covariance_type, 1e-4)
-    w0, m0, c0 = (np.asarray(p, np.float64) for p in params)
+    em = em_for(x, start_labels(x), covariance_type, tol=1e-4)
+    start = em.init()
+    w0, m0, c0 = in_units(em, start[0])
+    state, _ = em.run(start, 0, 100)
+    _, weights, means, covs, bound, n_iter, converged = em.best(state)
     reference = GaussianMixture(
         K,
         covariance_type=covariance_type,
@@ -61,6 +70,7 @@ def test_em_matches_sklearn_from_the_same_start(overlapping, covariance_type):
         means_init=m0,
         precisions_init=np.linalg.inv(c0) if covariance_type == "full" else 1.0 / c0,
         tol=1e-4,
+        reg_covar=1e-6 * float(em.scale) ** 2,  # ours is in units of the mean variance
     ).fit(x.astype(np.float64))
     assert int(n_iter) == reference.n_iter_ and bool(converged) == reference.converged_
     assert int(n_iter) >= 5  # a real trajectory, not a start that is already a fixed point
@@ -73,13 +83,53 @@ def test_em_matches_sklearn_from_the_same_start(overlapping, covariance_type):
 
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_log_likelihood_never_decreases(overlapping, covariance_type):
-    *_, n_iter, _, history = run_em(overlapping, start_params(overlapping, covariance_type),
-                                    covariance_type, tol=0.0)  # fmt: skip
-    history = np.asarray(history)[: int(n_iter)]
-    assert int(n_iter) == 100 and np.isfinite(history).all()
+    em = em_for(overlapping, start_labels(overlapping), covariance_type, tol=0.0)
+    state, history = em.init(), []
+    for i in range(100):  # one iteration a call: the bound after each
+        state, ran = em.run(state, i, 1)
+        assert int(ran) == 1
+        history.append(float(state[1][0]))
+    history = np.asarray(history)
+    assert int(state[2][0]) == 100 and np.isfinite(history).all()
     # EM's guarantee, up to float32 rounding of a mean of 900 log-densities.
     assert (np.diff(history) >= -1e-6 * np.abs(history[1:])).all()
     assert history[-1] > history[0]
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_em_in_chunks_is_one_call_bit_for_bit(overlapping, covariance_type):
+    x = overlapping
+    other = kmeans_jax(x, clusters=K, n_init=1, seed=2).labels
+    starts = jnp.concatenate([start_labels(x), jnp.asarray(other)[None]])
+    em = em_for(x, starts, covariance_type, tol=1e-4)
+    whole, iterations = em.run(em.init(), 0, 100)
+    assert 5 < int(iterations) < 100  # the runs converge at different iterations, before max_iter
+    for sizes in ([3] * 40, [1, 7, 2, 50, 40]):
+        state, done = em.init(), 0
+        for count in sizes:
+            state, ran = em.run(state, done, count)
+            done += int(ran)
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(whole), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # and through the driver, polled between calls
+    driven, done = drive(em.run, em.init(), start=0, total=100, chunk=100, observe=em.observe,
+                         unit="iteration", what="EM", progress=False)  # fmt: skip
+    assert done == int(iterations)
+    for a, b in zip(jax.tree.leaves(driven), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_stop_during_em_raises_stopped(overlapping, monkeypatch):
+    monkeypatch.setattr(loop, "CALL_SECONDS", 0.0)  # one iteration a call
+    polls = []
+
+    def should_stop():
+        polls.append(1)
+        return len(polls) >= 4  # two k-means starts, then two calls of EM
+
+    with pytest.raises(Stopped, match=r"EM stopped after iteration 2$") as info:
+        fit_gmm_jax(overlapping, clusters=K, n_init=2, tol=0.0, should_stop=should_stop)
+    assert info.value.interrupted and info.value.done == 2
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
@@ -104,9 +154,11 @@ def test_best_start_is_the_highest_lower_bound(overlapping):
     starts = jnp.stack(
         [jnp.asarray(kmeans_jax(x, clusters=K, n_init=1, seed=s).labels) for s in range(3)]
     )
-    fit = lambda s: jax_gmm._fit(
-        x, s, np.float32(1e-3), np.float32(1e-6), clusters=K, max_iter=100, diag=False
-    )
+
+    def fit(s):
+        em = em_for(x, s, "full")
+        return em.best(em.run(em.init(), 0, 100)[0])
+
     bounds = [float(fit(starts[i : i + 1])[4]) for i in range(3)]
     assert len(set(bounds)) > 1  # the starts differ, so the choice matters
     labels, *_, bound, _, _ = fit(starts)
@@ -138,13 +190,19 @@ def test_predict_matches_the_fit_and_sklearn(overlapping, covariance_type):
     np.testing.assert_allclose(proba, reference.predict_proba(x.astype(np.float64)), atol=1e-4)
 
 
-def test_collapsed_components_without_reg_covar_raise():
+def test_collapsed_components_stay_definite_and_a_failure_names_reg_covar(monkeypatch):
     # Six distinct rows, repeated: each component's covariance is exactly 0.
     x = np.repeat(np.eye(6, 5, dtype=np.float32) * 10.0, 150, axis=0)
-    with pytest.raises(JaxaeError, match="reg_covar") as info:
+    # reg_covar=0 still has the float32 floor: the components stay definite.
+    assert fit_gmm_jax(x, clusters=K, reg_covar=0.0).converged
+    # Without the floor and the retries every factor fails, and the message says what to do.
+    monkeypatch.setattr(jax_gmm, "_REG_FLOOR", 0.0)
+    monkeypatch.setattr(jax_gmm, "_REG_RETRIES", 0)
+    with pytest.raises(jax_gmm.NotPositiveDefinite, match=r"larger reg_covar .*reg_covar=0.0001"):
         fit_gmm_jax(x, clusters=K, reg_covar=0.0)
-    assert "\n" not in str(info.value)
-    assert fit_gmm_jax(x, clusters=K).converged  # the default 1e-6 keeps them definite
+    # Without the floor, the retries alone reach a definite covariance from 1e-30.
+    monkeypatch.setattr(jax_gmm, "_REG_RETRIES", 40)
+    assert np.isfinite(fit_gmm_jax(x, clusters=K, reg_covar=1e-30).lower_bound)
 
 
 @pytest.mark.parametrize(

@@ -9,21 +9,35 @@ lower bound of a start is the mean log-likelihood of its data under the paramete
 *before* its last M-step, as scikit-learn reports it, and the start with the
 highest lower bound wins; labels are never looked at.
 
-The ``n_init`` starts run together under :func:`jax.vmap`, each EM loop a
-:func:`jax.lax.while_loop`: the host sees one call.
+The ``n_init`` starts run together under :func:`jax.vmap`, each carrying its own
+iteration count and convergence, in one compiled program that runs ``count``
+iterations from where the state is (:class:`EM`); :func:`jaxae.loop.drive` calls
+it in chunks of a couple of seconds, polling ``should_stop`` between them, and a
+run cut into chunks gives the same bits as one call.
 
-Numerics. The features are centred before EM (the means are shifted back), so
-float32 sums of squares do not cancel. A covariance is the responsibility-weighted
-scatter of centred differences, ``sum_n r_nk (x_n - m_k)(x_n - m_k)^T / N_k``, which is
-positive semi-definite as a Gram matrix, symmetrised against rounding, plus
-``reg_covar`` on its diagonal, which makes it positive definite (scikit-learn's
-guard). Densities use its Cholesky factor ``L``: ``log N(x) = -(F log 2 pi + |L^-1 (x -
-m)|^2) / 2 - sum log diag L``, where ``L^-1`` (F x F, one triangular solve against
-the identity, scikit-learn's ``precisions_cholesky_``) multiplies the differences
-as one matrix product; the covariance itself is never inverted. Responsibilities
-are normalised with ``logsumexp``. Should a factor still fail (a component on a few
-identical rows with ``reg_covar=0``), that start stops with a non-finite bound, is
-never chosen, and if every start fails :func:`fit_gmm_jax` says to raise ``reg_covar``.
+Numerics. The features are centred and divided by the root of their mean
+variance before EM (the means and covariances are scaled back, the lower bound
+shifted by ``-F log scale``), so float32 sums of squares do not cancel and
+``reg_covar`` is relative: scikit-learn adds it in the features' units, which in
+float32 is below rounding for codes of large variance, and above their variance
+for small ones. A covariance is the responsibility-weighted scatter of centred
+differences, ``sum_n r_nk (x_n - m_k)(x_n - m_k)^T / N_k``, positive semi-definite
+as a Gram matrix, symmetrised against rounding, plus ``r = max(reg_covar, F eps)``
+on its diagonal (``eps`` float32's): a Cholesky factor in float32 of a matrix of
+unit scale loses about ``F eps`` to rounding, so a smaller ridge is not seen (on
+100-dimensional codes of 800 digits, 90 units dead, 1e-6 failed every factor that
+scikit-learn's float64 factored). A component whose factor still fails (a few
+rows in many dimensions) gets ``10 r``, ``100 r``, ... up to six times, in the
+M-step itself, so EM goes on where scikit-learn, in float64, needed nothing. The
+floor moves the lower bound by about ``-(F_dead / 2) log(r / reg_covar)`` against
+scikit-learn's with the same ``reg_covar``; with the same effective ridge the two
+agree (tests/test_gmm.py). Densities use the Cholesky factor ``L``: ``log N(x) =
+-(F log 2 pi + |L^-1 (x - m)|^2) / 2 - sum log diag L``, where ``L^-1`` (F x F, one
+triangular solve against the identity, scikit-learn's ``precisions_cholesky_``)
+multiplies the differences as one matrix product; the covariance itself is never
+inverted. Responsibilities are normalised with ``logsumexp``. A start whose bound
+still becomes non-finite stops, is never chosen, and if every start fails
+:func:`fit_gmm_jax` says to raise ``reg_covar``.
 
 Memory: the E-step holds ``(K, N, F)`` differences, the full M-step ``(K, F, F)``
 plus ``(K, N, F)``, per start; time per iteration O(N K F^2) (full) or O(N K F).
@@ -43,6 +57,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -53,11 +68,16 @@ from jax.scipy.linalg import solve_triangular
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.jax_kmeans import kmeans_jax
 from jaxae.errors import JaxaeError
+from jaxae.loop import Call, Stopped, drive
 
 COVARIANCE_TYPES = ("full", "diag")
 _PRECISION = jax.lax.Precision.HIGHEST
 # scikit-learn adds 10 machine epsilons to each component's mass so none is 0.
 _MASS_FLOOR = 10 * float(np.finfo(np.float32).eps)
+# The least reg_covar per feature, in units of the mean variance (module docstring).
+_REG_FLOOR = float(np.finfo(np.float32).eps)
+# A covariance whose factor still fails gets 10, 100, ... times reg_covar, this many times.
+_REG_RETRIES = 6
 
 
 class GMMResult(NamedTuple):
@@ -92,6 +112,8 @@ def fit_gmm_jax(
     max_iter: int = 100,
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
 ) -> GMMResult:
     """Fits a ``clusters``-component Gaussian mixture to ``(N, F)`` features by EM.
 
@@ -104,14 +126,19 @@ def fit_gmm_jax(
       covariance_type: ``"full"`` or ``"diag"``.
       max_iter: most EM iterations per run.
       tol: stop when the mean log-likelihood changes by less than this.
-      reg_covar: added to every covariance's diagonal.
+      reg_covar: added to every covariance's diagonal, in units of the features'
+        mean variance (module docstring), and at least ``F`` float32 epsilons.
+      should_stop: polled every couple of seconds of EM (and between the k-means
+        starts); True raises :class:`jaxae.loop.Stopped`.
+      progress: a progress bar over the EM iterations.
 
     Returns:
       A :class:`GMMResult`.
 
     Raises:
-      JaxaeError: for bad features or options, or when every run's covariances
-        stopped being positive definite.
+      NotPositiveDefinite: every run's covariances stopped being positive definite.
+      JaxaeError: for bad features or options.
+      jaxae.loop.Stopped: ``should_stop()`` returned True.
     """
     features = check_rows("features", features, floats_only=True, allow_images=False)
     n = features.shape[0]
@@ -128,82 +155,168 @@ def fit_gmm_jax(
 
     x = jnp.asarray(features, jnp.float32)
     seeds = np.random.SeedSequence(seed).generate_state(n_init)
-    starts = jnp.stack(
-        [jnp.asarray(kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels) for s in seeds]
-    )
-    labels, weights, means, covs, bound, n_iter, converged = jax.device_get(
-        _fit(
-            x,
-            starts,
-            np.float32(tol),
-            np.float32(reg_covar),
-            clusters=clusters,
-            max_iter=max_iter,
-            diag=covariance_type == "diag",
-        )
-    )
+    starts = []
+    for s in seeds:
+        if should_stop is not None and should_stop():
+            raise Stopped("the mixture's k-means starts stopped", done=0, interrupted=True)
+        starts.append(jnp.asarray(kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels))
+    diag = covariance_type == "diag"
+    em = EM(x, jnp.stack(starts), tol, reg_covar, clusters=clusters, max_iter=max_iter, diag=diag)
+    state, _ = drive(
+        em.run, em.init(), start=0, total=max_iter, chunk=max_iter, observe=em.observe,
+        unit="iteration", what="the mixture's EM", progress=progress, should_stop=should_stop,
+    )  # fmt: skip
+    labels, weights, means, covs, bound, n_iter, converged = jax.device_get(em.best(state))
     if not np.isfinite(bound):
-        raise JaxaeError(
+        raise NotPositiveDefinite(
             f"every covariance estimate stopped being positive definite: pass a larger "
             f"reg_covar than {reg_covar} (e.g. reg_covar={max(reg_covar * 100, 1e-4):g})"
         )
     return GMMResult(labels, weights, means, covs, float(bound), int(n_iter), bool(converged))
 
 
-@functools.partial(jax.jit, static_argnames=("clusters", "max_iter", "diag"))
-def _fit(x, starts, tol, reg_covar, *, clusters: int, max_iter: int, diag: bool):
-    """Every start's EM, the best by lower bound, and its labels."""
-    mean = jnp.mean(x, axis=0)
-    xc = x - mean[None, :]
+class NotPositiveDefinite(JaxaeError):
+    """Every EM run's covariances stopped being positive definite (``reg_covar`` too small)."""
 
-    def one(labels):
-        resp = jax.nn.one_hot(labels, clusters, dtype=jnp.float32)
-        params = _m_step(xc, resp, reg_covar, diag=diag)
-        params, bound, n_iter, converged, _ = _em(xc, params, tol, reg_covar, max_iter, diag=diag)
-        return params, bound, n_iter, converged
 
-    (weights, means, covs), bounds, n_iters, converged = jax.vmap(one)(starts)
+class EM:
+    """The ``n_init`` EM runs of :func:`fit_gmm_jax` as a loop :func:`jaxae.loop.drive` runs.
+
+    ``init()`` is every start's M-step of its one-hot k-means labels; ``run(state,
+    first, count)`` runs up to ``count`` more iterations of every run not yet stopped
+    (converged, ``max_iter`` reached, or a non-finite bound), one compiled program
+    whatever ``count`` is; ``best(state)`` picks the highest lower bound and labels
+    the rows, in the features' own units. Each run carries its own iteration count
+    and stops itself, so any split of the iterations into calls gives the same bits
+    as ``run(init(), 0, max_iter)``.
+
+    Args:
+      x: ``(N, F)`` float32 features.
+      starts: ``(R, N)`` int32 labels, one start per run.
+      tol, reg_covar, clusters, max_iter, diag: as :func:`fit_gmm_jax` takes them
+        (``diag``: diagonal covariances).
+    """
+
+    def __init__(self, x, starts, tol, reg_covar, *, clusters, max_iter, diag):
+        self.x, self.starts, self.max_iter = x, starts, max_iter
+        self.opt = _Options(clusters, max_iter, diag, _REG_RETRIES)
+        self.centre, self.scale = _standardise(x)
+        f = x.shape[1]
+        self.reg = np.float32(max(float(reg_covar), f * _REG_FLOOR))
+        self.tol = np.float32(tol)
+
+    def init(self):
+        return _em_init(self.x, self.starts, self.centre, self.scale, self.reg, opt=self.opt)
+
+    def run(self, state, first, count):
+        del first  # every run counts its own iterations
+        return _em_run(
+            self.x, state, self.centre, self.scale, self.tol, self.reg, count, opt=self.opt
+        )
+
+    def observe(self, state, ran, first, count) -> Call:
+        ran, going = jax.device_get((ran, _going(state, self.max_iter)))
+        return Call(int(ran), finished=not bool(np.any(going)))
+
+    def best(self, state):
+        return _em_best(self.x, state, self.centre, self.scale, opt=self.opt)
+
+
+@jax.jit
+def _standardise(x):
+    """The features' mean ``(F,)`` and the root of their mean variance (1 when every
+    feature is constant): EM runs on ``(x - centre) / scale``."""
+    centre = jnp.mean(x, axis=0)
+    spread = jnp.sqrt(jnp.mean(jnp.square(x - centre[None, :])))
+    return centre, jnp.where(spread > 0, spread, 1.0)
+
+
+class _Options(NamedTuple):
+    """EM's static options: K, the most iterations per run, diagonal covariances, and
+    how many times a covariance whose factor fails gets ten times more ``reg_covar``."""
+
+    clusters: int
+    max_iter: int
+    diag: bool
+    retries: int
+
+
+@functools.partial(jax.jit, static_argnames="opt")
+def _em_init(x, starts, centre, scale, reg_covar, *, opt: _Options):
+    """Every run's state before its first iteration: ``(params, bound, n_iter, converged)``,
+    each with a leading run axis."""
+    xs = (x - centre[None, :]) / scale
+    params = jax.vmap(
+        lambda labels: _m_step(xs, jax.nn.one_hot(labels, opt.clusters, dtype=jnp.float32),
+                               reg_covar, diag=opt.diag, retries=opt.retries)
+    )(starts)  # fmt: skip
+    r = starts.shape[0]
+    return (
+        params,
+        jnp.full((r,), -jnp.inf, jnp.float32),
+        jnp.zeros((r,), jnp.int32),
+        jnp.zeros((r,), bool),
+    )
+
+
+def _going(state, max_iter: int):
+    """``(R,)`` whether each run has iterations left: not converged, under ``max_iter``,
+    and its bound is not NaN (``-inf`` only before the first iteration)."""
+    _, bound, n_iter, converged = state
+    return (n_iter < max_iter) & ~converged & ~jnp.isnan(bound)
+
+
+@functools.partial(jax.jit, static_argnames="opt")
+def _em_run(x, state, centre, scale, tol, reg_covar, count, *, opt: _Options):
+    """Up to ``count`` EM iterations of every run still going; the new state and the
+    iterations run (fewer than ``count`` when every run stopped)."""
+    xs = (x - centre[None, :]) / scale
+
+    def one(params, bound):
+        log_norm, log_resp = _e_step(xs, *params, diag=opt.diag)
+        new = _m_step(xs, jnp.exp(log_resp), reg_covar, diag=opt.diag, retries=opt.retries)
+        new_bound = jnp.mean(log_norm)
+        new_bound = jnp.where(jnp.isfinite(new_bound), new_bound, jnp.nan)
+        return new, new_bound, jnp.abs(new_bound - bound) < tol
+
+    def body(carry):
+        i, state = carry
+        params, bound, n_iter, converged = state
+        going = _going(state, opt.max_iter)
+        new, new_bound, now = jax.vmap(one)(params, bound)
+        keep = lambda old, new: jnp.where(going.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
+        params = jax.tree.map(keep, params, new)
+        state = (params, keep(bound, new_bound), n_iter + going, keep(converged, now))
+        return i + 1, state
+
+    ran, state = jax.lax.while_loop(
+        lambda c: (c[0] < count) & jnp.any(_going(c[1], opt.max_iter)), body, (jnp.int32(0), state)
+    )
+    return state, ran
+
+
+@functools.partial(jax.jit, static_argnames="opt")
+def _em_best(x, state, centre, scale, *, opt: _Options):
+    """The run with the highest finite lower bound, its labels, and its mixture in the
+    features' units (the bound is a density: it moves by ``-F log scale``)."""
+    xs = (x - centre[None, :]) / scale
+    (weights, means, covs), bounds, n_iters, converged = state
     best = jnp.argmax(jnp.where(jnp.isfinite(bounds), bounds, -jnp.inf))
     weights, means, covs = weights[best], means[best], covs[best]
-    log_prob = _weighted_log_prob(xc, weights, means, covs, diag=diag)
-    labels = jnp.argmax(log_prob, axis=1).astype(jnp.int32)
+    labels = jnp.argmax(_weighted_log_prob(xs, weights, means, covs, diag=opt.diag), axis=1)
+    bound = bounds[best] - x.shape[1] * jnp.log(scale)
     return (
-        labels,
+        labels.astype(jnp.int32),
         weights,
-        means + mean[None, :],
-        covs,
-        bounds[best],
+        means * scale + centre[None, :],
+        covs * scale**2,
+        jnp.where(jnp.isfinite(bounds[best]), bound, jnp.nan),
         n_iters[best],
         converged[best],
     )
 
 
-def _em(x, params, tol, reg_covar, max_iter: int, *, diag: bool):
-    """EM from ``params`` (weights, means, covariances): the final parameters, the
-    lower bound, iterations, convergence, and ``(max_iter,)`` bounds per iteration
-    (NaN after the last)."""
-
-    def step(state):
-        it, params, bound, _, history = state
-        log_norm, log_resp = _e_step(x, *params, diag=diag)
-        new = _m_step(x, jnp.exp(log_resp), reg_covar, diag=diag)
-        new_bound = jnp.mean(log_norm)
-        converged = jnp.abs(new_bound - bound) < tol
-        return it + 1, new, new_bound, converged, history.at[it].set(new_bound)
-
-    def going(state):
-        it, _, bound, converged, _ = state
-        # -inf only before the first iteration; NaN (a failed factor) stops the run.
-        return (it < max_iter) & ~converged & ~jnp.isnan(bound)
-
-    history = jnp.full((max_iter,), jnp.nan, jnp.float32)
-    start = (jnp.int32(0), params, jnp.float32(-jnp.inf), jnp.bool_(False), history)
-    n_iter, params, bound, converged, history = jax.lax.while_loop(going, step, start)
-    bound = jnp.where(jnp.isfinite(bound), bound, jnp.nan)
-    return params, bound, n_iter, converged, history
-
-
-def _m_step(x, resp, reg_covar, *, diag: bool):
+def _m_step(x, resp, reg_covar, *, diag: bool, retries: int):
     """Weights ``(K,)``, means ``(K, F)`` and covariances from responsibilities ``(N, K)``."""
     mass = jnp.sum(resp, axis=0) + _MASS_FLOOR
     means = jnp.dot(resp.T, x, precision=_PRECISION) / mass[:, None]
@@ -215,9 +328,25 @@ def _m_step(x, resp, reg_covar, *, diag: bool):
             return jnp.dot(r, diff * diff, precision=_PRECISION) / nk + reg_covar
         cov = jnp.dot((diff * r[:, None]).T, diff, precision=_PRECISION) / nk
         cov = 0.5 * (cov + cov.T)  # symmetric to the last bit before the factorisation
-        return cov + reg_covar * jnp.eye(x.shape[1], dtype=jnp.float32)
+        return _definite(cov, reg_covar, retries)
 
     return weights, means, jax.vmap(scatter, in_axes=(1, 0, 0))(resp, means, mass)
+
+
+def _definite(cov, reg_covar, retries: int):
+    """``cov + r I`` for the first ``r`` of ``reg_covar * 10^j``, ``j = 0 .. retries``,
+    whose float32 Cholesky factor is finite (the last when none is)."""
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+
+    def failed(state):
+        j, reg = state
+        chol = jnp.linalg.cholesky(cov + reg * eye)
+        return (j < retries) & ~jnp.all(jnp.isfinite(chol))
+
+    _, reg = jax.lax.while_loop(
+        failed, lambda s: (s[0] + 1, s[1] * 10.0), (jnp.int32(0), jnp.asarray(reg_covar))
+    )
+    return cov + reg * eye
 
 
 def _log_gaussian(x, means, covs, *, diag: bool):
