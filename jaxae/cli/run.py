@@ -38,6 +38,7 @@ PRESET_FIELDS = {
     "n_init": ("cluster", "n_init"),
     "kmeans": ("cluster", "kmeans", "backend"),
     "gmm": ("cluster", "gmm", "backend"),
+    "gmm_reg_covar": ("cluster", "gmm", "reg_covar"),
     "umap": ("cluster", "umap", "backend"),
     "update_interval": ("cluster", "refine", "update_interval"),
     "max_steps": ("cluster", "refine", "max_steps"),
@@ -125,6 +126,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gmm", choices=CHOICES["gmm"], default=None,
         help="the Gaussian mixture (gmm, umap-gmm): on the device (default) or scikit-learn",
+    )  # fmt: skip
+    p.add_argument(
+        "--gmm-reg-covar", type=float, default=None,
+        help="the mixture's covariance floor (default 1e-6): on the device, in units of the "
+        "codes' mean variance; scikit-learn's, in the codes' units",
     )  # fmt: skip
     p.add_argument(
         "--umap", choices=CHOICES["umap"], default=None,

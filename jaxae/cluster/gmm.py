@@ -9,7 +9,9 @@ carry a fitted GaussianMixture as plain arrays (for ``np.savez``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
@@ -35,12 +37,17 @@ class GMMOptions:
         :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ from
         scikit-learn's, so the same seed gives another, equally likely, mixture) or
         ``"sklearn"`` (scikit-learn's GaussianMixture, the reference).
+      reg_covar: added to each covariance's diagonal. scikit-learn's is in the
+        features' units; the JAX backend's in units of their mean variance, and at
+        least one float32 epsilon per feature (:mod:`jaxae.cluster.jax_gmm`).
     """
 
     backend: str = "jax"
+    reg_covar: float = 1e-6
 
     def __post_init__(self):
         check_choice("gmm.backend", self.backend, BACKENDS)
+        check_real("gmm.reg_covar", self.reg_covar, minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,23 +201,30 @@ def check_width(features, width: int) -> np.ndarray:
 
 
 def fit_mixture(
-    features: np.ndarray, *, clusters: int, n_init: int, seed: int, backend: str = "jax"
-) -> GMMFit:
+    features: np.ndarray, *, clusters: int, n_init: int, seed: int, backend: str = "jax",
+    reg_covar: float = 1e-6, should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+) -> GMMFit:  # fmt: skip
     """A full-covariance mixture of ``(N, F)`` features with scikit-learn or on the device.
 
     The JAX backend (:func:`jaxae.cluster.jax_gmm.fit_gmm_jax`) is carried as a
     GaussianMixture built from its arrays, and its labels are that model's
-    ``predict``, so what a run saves predicts the labels it reports.
+    ``predict``, so what a run saves predicts the labels it reports. ``reg_covar``:
+    see :class:`GMMOptions`. ``should_stop`` and ``progress`` reach the JAX
+    backend's EM (scikit-learn's fit is one call that cannot be stopped inside).
     """
     check_choice("backend", backend, BACKENDS)
     if backend == "sklearn":
-        return fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed)
+        return fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed, reg_covar=reg_covar)
     from jaxae.cluster.jax_gmm import fit_gmm_jax
 
     features = np.asarray(check_rows("features", features), np.float32)
     check_clusters(clusters, features.shape[0])
     check_seed(seed)
-    result = fit_gmm_jax(features, clusters=clusters, n_init=n_init, seed=seed)
+    result = fit_gmm_jax(
+        features, clusters=clusters, n_init=n_init, seed=seed, reg_covar=reg_covar,
+        should_stop=should_stop, progress=progress,
+    )  # fmt: skip
     arrays = {
         "weights": result.weights,
         "means": result.means,
@@ -221,12 +235,26 @@ def fit_mixture(
     return GMMFit(model.predict(features).astype(np.int32), model)
 
 
-def _fit(features: np.ndarray, config, *, devices=None) -> GMMFit:
+@contextlib.contextmanager
+def option_names():
+    """A mixture's failure inside names the option (``gmm.reg_covar``), as a
+    ``ClusterConfig`` spells it, not the library parameter."""
+    from jaxae.cluster.jax_gmm import NotPositiveDefinite
+
+    try:
+        yield
+    except NotPositiveDefinite as e:
+        raise NotPositiveDefinite(str(e).replace("reg_covar", "gmm.reg_covar")) from None
+
+
+def _fit(features: np.ndarray, config, *, devices=None, should_stop=None, progress=False):
     """:func:`fit_mixture` with a ``ClusterConfig``'s options, on one device."""
-    return fit_mixture(
-        features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
-        backend=config.gmm.backend,
-    )  # fmt: skip
+    with option_names():
+        return fit_mixture(
+            features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
+            backend=config.gmm.backend, reg_covar=config.gmm.reg_covar,
+            should_stop=should_stop, progress=progress,
+        )  # fmt: skip
 
 
 METHOD = Method("gmm", "GMM", fit=_fit, load=GMMFit.from_arrays, pixel_baseline=True)

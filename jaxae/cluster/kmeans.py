@@ -142,10 +142,12 @@ def kmeans(
 
 
 def _fit(
-    features: np.ndarray, config: ClusterConfig, *, backend: str | None = None, devices=None
-) -> KMeansFit:
+    features: np.ndarray, config: ClusterConfig, *, backend: str | None = None, devices=None,
+    should_stop=None, progress=False,
+) -> KMeansFit:  # fmt: skip
     """:func:`fit_kmeans` with a ``ClusterConfig``'s options (its backend unless given);
-    on one device whatever ``devices`` says."""
+    on one device whatever ``devices`` says, in one call (``should_stop`` and
+    ``progress`` are for the methods that drive a loop)."""
     c, o = config, config.kmeans
     return fit_kmeans(
         features, clusters=c.clusters, n_init=c.n_init, max_iter=o.max_iter, tol=o.tol,

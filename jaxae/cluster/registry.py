@@ -43,11 +43,14 @@ class Method:
     Attributes:
       name: as ``--method`` and ``ClusterConfig.method`` spell it.
       label: as reports print it (``"UMAP + GMM"``).
-      fit: ``fit(features, cluster_config, *, devices=None) -> Fitted`` on one
-        model's (N, F) codes; ``devices`` is the run's (``ExperimentConfig.devices``),
-        for a method that computes on a mesh (umap-gmm's JAX UMAP); the others
-        ignore it. None for a method that refines the encoder (``refines_encoder``),
-        which ``jaxae.methods`` fits over all models at once.
+      fit: ``fit(features, cluster_config, *, devices=None, should_stop=None,
+        progress=False) -> Fitted`` on one model's (N, F) codes; ``devices`` is the
+        run's (``ExperimentConfig.devices``), for a method that computes on a mesh
+        (umap-gmm's JAX UMAP); the others ignore it. ``should_stop`` is polled every
+        couple of seconds of the fit's compiled loops (``jaxae.loop.drive``), which
+        raise ``jaxae.loop.Stopped`` when it says so; ``progress`` shows their bars.
+        None for a method that refines the encoder (``refines_encoder``), which
+        ``jaxae.methods`` fits over all models at once.
       load: ``load(arrays) -> Fitted`` from what ``arrays()`` saved; None when
         the fitted method cannot be saved without pickle (it then says why). A
         fit whose ``arrays()`` returns None (umap-learn's UMAP) is not saved either.
