@@ -1,4 +1,5 @@
-"""One host driver for every compiled loop: pretraining's epochs, DEC and IDEC's steps.
+"""One host driver for every compiled loop: pretraining's epochs, DEC and IDEC's steps,
+the JAX UMAP's neighbour search and layout epochs, the JAX mixture's EM iterations.
 
 Each algorithm hands :func:`drive` one jitted program that runs ``count`` units
 (epochs, steps) from unit ``first``, both traced so no call compiles again, and
@@ -7,7 +8,7 @@ the rest, with one contract for every loop:
 
 - calls of about ``CALL_SECONDS`` each (one unit first, to time it), so a
   Ctrl-C or SIGTERM is seen within seconds however long a chunk is;
-- a tqdm bar (after 2 s) with the algorithm's own numbers;
+- a tqdm bar (after 2 s) named ``what``, with the algorithm's own numbers;
 - ``on_chunk(done, state)`` at every ``chunk`` boundary (a checkpoint chance),
   when the loop finishes early, and before a stop;
 - ``should_stop()`` polled after every call: True raises ``stop_error`` with
@@ -94,7 +95,8 @@ def drive(
     """
     done, per_unit = start, None
     multi_process = jax.process_count() > 1
-    bar = dict(total=total, initial=start, unit=unit, delay=2, disable=not progress, leave=False)
+    bar = dict(total=total, initial=start, desc=what, unit=unit, delay=2, disable=not progress,
+               leave=False)  # fmt: skip
     with tqdm(**bar) as bar:
         while done < total:
             boundary = min((done // chunk + 1) * chunk, total)

@@ -117,6 +117,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -133,6 +134,7 @@ from jax.sharding import PartitionSpec as P
 from jaxae._buckets import bucket
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.errors import JaxaeError
+from jaxae.loop import Stopped
 from jaxae.parallel import make_mesh, replicate, to_host
 
 INITS = ("spectral", "pca")
@@ -282,6 +284,8 @@ def fit_umap(
     n_epochs: int | None = None,
     init: str = "spectral",
     devices: int | str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
 ) -> UMAPFit:
     """Embeds ``(N, D)`` features in ``n_components`` dimensions with UMAP.
 
@@ -299,6 +303,10 @@ def fit_umap(
         embedding sums each epoch's steps in another order, so it agrees with the
         one-device embedding to float32 rounding, which the layout's 500 epochs
         amplify (module docstring). The fit's ``transform`` runs on one device.
+      should_stop: polled every couple of seconds (:mod:`jaxae.cluster.umap_drive`):
+        between calls of the neighbour search (one device) and of the layout,
+        between the host steps, and in the spectral start's eigensolver.
+      progress: progress bars over the neighbour search and the layout.
 
     Returns:
       A :class:`UMAPFit`; ``fit.embedding`` is ``(N, C)`` float32.
@@ -306,7 +314,10 @@ def fit_umap(
     Raises:
       JaxaeError: for features that are not 2-D finite floats, or an option out of
         range, or more ``devices`` than JAX sees.
+      jaxae.loop.Stopped: ``should_stop()`` returned True.
     """
+    from jaxae.cluster import umap_drive  # it builds on this module's programs
+
     features = check_rows("features", features, floats_only=True, allow_images=False)
     n = features.shape[0]
     check_sizes(n, n_neighbors, n_components)
@@ -319,34 +330,40 @@ def fit_umap(
     mesh = make_mesh(devices)
 
     x = jnp.asarray(features, jnp.float32)
-    indices, distances = nearest_neighbors(x, x, n_neighbors, self_first=True, devices=devices)
+    stop = dict(should_stop=should_stop, progress=progress)
+    if mesh is None:
+        indices, distances = umap_drive.neighbours(
+            x, n_neighbors, rows=min(_KNN_ROWS, n), cols=min(_KNN_COLS, n), **stop
+        )
+    else:  # one call, split over the devices
+        indices, distances = nearest_neighbors(x, x, n_neighbors, self_first=True, devices=devices)
     sigmas, rhos = _smooth_knn_dist(distances, float(n_neighbors), 1.0)
     weights = _memberships(distances, indices, sigmas, rhos, skip_self=True)
+    umap_drive.check(should_stop, "after its neighbour search")
     graph = _fuzzy_union(*to_host((indices, weights)), n)
+    umap_drive.check(should_stop, "after its fuzzy graph")
 
     epochs = n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
     graph = _prune(graph, epochs if epochs > 10 else (500 if n <= 10_000 else 200))
     a, b = find_ab_params(spread, min_dist)
     rng = np.random.default_rng(seed)
-    start = _initial_embedding(np.asarray(features, np.float32), graph, n_components, init, rng)
+    start = _initial_embedding(
+        np.asarray(features, np.float32), graph, n_components, init, rng, should_stop
+    )
+    umap_drive.check(should_stop, "after its start")
     layout = _pad_edges(_layout_graph(graph), bucket(len(graph.data)))
     shards = 1 if mesh is None else mesh.size
     capacity = layout_capacity(layout, epochs, waves=_WAVES, shards=shards)
     if mesh is not None:
         layout, start = replicate((to_host(layout), start), mesh)
-    embedding = layout_epochs(
-        jnp.asarray(start),
-        layout,
-        jax.random.key(seed),
-        0,
-        epochs,
-        a=a,
-        b=b,
-        n_epochs=epochs,
-        capacity=capacity,
-        waves=_WAVES,
-        mesh=mesh,
-    )
+    program = functools.partial(
+        layout_epochs, graph=layout, key=jax.random.key(seed), a=a, b=b, n_epochs=epochs,
+        capacity=capacity, waves=_WAVES, mesh=mesh,
+    )  # fmt: skip
+    embedding = umap_drive.layout(
+        lambda y, first, count: program(y, first_epoch=first, count=count),
+        jnp.asarray(start), epochs, **stop,
+    )  # fmt: skip
     return UMAPFit(
         np.asarray(features, np.float32),
         to_host(embedding),
@@ -604,11 +621,14 @@ def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
 # ---------------------------------------------------------------- initialisation
 
 
-def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np.ndarray:
-    """``(N, C)`` float32 start in ``[0, 10]``: spectral or PCA, scaled as umap-learn."""
+def _initial_embedding(
+    features, graph, n_components: int, init: str, rng, should_stop=None
+) -> np.ndarray:
+    """``(N, C)`` float32 start in ``[0, 10]``: spectral or PCA, scaled as umap-learn;
+    ``should_stop`` is polled in the eigensolver (:func:`_laplacian_eigenvectors`)."""
     coords = None
     if init == "spectral":
-        coords = _spectral(graph, n_components, features, rng)
+        coords = _spectral(graph, n_components, features, rng, should_stop)
     if coords is None:
         centred = features.astype(np.float64) - features.mean(axis=0)
         # Principal axes by SVD; the sign of each axis fixed by its largest loading.
@@ -622,7 +642,7 @@ def _initial_embedding(features, graph, n_components: int, init: str, rng) -> np
     return (10.0 * (coords - low) / (high - low)).astype(np.float32)
 
 
-def _spectral(graph, n_components: int, features, rng) -> np.ndarray | None:
+def _spectral(graph, n_components: int, features, rng, should_stop=None) -> np.ndarray | None:
     """umap-learn's spectral start (``spectral_layout``): ``(N, C)`` float64, or
     ``None`` when the eigensolver does not converge on a connected graph.
 
@@ -632,7 +652,7 @@ def _spectral(graph, n_components: int, features, rng) -> np.ndarray | None:
     """
     pieces, labels = scipy.sparse.csgraph.connected_components(graph)
     if pieces == 1:
-        return _laplacian_eigenvectors(graph, n_components)
+        return _laplacian_eigenvectors(graph, n_components, should_stop)
     places = _piece_places(features, labels, pieces, n_components, rng)
     graph = graph.tocsr()
     coords = np.empty((graph.shape[0], n_components), np.float64)
@@ -643,7 +663,7 @@ def _spectral(graph, n_components: int, features, rng) -> np.ndarray | None:
         if rows.size < 2 * n_components or rows.size <= n_components + 1:
             local = rng.uniform(-reach, reach, size=(rows.size, n_components))
         else:
-            local = _laplacian_eigenvectors(graph[rows][:, rows], n_components)
+            local = _laplacian_eigenvectors(graph[rows][:, rows], n_components, should_stop)
             if local is None:  # umap-learn's fallback for a piece
                 local = rng.uniform(-10.0, 10.0, size=(rows.size, n_components))
             local = local * (reach / np.abs(local).max())
@@ -673,7 +693,7 @@ def _piece_places(features, labels, pieces: int, n_components: int, rng) -> np.n
     return places / places.max()
 
 
-def _laplacian_eigenvectors(graph, n_components: int) -> np.ndarray | None:
+def _laplacian_eigenvectors(graph, n_components: int, should_stop=None) -> np.ndarray | None:
     """Eigenvectors 2..C+1 of a connected graph's normalised Laplacian, or ``None``
     when the solver does not converge.
 
@@ -684,6 +704,8 @@ def _laplacian_eigenvectors(graph, n_components: int) -> np.ndarray | None:
     vector ``u`` is moved out of the way (``L + 2 u u^T``: eigenvalue 2, the top of
     the spectrum) and ``eigsh``, with umap-learn's settings, asked for the C smallest.
     A graph too small for that many Lanczos vectors is solved densely.
+    ``should_stop`` is polled in every product with the Laplacian (ARPACK calls
+    back into Python for each), so a stop does not wait for the solver.
     """
     n = graph.shape[0]
     graph = graph.tocsr().astype(np.float64)
@@ -696,11 +718,13 @@ def _laplacian_eigenvectors(graph, n_components: int) -> np.ndarray | None:
     if lanczos >= n:
         values, vectors = np.linalg.eigh(laplacian.toarray() + 2.0 * np.outer(trivial, trivial))
         return vectors[:, np.argsort(values)[:n_components]]
-    deflated = scipy.sparse.linalg.LinearOperator(
-        (n, n),
-        matvec=lambda v: laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v)),
-        dtype=np.float64,
-    )
+
+    def matvec(v):
+        if should_stop is not None and should_stop():
+            raise Stopped("the UMAP fit stopped in its spectral start", done=0, interrupted=True)
+        return laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v))
+
+    deflated = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
             deflated,

@@ -51,13 +51,14 @@ import numpy as np
 from jaxae._rowwise import map_blocks
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster import jax_gmm
-from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture
+from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture, option_names
 from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.cluster.umap_transform import transform_block, transform_epochs
 from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
+from jaxae.loop import Stopped
 
 UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
 BACKENDS = ("umap-learn", "jax")
@@ -299,6 +300,9 @@ def fit_umap_gmm(
     backend: str = "jax",
     gmm_backend: str = "jax",
     devices: int | str | None = None,
+    gmm_reg_covar: float = 1e-6,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
 ) -> UMAPGMMFit:
     """N2D's clustering: UMAP of ``(N, F)`` codes to ``n_components`` dims, then a full GMM.
 
@@ -316,12 +320,16 @@ def fit_umap_gmm(
       gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
       devices: the JAX UMAP's neighbour search and layout over this many devices
         (or "all"), as ``fit_umap`` takes them; umap-learn and the mixture ignore it.
+      gmm_reg_covar: the mixture's ``reg_covar`` (:class:`jaxae.cluster.gmm.GMMOptions`).
+      should_stop, progress: polled, and shown, every couple of seconds of the JAX
+        UMAP and the JAX mixture (``jaxae.loop.drive``); umap-learn's fit is one call.
 
     Returns:
       A :class:`UMAPGMMFit`.
 
     Raises:
       JaxaeError: umap-learn is not installed (its backend), or an option is out of range.
+      jaxae.loop.Stopped: ``should_stop()`` returned True.
     """
     features = np.asarray(check_rows("features", features), np.float32)
     n = features.shape[0]
@@ -351,6 +359,7 @@ def fit_umap_gmm(
         reducer = fit_umap(
             distinct, n_components=n_components, n_neighbors=n_neighbors,
             min_dist=min_dist, n_epochs=n_epochs, seed=seed, devices=devices,
+            should_stop=should_stop, progress=progress,
         )  # fmt: skip
         embedding = reducer.embedding
     else:
@@ -364,7 +373,12 @@ def fit_umap_gmm(
             n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
         )
         embedding = np.asarray(reducer.fit_transform(distinct), np.float32)
-    gmm = fit_mixture(embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend)
+    if should_stop is not None and should_stop():  # umap-learn's fit cannot be stopped inside
+        raise Stopped("umap-gmm stopped after its UMAP", done=0, interrupted=True)
+    gmm = fit_mixture(
+        embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend,
+        reg_covar=gmm_reg_covar, should_stop=should_stop, progress=progress,
+    )  # fmt: skip
     if backend == "jax":  # labels as predict gives them: the posterior on the device
         labels = np.asarray(_mixture_labels(*(jnp.asarray(a, jnp.float32) for a in (
             embedding, gmm.model.weights_, gmm.model.means_, gmm.model.covariances_))))  # fmt: skip
@@ -384,13 +398,16 @@ def import_umap():
         raise JaxaeError(UMAP_MISSING) from None
 
 
-def _fit(features: np.ndarray, config, *, devices=None) -> UMAPGMMFit:
+def _fit(features: np.ndarray, config, *, devices=None, should_stop=None, progress=False):
     o = config.umap
-    return fit_umap_gmm(
-        features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
-        n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist, n_epochs=o.epochs,
-        backend=o.backend, gmm_backend=config.gmm.backend, devices=devices,
-    )  # fmt: skip
+    with option_names():
+        return fit_umap_gmm(
+            features, clusters=config.clusters, n_init=config.n_init, seed=config.seed,
+            n_components=o.dim, n_neighbors=o.neighbors, min_dist=o.min_dist,
+            n_epochs=o.epochs, backend=o.backend, gmm_backend=config.gmm.backend,
+            devices=devices, gmm_reg_covar=config.gmm.reg_covar, should_stop=should_stop,
+            progress=progress,
+        )  # fmt: skip
 
 
 def _check(cluster_config, n: int) -> None:
