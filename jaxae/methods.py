@@ -9,6 +9,7 @@ The algorithms themselves live in ``jaxae.cluster``.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -96,8 +97,9 @@ def cluster_models(
     for DEC and IDEC, the final :class:`Refinement`.
 
     ``params`` has a leading model axis; models that are not ``alive`` (diverged)
-    get ``None``. ``should_stop`` is polled between models (and every couple of
-    seconds of a refinement): True raises ``jaxae.loop.Stopped``. A refinement
+    get ``None``. ``should_stop`` is polled between models and every couple of
+    seconds of a fit's compiled loops (a refinement, the JAX UMAP, the JAX
+    mixture's EM): True raises ``jaxae.loop.Stopped``. A refinement
     resumes from ``refinement`` and hands its state to ``on_refine`` at every
     chunk of steps, when it converges, and before a stop. ``devices``: the run's
     (``ExperimentConfig.devices``), for a method that fits on a mesh (the JAX UMAP).
@@ -118,22 +120,57 @@ def cluster_models(
         p = jax.tree.map(lambda a, i=i: a[i], params)
         codes = Encoder(p, model_config).encode(images)
         config = dataclasses.replace(cluster_config, seed=seed)
-        fitted = _fit(codes, config, devices)
+        fitted = _fit(codes, config, devices, should_stop, progress)
         out.append(dataclasses.replace(fitted, alive_code_units=alive_units(codes)))
     check_stop(should_stop, f"clustering stopped after {len(seeds)} of {len(seeds)} models")
     return params, out, None
 
 
 def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
-    """Between host-side fits (UMAP, a mixture), which cannot be interrupted inside:
-    stop as soon as control returns from one."""
+    """Between fits, and after one that cannot be stopped inside (scikit-learn's)."""
     if should_stop is not None and should_stop():
         raise Stopped(message, done=0, interrupted=True)
 
 
-def _fit(features: np.ndarray, config: ClusterConfig, devices) -> Clustering:
-    """``config.method`` (one that does not refine the encoder) on (N, F) features."""
-    fitted = cluster.METHODS[config.method].fit(features, config, devices=devices)
+def polled(fit: Callable[[], Any], should_stop: Callable[[], bool] | None, message: str) -> Any:
+    """``fit()``, which cannot be stopped inside (scikit-learn's KMeans on the pixels:
+    a minute at 70,000 images), with ``should_stop`` polled every half second.
+
+    The fit runs in a daemon thread; a stop raises ``jaxae.loop.Stopped`` at once and
+    leaves the thread to finish on its own, its result dropped (``jaxae run`` exits
+    without waiting for it). Without ``should_stop`` it is a plain call.
+    """
+    if should_stop is None:
+        return fit()
+    done: list = []
+
+    def work():
+        try:
+            done.append((True, fit()))
+        except BaseException as e:  # handed to the caller's thread
+            done.append((False, e))
+
+    thread = threading.Thread(target=work, daemon=True, name="jaxae-fit")
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)
+        if thread.is_alive():
+            check_stop(should_stop, message)
+    ok, value = done[0]
+    if not ok:
+        raise value
+    check_stop(should_stop, message)
+    return value
+
+
+def _fit(
+    features: np.ndarray, config: ClusterConfig, devices, should_stop=None, progress=False
+) -> Clustering:
+    """``config.method`` (one that does not refine the encoder) on (N, F) features,
+    polling ``should_stop`` inside (``jaxae.cluster.registry.Method.fit``)."""
+    fitted = cluster.METHODS[config.method].fit(
+        features, config, devices=devices, should_stop=should_stop, progress=progress
+    )
     return Clustering(config.method, fitted.labels, fitted)
 
 
@@ -245,7 +282,7 @@ def _start(cluster_config: ClusterConfig, devices, should_stop, fits: list | Non
     def start(codes, seed):
         check_stop(should_stop, f"the {method} start of the refinement stopped")
         config = dataclasses.replace(cluster_config, method=method, seed=seed)
-        fitted = _fit(codes, config, devices)
+        fitted = _fit(codes, config, devices, should_stop)
         if fits is not None:
             fits.append(fitted)
         return fitted.labels
@@ -285,19 +322,24 @@ def pixel_baselines(
     devices: int | str | None = None,
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Scores of KMeans (and of the method, where it applies) on the scaled pixels, per
-    seed; ``devices`` as for :func:`cluster_models`."""
+    seed; ``devices`` as for :func:`cluster_models`. ``should_stop`` is polled after
+    each fit and every couple of seconds inside the JAX UMAP and mixture: True
+    raises ``jaxae.loop.Stopped``."""
     out: dict[str, dict[int, dict[str, float]]] = {"pixel_kmeans": {}}
     method = baseline_method(cluster_config)  # DEC and IDEC need an encoder
     if method is not None:
         out[f"pixel_{key(method)}"] = {}
-    bar = dict(desc="pixel baselines", unit="seed", delay=2, disable=not progress, leave=False)
+    # Shown from the start (the seeds bar moves only when a seed is done).
+    bar = dict(desc="pixel baselines", unit="seed", disable=not progress, leave=False)
     for done, seed in enumerate(tqdm(seeds, **bar)):
-        check_stop(should_stop, f"the pixel baselines stopped after {done} of {len(seeds)} seeds")
+        stopped = f"the pixel baselines stopped after {done} of {len(seeds)} seeds"
+        check_stop(should_stop, stopped)
         config = dataclasses.replace(cluster_config, seed=seed)
-        out["pixel_kmeans"][seed] = cluster.scores(labels, cluster.kmeans(pixels, config))
+        fitted = polled(lambda c=config: cluster.kmeans(pixels, c), should_stop, stopped)
+        out["pixel_kmeans"][seed] = cluster.scores(labels, fitted)
         if method is not None:
             config = dataclasses.replace(config, method=method)
-            out[f"pixel_{key(method)}"][seed] = cluster.scores(
-                labels, _fit(pixels, config, devices).labels
-            )
+            fitted = _fit(pixels, config, devices, should_stop, progress)
+            out[f"pixel_{key(method)}"][seed] = cluster.scores(labels, fitted.labels)
+    check_stop(should_stop, f"the pixel baselines stopped after {len(seeds)} seeds")
     return out

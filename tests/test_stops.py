@@ -1,0 +1,130 @@
+"""A stop at every clustering stage, with real processes and real signals.
+
+A Ctrl-C during the JAX UMAP's layout, during the JAX mixture's EM, or during the
+pixel baselines (one seed, so no stop between seeds) ends the run within seconds
+with exit 130 and the pretrained checkpoint; the resumed run fits the interrupted
+stage again and ends with the labels and report of a run that never stopped.
+
+Each test waits for its stage by the progress bar that the stage's loop shows
+(``jaxae.loop.drive`` names its bar; the pixel baselines show theirs from the
+start), read from the process's stderr as it runs, so the signal lands in it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from jaxae.cli import main
+from tests.helpers import TINY_MODEL, run_command
+
+# Digits with a tiny model, one epoch: the stages after pretraining dominate.
+BASE = ["--n", "1000", "--batch-size", "100", *TINY_MODEL, "--epochs", "1"]
+BASE = [flag for flag in BASE if flag != "--no-progress"]  # the bars mark the stages
+# umap-gmm with a layout long enough to land a signal in (a few seconds).
+UMAP = [*BASE, "--method", "umap-gmm", "--umap-epochs", "1500"]
+# A mixture of wider codes from many starts: EM runs for several seconds.
+EM = [*BASE, "--method", "gmm", "--code-dim", "48", "--hidden", "64", "--n-init", "40"]
+# umap-gmm (500 layout epochs): the pixel baselines are KMeans, UMAP and a mixture.
+PIXELS = [*BASE, "--method", "umap-gmm"]
+
+
+class Stderr:
+    """A running process's stderr, read as it comes (tqdm writes carriage returns)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.text = ""
+        self._proc = proc
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fd = self._proc.stderr.fileno()
+        while chunk := os.read(fd, 4096):
+            self.text += chunk.decode(errors="replace")
+
+    def wait_for(self, marker: str, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.text:
+            assert self._proc.poll() is None, f"exited before {marker!r}: {self.text[-2000:]}"
+            assert time.monotonic() < deadline, f"no {marker!r} in: {self.text[-2000:]}"
+            time.sleep(0.05)
+
+    def finish(self) -> str:
+        self._thread.join(timeout=30)
+        return self.text
+
+
+def _whole(tmp_path_factory, flags) -> dict:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert main(["run", *flags, "--no-progress", "--out", str(out)]) == 0
+    return _result(out)
+
+
+def _result(out) -> dict:
+    report = json.loads((out / "report.json").read_text())
+    return {
+        "metrics": report["metrics"],
+        "models": report["models"],
+        "labels": np.load(out / "clusters.npy"),
+    }
+
+
+def _stop_and_resume(tmp_path, flags, marker: str, stopped: str, whole: dict) -> float:
+    """Run ``flags``, SIGINT it once ``marker`` shows; the seconds from signal to exit.
+
+    Asserts exit 130 with ``stopped`` in the message, the pretrained checkpoint, and
+    a resume that ends as ``whole`` did."""
+    out = tmp_path / "run"
+    command = run_command(*flags, "--out", str(out))
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        err = Stderr(proc)
+        try:
+            err.wait_for(marker)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+            seconds = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        text = err.finish()
+    assert proc.returncode == 130, text[-3000:]
+    assert stopped in text and f"--resume {out}" in text and "Traceback" not in text, text[-3000:]
+    assert not (out / "report.json").exists()
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    result = _result(out)
+    assert result["metrics"] == whole["metrics"] and result["models"] == whole["models"]
+    np.testing.assert_array_equal(result["labels"], whole["labels"])
+    return seconds
+
+
+@pytest.fixture(scope="module")
+def whole_umap(tmp_path_factory):
+    return _whole(tmp_path_factory, UMAP)
+
+
+def test_a_sigint_during_the_umap_layout_stops_within_seconds(tmp_path, whole_umap):
+    seconds = _stop_and_resume(
+        tmp_path, UMAP, "the UMAP layout", "the UMAP layout stopped after epoch", whole_umap
+    )
+    assert seconds < 10  # a call of about two seconds, then the exit
+
+
+def test_a_sigint_during_em_stops_within_seconds(tmp_path, tmp_path_factory):
+    whole = _whole(tmp_path_factory, EM)
+    seconds = _stop_and_resume(
+        tmp_path, EM, "the mixture's EM", "the mixture's EM stopped after iteration", whole
+    )
+    assert seconds < 10
+
+
+def test_a_sigint_during_the_pixel_baselines_of_one_seed_stops(tmp_path, tmp_path_factory):
+    whole = _whole(tmp_path_factory, PIXELS)
+    seconds = _stop_and_resume(tmp_path, PIXELS, "pixel baselines", "stopped", whole)
+    assert seconds < 10
