@@ -23,6 +23,7 @@ their position (``first``) as an argument.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -123,6 +124,43 @@ def drive(
             if finished:
                 break
     return state, done
+
+
+def polled(
+    call: Callable[[], Any],
+    should_stop: Callable[[], bool] | None,
+    message: str,
+    *,
+    every: float = 0.5,
+) -> Any:
+    """``call()``, which cannot be cut into calls (scikit-learn's KMeans on the pixels,
+    the compilation of a program), with ``should_stop`` polled every ``every`` seconds.
+
+    The call runs in a daemon thread; a stop raises :class:`Stopped` (``message``,
+    interrupted) at once and leaves the thread to finish on its own, its result
+    dropped: ``jaxae run`` exits without waiting for it. Without ``should_stop`` it
+    is a plain call.
+    """
+    if should_stop is None:
+        return call()
+    result: list = []
+
+    def work():
+        try:
+            result.append((True, call()))
+        except BaseException as e:  # raised again in the caller's thread
+            result.append((False, e))
+
+    thread = threading.Thread(target=work, daemon=True, name="jaxae-polled")
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=every)
+        if thread.is_alive() and should_stop():
+            raise Stopped(message, done=0, interrupted=True)
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
 
 
 def default_chunk(epochs: int, steps_per_epoch: int) -> int:

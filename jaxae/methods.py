@@ -9,7 +9,6 @@ The algorithms themselves live in ``jaxae.cluster``.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ from jaxae.cluster.refine import config_for, restore_state, state_template
 from jaxae.config import ClusterConfig, ModelConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.loop import Stopped
+from jaxae.loop import Stopped, polled
 
 # A code unit is alive when it is non-zero for at least this share of the images.
 ALIVE_FRACTION = 0.01
@@ -130,37 +129,6 @@ def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
     """Between fits, and after one that cannot be stopped inside (scikit-learn's)."""
     if should_stop is not None and should_stop():
         raise Stopped(message, done=0, interrupted=True)
-
-
-def polled(fit: Callable[[], Any], should_stop: Callable[[], bool] | None, message: str) -> Any:
-    """``fit()``, which cannot be stopped inside (scikit-learn's KMeans on the pixels:
-    a minute at 70,000 images), with ``should_stop`` polled every half second.
-
-    The fit runs in a daemon thread; a stop raises ``jaxae.loop.Stopped`` at once and
-    leaves the thread to finish on its own, its result dropped (``jaxae run`` exits
-    without waiting for it). Without ``should_stop`` it is a plain call.
-    """
-    if should_stop is None:
-        return fit()
-    done: list = []
-
-    def work():
-        try:
-            done.append((True, fit()))
-        except BaseException as e:  # handed to the caller's thread
-            done.append((False, e))
-
-    thread = threading.Thread(target=work, daemon=True, name="jaxae-fit")
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-        if thread.is_alive():
-            check_stop(should_stop, message)
-    ok, value = done[0]
-    if not ok:
-        raise value
-    check_stop(should_stop, message)
-    return value
 
 
 def _fit(
@@ -336,6 +304,7 @@ def pixel_baselines(
         check_stop(should_stop, stopped)
         config = dataclasses.replace(cluster_config, seed=seed)
         fitted = polled(lambda c=config: cluster.kmeans(pixels, c), should_stop, stopped)
+        check_stop(should_stop, stopped)
         out["pixel_kmeans"][seed] = cluster.scores(labels, fitted)
         if method is not None:
             config = dataclasses.replace(config, method=method)

@@ -111,16 +111,14 @@ def whole_umap(tmp_path_factory):
 
 def test_a_sigint_during_the_umap_layout_stops_within_seconds(tmp_path, whole_umap):
     seconds = _stop_and_resume(
-        tmp_path, UMAP, "the UMAP layout", "the UMAP layout stopped after epoch", whole_umap
+        tmp_path, UMAP, "the UMAP layout", "the UMAP layout stopped", whole_umap
     )
     assert seconds < 10  # a call of about two seconds, then the exit
 
 
 def test_a_sigint_during_em_stops_within_seconds(tmp_path, tmp_path_factory):
     whole = _whole(tmp_path_factory, EM)
-    seconds = _stop_and_resume(
-        tmp_path, EM, "the mixture's EM", "the mixture's EM stopped after iteration", whole
-    )
+    seconds = _stop_and_resume(tmp_path, EM, "the mixture's EM", "the mixture's EM stopped", whole)
     assert seconds < 10
 
 

@@ -68,7 +68,7 @@ from jax.scipy.linalg import solve_triangular
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.jax_kmeans import kmeans_jax
 from jaxae.errors import JaxaeError
-from jaxae.loop import Call, Stopped, drive
+from jaxae.loop import Call, Stopped, drive, polled
 
 COVARIANCE_TYPES = ("full", "diag")
 _PRECISION = jax.lax.Precision.HIGHEST
@@ -156,12 +156,15 @@ def fit_gmm_jax(
     x = jnp.asarray(features, jnp.float32)
     seeds = np.random.SeedSequence(seed).generate_state(n_init)
     starts = []
-    for s in seeds:
+    for s in seeds:  # each start's k-means is one call: polled beside it
+        message = f"the mixture's k-means starts stopped after {len(starts)}"
+        start = lambda s=s: kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels
+        starts.append(jnp.asarray(polled(start, should_stop, message)))
         if should_stop is not None and should_stop():
-            raise Stopped("the mixture's k-means starts stopped", done=0, interrupted=True)
-        starts.append(jnp.asarray(kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels))
+            raise Stopped(message, done=0, interrupted=True)
     diag = covariance_type == "diag"
-    em = EM(x, jnp.stack(starts), tol, reg_covar, clusters=clusters, max_iter=max_iter, diag=diag)
+    em = EM(x, jnp.stack(starts), tol, reg_covar, clusters=clusters, max_iter=max_iter, diag=diag,
+            should_stop=should_stop)  # fmt: skip
     state, _ = drive(
         em.run, em.init(), start=0, total=max_iter, chunk=max_iter, observe=em.observe,
         unit="iteration", what="the mixture's EM", progress=progress, should_stop=should_stop,
@@ -195,10 +198,13 @@ class EM:
       starts: ``(R, N)`` int32 labels, one start per run.
       tol, reg_covar, clusters, max_iter, diag: as :func:`fit_gmm_jax` takes them
         (``diag``: diagonal covariances).
+      should_stop: polled beside each call of ``run`` (:func:`jaxae.loop.polled`): an
+        iteration on 70,000 pixels in 784 dimensions takes longer than a poll may wait.
     """
 
-    def __init__(self, x, starts, tol, reg_covar, *, clusters, max_iter, diag):
+    def __init__(self, x, starts, tol, reg_covar, *, clusters, max_iter, diag, should_stop=None):
         self.x, self.starts, self.max_iter = x, starts, max_iter
+        self.should_stop = should_stop
         self.opt = _Options(clusters, max_iter, diag, _REG_RETRIES)
         self.centre, self.scale = _standardise(x)
         f = x.shape[1]
@@ -210,9 +216,10 @@ class EM:
 
     def run(self, state, first, count):
         del first  # every run counts its own iterations
-        return _em_run(
+        call = lambda: jax.block_until_ready(_em_run(
             self.x, state, self.centre, self.scale, self.tol, self.reg, count, opt=self.opt
-        )
+        ))  # fmt: skip
+        return polled(call, self.should_stop, "the mixture's EM stopped inside a call")
 
     def observe(self, state, ran, first, count) -> Call:
         ran, going = jax.device_get((ran, _going(state, self.max_iter)))

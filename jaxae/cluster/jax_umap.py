@@ -354,6 +354,7 @@ def fit_umap(
     layout = _pad_edges(_layout_graph(graph), bucket(len(graph.data)))
     shards = 1 if mesh is None else mesh.size
     capacity = layout_capacity(layout, epochs, waves=_WAVES, shards=shards)
+    umap_drive.check(should_stop, "after its layout's capacity")
     if mesh is not None:
         layout, start = replicate((to_host(layout), start), mesh)
     program = functools.partial(

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxae.cluster.jax_umap import _knn_rows
-from jaxae.loop import Call, Stopped, drive
+from jaxae.loop import Call, Stopped, drive, polled
 
 StopFn = Callable[[], bool] | None
 
@@ -34,13 +34,16 @@ def neighbours(
 ) -> tuple[jax.Array, jax.Array]:
     """``(N, k)`` int32 neighbours and float32 distances of every row of ``(N, D)``
     ``x`` among the rows, itself first: :func:`jaxae.cluster.jax_umap.nearest_neighbors`
-    with ``self_first``, one device, in calls of whole blocks of ``rows`` query rows."""
+    with ``self_first``, one device, in calls of whole blocks of ``rows`` query rows,
+    each beside a poll (:func:`jaxae.loop.polled`)."""
     n = x.shape[0]
     blocks = -(-n // rows)
     state = (jnp.zeros((blocks * rows, k), jnp.int32), jnp.zeros((blocks * rows, k), jnp.float32))
 
     def run(state, first, count):
-        return _search_blocks(x, *state, first, count, k=k, rows=rows, cols=cols), None
+        search = lambda: _search_blocks(x, *state, first, count, k=k, rows=rows, cols=cols)
+        message = f"the UMAP neighbour search stopped in block {first + 1}"
+        return polled(lambda: jax.block_until_ready(search()), should_stop, message), None
 
     (ids, dist), _ = drive(
         run, state, start=0, total=blocks, chunk=blocks, observe=_wait, unit="block",
@@ -76,15 +79,23 @@ def layout(
     progress: bool,
 ) -> jax.Array:
     """``epochs`` layout epochs from ``start``: ``program(y, first, count)`` is
-    :func:`jaxae.cluster.jax_umap.layout_epochs` with everything else bound."""
+    :func:`jaxae.cluster.jax_umap.layout_epochs` with everything else bound.
+
+    Each call runs beside a poll (:func:`jaxae.loop.polled`), as the search's do:
+    the first compiles the program, seconds at 70,000 rows, which no chunk can
+    shorten, and a stop need not wait for a call to end (the fit is dropped)."""
+
+    def run(y, first, count):
+        message = f"the UMAP layout stopped in epoch {first + 1}"
+        call = lambda: jax.block_until_ready(program(y, first, count))
+        return polled(call, should_stop, message), None
+
     y, _ = drive(
-        lambda y, first, count: (program(y, first, count), None), start, start=0,
-        total=epochs, chunk=epochs, observe=_wait, unit="epoch", what="the UMAP layout",
-        progress=progress, should_stop=should_stop,
+        run, start, start=0, total=epochs, chunk=epochs, observe=_wait, unit="epoch",
+        what="the UMAP layout", progress=progress, should_stop=should_stop,
     )  # fmt: skip
     return y
 
 
 def _wait(state, out, first: int, count: int) -> Call:
-    jax.block_until_ready(state)
-    return Call(count)
+    return Call(count)  # the call waited for its result (beside a poll)
