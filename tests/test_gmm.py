@@ -201,3 +201,16 @@ def test_the_reg_covar_flag_reaches_the_fit_and_a_failure_names_it(tmp_path, mon
     assert main(["run", *flags, "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "--gmm-reg-covar" in err and "reg_covar" not in err, err
+
+
+def test_scikit_learns_mixture_runs_beside_a_poll(blobs):
+    from jaxae.cluster.gmm import fit_mixture
+    from jaxae.loop import Stopped
+
+    options = dict(clusters=4, n_init=1, seed=0, backend="sklearn")
+    plain = fit_mixture(blobs[0], **options)
+    polled = fit_mixture(blobs[0], **options, should_stop=lambda: False)
+    np.testing.assert_array_equal(polled.labels, plain.labels)
+    big = np.tile(blobs[0], (200, 1))  # 60,000 rows: longer than a poll's half second
+    with pytest.raises(Stopped, match="scikit-learn's mixture stopped"):
+        fit_mixture(big, **options, should_stop=lambda: True)

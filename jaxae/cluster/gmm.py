@@ -22,6 +22,7 @@ from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
+from jaxae.loop import polled
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 BACKENDS = ("sklearn", "jax")
@@ -211,11 +212,14 @@ def fit_mixture(
     GaussianMixture built from its arrays, and its labels are that model's
     ``predict``, so what a run saves predicts the labels it reports. ``reg_covar``:
     see :class:`GMMOptions`. ``should_stop`` and ``progress`` reach the JAX
-    backend's EM (scikit-learn's fit is one call that cannot be stopped inside).
+    backend's EM; scikit-learn's fit, one call, runs beside a poll
+    (:func:`jaxae.loop.polled`).
     """
     check_choice("backend", backend, BACKENDS)
-    if backend == "sklearn":
-        return fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed, reg_covar=reg_covar)
+    if backend == "sklearn":  # one call: waited for beside a poll
+        fit = lambda: fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed,
+                              reg_covar=reg_covar)  # fmt: skip
+        return polled(fit, should_stop, "scikit-learn's mixture stopped")
     from jaxae.cluster.jax_gmm import fit_gmm_jax
 
     features = np.asarray(check_rows("features", features), np.float32)
