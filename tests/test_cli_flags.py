@@ -10,7 +10,8 @@ from tests.helpers import run_until_start as run
 
 # A value each method flag accepts (argv after the flag; --dec-guard takes none).
 VALUES = {
-    "kmeans": ["jax"], "gmm": ["sklearn"], "umap": ["jax"], "umap_dim": ["5"],
+    "kmeans": ["jax"], "gmm": ["sklearn"], "gmm_reg_covar": ["1e-4"], "umap": ["jax"],
+    "umap_dim": ["5"],
     "umap_neighbors": ["5"], "umap_min_dist": ["0.1"], "umap_epochs": ["10"],
     "update_interval": ["10"], "max_steps": ["10"], "dec_tol": ["0.01"], "dec_shift": ["0.1"],
     "dec_rotate": ["5"], "dec_start": ["umap-gmm"], "dec_guard": [], "gamma": ["0.2"],

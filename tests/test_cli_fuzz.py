@@ -204,6 +204,7 @@ OUT_OF_RANGE = {
     "--umap-neighbors": ["1", "-1"],
     "--umap-min-dist": ["nan", "inf", "-1", "5"],
     "--umap-epochs": ["0", "-1", BIG_INT],
+    "--gmm-reg-covar": ["nan", "inf", "-1"],
     "--seed": ["-1", str(2**32)],
     "--seeds": ["0", "-1"],
     "--devices": ["0", "-1", "nan"],

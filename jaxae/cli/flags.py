@@ -23,6 +23,7 @@ METHOD_FLAGS = {
     # KMeans on the codes only: DEC's KMeans start and the pixel baseline use scikit-learn.
     "kmeans": ("kmeans",),
     "gmm": ("gmm", *UMAP_GMM),
+    "gmm_reg_covar": ("gmm", *UMAP_GMM),
     "umap": UMAP_GMM,
     "umap_dim": UMAP_GMM,
     "umap_neighbors": UMAP_GMM,
