@@ -10,19 +10,22 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 import jaxae
 from jaxae import lifecycle
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli.run import add_args, experiment_config
 from jaxae.cluster import RefineConfig, init_refinement, refine
-from jaxae.cluster.dec import (
+from jaxae.cluster.dec import _compare_models, encode_models
+from jaxae.cluster.guard import (
     GUARD_BALANCE,
     GUARD_EMPTY,
     GUARD_MOVED,
     GUARD_SIGNALS,
     degeneration,
-    encode_models,
+    disagreement,
+    mean_agreement,
 )
 from jaxae.cluster.kmeans import predict_nearest
 from jaxae.config import ModelConfig
@@ -91,6 +94,58 @@ def test_signal_equals_numpy_on_random_labels():
         assert int(jax.jit(degeneration, static_argnums=2)(labels, start, k)) == want
         seen.add(want)
     assert seen == {0, 1, 2, 3}  # every outcome was exercised
+
+
+def test_mean_agreement_is_scikit_learns_mean_adjusted_rand_index():
+    rng = np.random.default_rng(1)
+    agree = jax.jit(mean_agreement, static_argnums=1)
+    for _ in range(40):
+        m, k = int(rng.integers(2, 5)), int(rng.integers(2, 11))
+        base = rng.integers(0, k, 400)
+        parts = np.stack([np.where(rng.random(400) < rng.random(), rng.integers(0, k, 400), base)
+                          for _ in range(m)]).astype(np.int32)  # fmt: skip
+        want = np.mean([adjusted_rand_score(a, b) for i, a in enumerate(parts)
+                        for j, b in enumerate(parts) if i != j])  # fmt: skip
+        np.testing.assert_allclose(float(agree(parts, k)), want, rtol=1e-4, atol=1e-5)
+    # A renumbering is the same partition; one label for everything agrees with itself.
+    a = rng.integers(0, 5, 400).astype(np.int32)
+    assert float(agree(np.stack([a, (a + 2) % 5, a]), 5)) == pytest.approx(1.0, abs=1e-6)
+    assert float(agree(np.zeros((2, 50), np.int32), 3)) == 1.0
+
+
+def test_disagree_fires_when_the_seeds_drift_apart_and_not_when_they_agree():
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 6, 600)
+    noisy = lambda p: np.where(rng.random(600) < p, rng.integers(0, 6, 600), truth)
+    start = np.stack([noisy(0.1) for _ in range(3)]).astype(np.int32)
+    assert not bool(disagreement(start, start, 6))
+    # Every model moves towards the same clusters: they agree more, nothing fires.
+    closer = np.stack([np.where(rng.random(600) < 0.5, truth, s) for s in start]).astype(np.int32)
+    assert not bool(disagreement(closer, start, 6))
+    # Each model drifts its own way (a third of its labels relabelled at random).
+    apart = np.stack([np.where(rng.random(600) < 0.35, rng.integers(0, 6, 600), s)
+                      for s in start]).astype(np.int32)  # fmt: skip
+    assert bool(disagreement(apart, start, 6))
+    assert not bool(disagreement(apart[:1], start[:1], 6))  # one model: no one to agree with
+
+
+def test_disagree_stops_every_model_and_counts_a_stopped_one_at_its_start(data, params):
+    x, _ = data
+    state = init_refinement(params, x, model_config=MODEL, config=HEALTHY, seeds=SEEDS)
+    rng = np.random.default_rng(3)
+    drifted = np.asarray(state.labels).copy()
+    drifted[1] = rng.integers(0, K, drifted.shape[1])  # model 1 far from model 0 and its start
+    state = state._replace(labels=drifted, step=np.full(len(SEEDS), 30, np.int32))
+    fired = jax.device_get(_compare_models(state, K))
+    assert fired.guard_step.tolist() == [30, 30] and fired.converged.all()
+    assert [GUARD_SIGNALS[s - 1] for s in fired.guard_signal] == ["disagree", "disagree"]
+    # Model 1 already stopped by its own signal keeps its start, which agrees.
+    stopped = state._replace(guard_step=np.asarray([-1, 20], np.int32))
+    kept = jax.device_get(_compare_models(stopped, K))
+    assert kept.guard_step.tolist() == [-1, 20] and not kept.converged[0]
+    # Before the first step's update nothing fires: the labels are the start's.
+    early = jax.device_get(_compare_models(state._replace(step=np.zeros(2, np.int32)), K))
+    assert (early.guard_step == -1).all()
 
 
 def test_guard_must_be_a_bool():

@@ -27,9 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+from sklearn.metrics import adjusted_rand_score
 
 from jaxae import cluster, methods
-from jaxae.cluster.dec import (
+from jaxae.cluster.guard import (
+    GUARD_AGREEMENT,
     GUARD_BALANCE,
     GUARD_EMPTY,
     GUARD_MOVED,
@@ -53,15 +55,27 @@ def shares_stats(labels: np.ndarray, k: int) -> dict:
     }
 
 
+def agreement(labels: np.ndarray, m: int) -> float:
+    """Mean adjusted Rand index of model ``m``'s labels with the other models' (no
+    ground truth: how far the seeds agree, as the consensus measures it)."""
+    others = [adjusted_rand_score(labels[m], labels[j]) for j in range(len(labels)) if j != m]
+    return float(np.mean(others)) if others else 1.0
+
+
 def effective(shares: np.ndarray) -> float:
     """The guard's effective number of clusters of ``(K,)`` shares."""
     return float(effective_clusters(jnp.asarray(shares, jnp.float32)))
 
 
-def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
+def replay(paths: list[str], balance: float, empty: float, moved: float, agreement: float) -> str:
     """A markdown table: where the guard's rule, with these thresholds, fires on the
-    recorded traces (the signals as ``jaxae.cluster.dec.degeneration`` computes them,
-    from the recorded shares and moved labels), and the ACC it keeps or gives up."""
+    recorded traces (the signals as ``jaxae.cluster.guard`` computes them, from the
+    recorded shares, moved labels and agreement), and the ACC it keeps or gives up.
+
+    ``disagree`` is replayed from the mean of the models' recorded agreements (each
+    model's mean adjusted Rand index with the others, so their mean is the mean over
+    pairs); a model stopped earlier by its own signal counts there with its refined
+    labels, not its start as in the guard, so the replay fires no later than it."""
     lines = [
         "| trace | seed | start ACC | last ACC (step) | fires at step (signal) | ACC then "
         "| least effective clusters - start | least share kept | most moved |",
@@ -72,6 +86,11 @@ def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
         name = (
             f"{Path(d['dataset']).resolve().parent.name} {d['method']} from {d['refine']['start']}"
         )
+        apart = {}  # step -> whether the seeds' mean agreement fell too far
+        if len(d["traces"]) > 1 and "agreement" in d["traces"][0][0]:
+            means = np.mean([[r["agreement"] for r in t] for t in d["traces"]], axis=0)
+            steps = [r["step"] for r in d["traces"][0]]
+            apart = {st: bool(a < means[0] - agreement) for st, a in zip(steps, means, strict=True)}
         for m, trace in enumerate(d["traces"]):
             start = np.array(d["start"][m]["shares"])
             e0 = effective(start)
@@ -82,6 +101,7 @@ def replay(paths: list[str], balance: float, empty: float, moved: float) -> str:
                 kept = float(np.min(shares[start > 0] / start[start > 0]))
                 worst = [min(worst[0], drop), min(worst[1], kept), max(worst[2], r["moved"])]
                 fired = [drop < -balance, kept < empty, r["moved"] > moved]
+                fired.append(apart.get(r["step"], False))
                 if fire is None and any(fired):
                     fire = (r["step"], GUARD_SIGNALS[fired.index(True)], r.get("acc"))
             last = trace[-1]
@@ -101,6 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--balance", type=float, default=GUARD_BALANCE)
     p.add_argument("--empty", type=float, default=GUARD_EMPTY)
     p.add_argument("--moved", type=float, default=GUARD_MOVED)
+    p.add_argument("--agreement", type=float, default=GUARD_AGREEMENT)
     p.add_argument("--dataset", help="the images to refine on (required without --replay)")
     p.add_argument("--preset", default="n2d-da-fast")
     p.add_argument("--seeds", default="0,1,2")
@@ -111,9 +132,10 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=150, help="steps between records")
     p.add_argument("--cache", default="/tmp/jaxae-trace-cache")
     p.add_argument("--out", help="the trace JSON to write (required without --replay)")
+    p.add_argument("--labels", default=None, help="also save every record's labels (.npz)")
     args = p.parse_args(argv)
     if args.replay:
-        print(replay(args.replay, args.balance, args.empty, args.moved))
+        print(replay(args.replay, args.balance, args.empty, args.moved, args.agreement))
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -158,12 +180,15 @@ def main(argv=None) -> int:
     start_labels = np.asarray(initial.labels)
     k = ccfg.clusters
     traces = [[] for _ in seeds]
+    kept = []
 
     def record(done, state):
         labels = np.asarray(state.labels)
+        kept.append(labels.astype(np.uint8))
         for m in range(len(seeds)):
             row = {"step": int(state.step[m]), "loss": float(state.loss[m]),
                    "moved": float(np.mean(labels[m] != start_labels[m])),
+                   "agreement": agreement(labels, m),
                    "delta": float(state.delta[m]), "converged": bool(state.converged[m]),
                    **shares_stats(labels[m], k)}  # fmt: skip
             if ds.labels is not None:
@@ -190,6 +215,9 @@ def main(argv=None) -> int:
         "traces": traces,
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(out))
+    if args.labels:
+        steps = np.asarray([r["step"] for r in traces[0]])
+        np.savez_compressed(args.labels, labels=np.stack(kept), steps=steps)
     for m, seed in enumerate(seeds):
         t = traces[m]
         rows = [

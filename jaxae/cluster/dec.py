@@ -58,6 +58,7 @@ import optax
 
 from jaxae._validate import check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig, augment, check_image_shape
+from jaxae.cluster.guard import GUARD_SIGNALS, degeneration, disagreement
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
 from jaxae.model import build_model
@@ -66,19 +67,6 @@ METHODS = ("dec", "idec")
 OPTIMIZERS = ("sgd", "adam")
 # Keras' K.epsilon(): its kld clips p and q to [1e-7, 1].
 KLD_EPSILON = 1e-7
-# The guard (RefineConfig.guard): at every target update a model's new labels are
-# compared with the clusters it started from, without labels of the data; when one
-# of these signals fires, the model stops and the refinement keeps its start
-# (jaxae.cluster.refine). Thresholds chosen on MNIST and Fashion-MNIST together
-# (bench/studies/refine_trace.py; README: Results: the refinement guard).
-GUARD_SIGNALS = ("unbalanced", "empty", "moved")
-# "unbalanced": the effective number of clusters, exp(entropy of the cluster shares),
-# fell by more than this many clusters below the start's (clusters absorbing others).
-GUARD_BALANCE = 0.65
-# "empty": a cluster keeps less than this fraction of the share it started with.
-GUARD_EMPTY = 0.1
-# "moved": more than this share of the labels left the cluster they started in.
-GUARD_MOVED = 0.3
 # Folded into key(seed) for the refinement's augmentation: a stream of its own,
 # apart from pretraining's split(key(seed)) (whose two keys are fold_in 0 and 1).
 AUGMENT_STREAM = 0x44454441  # "DEDA"
@@ -203,38 +191,6 @@ class RefineState(NamedTuple):
     start_centers: jax.Array
     guard_step: jax.Array
     guard_signal: jax.Array
-
-
-def degeneration(labels: jax.Array, start_labels: jax.Array, clusters: int) -> jax.Array:
-    """Which guard signal ``(N,)`` labels show against the ``(N,)`` start: ``()`` int32.
-
-    0 when the clusters look healthy, else 1 + the index in ``GUARD_SIGNALS`` of
-    the first signal that fires:
-
-    - ``unbalanced``: the effective number of clusters, ``exp(-sum s log s)`` of
-      the cluster shares s, is more than ``GUARD_BALANCE`` below the start's;
-    - ``empty``: a cluster that had codes keeps less than ``GUARD_EMPTY`` of its
-      starting share;
-    - ``moved``: more than ``GUARD_MOVED`` of the labels differ from the start's.
-
-    A cluster's identity is its centre, which the refinement moves but never
-    renumbers, so labels compare with the start's directly. No ground truth enters.
-    """
-    n = labels.shape[0]
-    shares = jnp.bincount(labels, length=clusters) / n
-    start = jnp.bincount(start_labels, length=clusters) / n
-    fired = jnp.stack([
-        effective_clusters(shares) < effective_clusters(start) - GUARD_BALANCE,
-        jnp.any((start > 0) & (shares < GUARD_EMPTY * start)),
-        jnp.mean((labels != start_labels).astype(jnp.float32)) > GUARD_MOVED,
-    ])  # fmt: skip
-    return jnp.where(jnp.any(fired), jnp.argmax(fired) + 1, 0).astype(jnp.int32)
-
-
-def effective_clusters(shares: jax.Array) -> jax.Array:
-    """``exp`` of the entropy of ``(K,)`` cluster shares: K when all are equal, 1 for one."""
-    safe = jnp.where(shares > 0, shares, 1.0)
-    return jnp.exp(-jnp.sum(jnp.where(shares > 0, shares * jnp.log(safe), 0.0)))
 
 
 def soft_assignment(codes: jax.Array, centers: jax.Array, alpha: float = 1.0) -> jax.Array:
@@ -406,6 +362,22 @@ def update_target(
     return jax.lax.cond(state.converged, lambda s: s, update, state)
 
 
+def _compare_models(state: RefineState, clusters: int) -> RefineState:
+    """After a target update of every model: when the models' labels agree less than
+    their starts did (:func:`jaxae.cluster.guard.disagreement`), the guard stops every
+    model it has not stopped yet, with the signal ``disagree``. A model already
+    stopped counts with its start, which it keeps."""
+    stopped = state.guard_step >= 0
+    labels = jnp.where(stopped[:, None], state.start_labels, state.labels)
+    apart = disagreement(labels, state.start_labels, clusters)
+    fired = (state.step > 0) & ~stopped & apart
+    return state._replace(
+        converged=state.converged | fired,
+        guard_step=jnp.where(fired, state.step, state.guard_step),
+        guard_signal=jnp.where(fired, GUARD_SIGNALS.index("disagree") + 1, state.guard_signal),
+    )
+
+
 def _per_model(fn, vectorize: bool):
     """``fn(state, x, key)`` of one model over the leading model axis of ``state`` and
     ``keys`` (``None``, an empty tree, when nothing is augmented)."""
@@ -461,10 +433,14 @@ def refine_steps(
             "keys=augment_keys(seeds)"
         )
 
+    def update_all(state):
+        state = update(state, x, keys)
+        return _compare_models(state, config.clusters) if config.guard else state
+
     def body(carry):
         i, state = carry
         due = (first_step + i) % config.update_interval == 0
-        state = jax.lax.cond(due, lambda s: update(s, x, keys), lambda s: s, state)
+        state = jax.lax.cond(due, update_all, lambda s: s, state)
         return i + 1, step(state, x, keys)
 
     def more(carry):

@@ -23,7 +23,6 @@ import numpy as np
 from jaxae._validate import check_int, check_rows
 from jaxae.augment import check_image_shape
 from jaxae.cluster.dec import (
-    GUARD_SIGNALS,
     RefineConfig,
     RefineState,
     augment_keys,
@@ -31,6 +30,7 @@ from jaxae.cluster.dec import (
     encode_models,
     refine_steps,
 )
+from jaxae.cluster.guard import GUARD_SIGNALS
 from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, predict_nearest
 
 # The options a run gives, in a module of their own; imported from here too.

@@ -48,7 +48,7 @@ class RefineOptions:
         default; ``n_init`` starts) or ``"umap-gmm"`` (N2D's UMAP and Gaussian
         mixture, with the run's ``umap`` and ``gmm`` options and ``n_init``).
       guard: stop a model whose clusters degenerate and keep its start
-        (:func:`jaxae.cluster.dec.degeneration`; True).
+        (:mod:`jaxae.cluster.guard`; True).
     """
 
     update_interval: int = 140
