@@ -96,8 +96,9 @@ class RefineConfig:
       image_shape: ``(H, W)`` the rows were flattened from; needed when
         ``augment`` is enabled, unused otherwise.
       guard: watch each model's clusters at every target update and stop it when
-        they degenerate (:func:`degeneration`); :func:`jaxae.cluster.refine`
-        then keeps the model's start. False refines as the anchors do.
+        they degenerate, and every model when they drift apart
+        (:mod:`jaxae.cluster.guard`); :func:`jaxae.cluster.refine` then keeps the
+        stopped models' starts. False refines as the anchors do.
     """
 
     method: str = "dec"

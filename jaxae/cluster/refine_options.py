@@ -47,8 +47,8 @@ class RefineOptions:
         their centres being each cluster's mean code: ``"kmeans"`` (DEC's, the
         default; ``n_init`` starts) or ``"umap-gmm"`` (N2D's UMAP and Gaussian
         mixture, with the run's ``umap`` and ``gmm`` options and ``n_init``).
-      guard: stop a model whose clusters degenerate and keep its start
-        (:mod:`jaxae.cluster.guard`; True).
+      guard: stop a model whose clusters degenerate, or every model when the seeds
+        drift apart, and keep the start (:mod:`jaxae.cluster.guard`; True).
     """
 
     update_interval: int = 140
