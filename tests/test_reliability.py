@@ -177,7 +177,7 @@ def test_every_model_of_a_batch_is_checked_like_a_config():
     with pytest.raises(JaxaeError, match="seed must be at least 0, got -1"):
         fit(np.zeros((64, 64), np.float32), model_config=ModelConfig.tiny(),
             train_config=TrainConfig(epochs=1, batch_size=32), seeds=[0, -1])  # fmt: skip
-    with pytest.raises(JaxaeError, match="positive and finite"):
+    with pytest.raises(JaxaeError, match="lr must be a positive, finite learning rate, got inf"):
         fit(
             np.zeros((64, 64), np.float32),
             model_config=ModelConfig.tiny(),
