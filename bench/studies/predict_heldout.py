@@ -9,10 +9,10 @@ image alone), how many training images ``predict`` gives ``clusters.npy`` back f
 held-out labels and codes are the same predicted in one call, one at a time (the
 first ``--alone`` of them) and permuted.
 
-    PYTHONPATH=. python scripts/predict_heldout.py --dataset ../shared/data/mnist-5k \\
+    PYTHONPATH=. python bench/studies/predict_heldout.py --dataset ../shared/data/mnist-5k \\
         --train 4000 --test 1000 --epochs 30 --run /tmp/run4k
     # the full set: 60,000 training digits, the 10,000 test digits after them
-    PYTHONPATH=. python scripts/predict_heldout.py --dataset ../shared/data/mnist \\
+    PYTHONPATH=. python bench/studies/predict_heldout.py --dataset ../shared/data/mnist \\
         --train 60000 --test 10000 --epochs 100 --run /tmp/run60k
 """
 

@@ -10,7 +10,7 @@ a line when it enters each step; the parent waits for the step's line, waits
 ``--into`` seconds more (so the signal lands inside the step, not at its start),
 sends SIGINT and times the exit. One child per step: a stop ends the fit.
 
-    PYTHONPATH=. python scripts/umap_stop_latency.py \\
+    PYTHONPATH=. python bench/studies/umap_stop_latency.py \\
         --images ../shared/data/mnist --n 70000
 """
 
