@@ -24,7 +24,6 @@ from jaxae.cluster.guard import (
     GUARD_MOVED,
     GUARD_SIGNALS,
     degeneration,
-    disagreement,
     mean_agreement,
 )
 from jaxae.cluster.kmeans import predict_nearest
@@ -113,39 +112,44 @@ def test_mean_agreement_is_scikit_learns_mean_adjusted_rand_index():
     assert float(agree(np.zeros((2, 50), np.int32), 3)) == 1.0
 
 
-def test_disagree_fires_when_the_seeds_drift_apart_and_not_when_they_agree():
-    rng = np.random.default_rng(2)
-    truth = rng.integers(0, 6, 600)
-    noisy = lambda p: np.where(rng.random(600) < p, rng.integers(0, 6, 600), truth)
-    start = np.stack([noisy(0.1) for _ in range(3)]).astype(np.int32)
-    assert not bool(disagreement(start, start, 6))
-    # Every model moves towards the same clusters: they agree more, nothing fires.
-    closer = np.stack([np.where(rng.random(600) < 0.5, truth, s) for s in start]).astype(np.int32)
-    assert not bool(disagreement(closer, start, 6))
-    # Each model drifts its own way (a third of its labels relabelled at random).
-    apart = np.stack([np.where(rng.random(600) < 0.35, rng.integers(0, 6, 600), s)
-                      for s in start]).astype(np.int32)  # fmt: skip
-    assert bool(disagreement(apart, start, 6))
-    assert not bool(disagreement(apart[:1], start[:1], 6))  # one model: no one to agree with
-
-
-def test_disagree_stops_every_model_and_counts_a_stopped_one_at_its_start(data, params):
+def test_disagree_fires_when_the_seeds_drift_apart_and_not_when_they_agree(data, params):
     x, _ = data
-    state = init_refinement(params, x, model_config=MODEL, config=HEALTHY, seeds=SEEDS)
-    rng = np.random.default_rng(3)
-    drifted = np.asarray(state.labels).copy()
-    drifted[1] = rng.integers(0, K, drifted.shape[1])  # model 1 far from model 0 and its start
-    state = state._replace(labels=drifted, step=np.full(len(SEEDS), 30, np.int32))
-    fired = jax.device_get(_compare_models(state, K))
-    assert fired.guard_step.tolist() == [30, 30] and fired.converged.all()
+    state = jax.device_get(
+        init_refinement(params, x, model_config=MODEL, config=HEALTHY, seeds=SEEDS)
+    )
+    rng = np.random.default_rng(2)
+    n = state.labels.shape[1]
+    truth = rng.integers(0, K, n)
+    noisy = lambda labels, p: np.where(rng.random(n) < p, rng.integers(0, K, n), labels)
+    first = np.stack([noisy(truth, 0.15) for _ in SEEDS]).astype(np.int32)
+
+    def compare(labels, step, **changes):
+        at = state._replace(labels=labels, step=np.full(len(SEEDS), step, np.int32), **changes)
+        return jax.device_get(jax.jit(_compare_models, static_argnums=1)(at, K))
+
+    # The first update sets the reference, whatever the start's own labels agreed.
+    after = compare(first, 0)
+    assert (after.guard_step == -1).all() and not after.converged.any()
+    reference = float(after.agreement[0])
+    assert reference == pytest.approx(adjusted_rand_score(first[0], first[1]), abs=1e-5)
+    state = state._replace(agreement=after.agreement)
+    # Every model moves towards the same clusters: they agree more, nothing fires.
+    closer = np.stack([np.where(rng.random(n) < 0.5, truth, f) for f in first]).astype(np.int32)
+    quiet = compare(closer, 30)
+    assert (quiet.guard_step == -1).all() and float(quiet.agreement[0]) == reference
+    # Each model drifts its own way: every model stops, with the signal "disagree".
+    apart = np.stack([noisy(f, 0.35) for f in first]).astype(np.int32)
+    fired = compare(apart, 60)
+    assert fired.guard_step.tolist() == [60, 60] and fired.converged.all()
     assert [GUARD_SIGNALS[s - 1] for s in fired.guard_signal] == ["disagree", "disagree"]
-    # Model 1 already stopped by its own signal keeps its start, which agrees.
-    stopped = state._replace(guard_step=np.asarray([-1, 20], np.int32))
-    kept = jax.device_get(_compare_models(stopped, K))
+    # A model its own signal stopped counts with its start's labels, which it keeps.
+    one_drifted = np.stack([first[0], apart[1]])
+    stopped = np.asarray([-1, 20], np.int32)
+    kept = compare(one_drifted, 60, start_labels=first, guard_step=stopped)
     assert kept.guard_step.tolist() == [-1, 20] and not kept.converged[0]
-    # Before the first step's update nothing fires: the labels are the start's.
-    early = jax.device_get(_compare_models(state._replace(step=np.zeros(2, np.int32)), K))
-    assert (early.guard_step == -1).all()
+    # One model has no one to agree with.
+    alone = jax.tree.map(lambda a: a[:1], state._replace(labels=apart, step=np.full(2, 60)))
+    assert int(jax.device_get(_compare_models(alone, K)).guard_step[0]) == -1
 
 
 def test_guard_must_be_a_bool():

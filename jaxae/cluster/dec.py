@@ -58,7 +58,7 @@ import optax
 
 from jaxae._validate import check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig, augment, check_image_shape
-from jaxae.cluster.guard import GUARD_SIGNALS, degeneration, disagreement
+from jaxae.cluster.guard import GUARD_AGREEMENT, GUARD_SIGNALS, degeneration, mean_agreement
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
 from jaxae.model import build_model
@@ -178,6 +178,9 @@ class RefineState(NamedTuple):
       guard_step: ``()`` int32 the step at which the guard fired, -1 while it has not.
       guard_signal: ``()`` int32 which signal fired: 1 + its index in
         ``GUARD_SIGNALS``, 0 while none has.
+      agreement: ``()`` float32 the models' mean agreement after the first target
+        update, the ``disagree`` signal's reference (the same for every model; NaN
+        before it).
     """
 
     params: Any
@@ -192,6 +195,7 @@ class RefineState(NamedTuple):
     start_centers: jax.Array
     guard_step: jax.Array
     guard_signal: jax.Array
+    agreement: jax.Array
 
 
 def soft_assignment(codes: jax.Array, centers: jax.Array, alpha: float = 1.0) -> jax.Array:
@@ -364,18 +368,27 @@ def update_target(
 
 
 def _compare_models(state: RefineState, clusters: int) -> RefineState:
-    """After a target update of every model: when the models' labels agree less than
-    their starts did (:func:`jaxae.cluster.guard.disagreement`), the guard stops every
-    model it has not stopped yet, with the signal ``disagree``. A model already
-    stopped counts with its start, which it keeps."""
+    """After a target update of every model: the ``disagree`` signal.
+
+    The reference is the models' mean agreement after the first update (step 0),
+    when their labels are already the nearest centres in code space, as every
+    later update's are, and not yet refined (the start's own labels, a mixture's in
+    UMAP space, can agree more or less than that for reasons of their own). When
+    the agreement falls more than ``GUARD_AGREEMENT`` below it, every model the
+    guard has not stopped yet stops. A model already stopped counts with its
+    start's labels, which it keeps.
+    """
     stopped = state.guard_step >= 0
     labels = jnp.where(stopped[:, None], state.start_labels, state.labels)
-    apart = disagreement(labels, state.start_labels, clusters)
-    fired = (state.step > 0) & ~stopped & apart
+    now = mean_agreement(labels, clusters) if labels.shape[0] > 1 else jnp.float32(1.0)
+    first = state.step == 0
+    reference = jnp.where(first, now, state.agreement)
+    fired = ~first & ~stopped & (now < reference - GUARD_AGREEMENT)
     return state._replace(
         converged=state.converged | fired,
         guard_step=jnp.where(fired, state.step, state.guard_step),
         guard_signal=jnp.where(fired, GUARD_SIGNALS.index("disagree") + 1, state.guard_signal),
+        agreement=reference,
     )
 
 

@@ -15,10 +15,11 @@ Per model (:func:`degeneration`):
 - ``empty``: a cluster keeps less than ``GUARD_EMPTY`` of its starting share;
 - ``moved``: more than ``GUARD_MOVED`` of the labels left their starting cluster.
 
-Across the models of a run (:func:`disagreement`), when there are at least two:
+Across the models of a run (:func:`mean_agreement`), when there are at least two:
 
 - ``disagree``: the seeds' mean agreement (adjusted Rand index between every two
-  models' labels) falls more than ``GUARD_AGREEMENT`` below their starts'. On
+  models' labels) falls more than ``GUARD_AGREEMENT`` below what it was after the
+  first target update (``jaxae.cluster.dec``, ``_compare_models``). On
   digits the refinements of different seeds move towards the same clusters; where
   the KL target sharpens clusters the data does not hold (clothes), each seed
   drifts its own way, slowly, with balanced shares, and the per-model signals see
@@ -38,7 +39,7 @@ GUARD_BALANCE = 0.65
 GUARD_EMPTY = 0.1
 # "moved": the largest share of labels that may leave their starting cluster.
 GUARD_MOVED = 0.3
-# "disagree": how far the models' mean adjusted Rand index may fall below the starts'.
+# "disagree": how far the models' mean adjusted Rand index may fall below its first value.
 GUARD_AGREEMENT = 0.05
 
 
@@ -91,12 +92,3 @@ def mean_agreement(labels: jax.Array, clusters: int) -> jax.Array:
     ari = jnp.where(spread != 0, (index - expected) / jnp.where(spread != 0, spread, 1.0), 1.0)
     off = ~jnp.eye(m, dtype=bool)
     return jnp.sum(jnp.where(off, ari, 0.0)) / (m * (m - 1))
-
-
-def disagreement(labels: jax.Array, start_labels: jax.Array, clusters: int) -> jax.Array:
-    """Whether ``(M, N)`` models' labels agree less than their ``(M, N)`` starts did:
-    ``()`` bool, the ``disagree`` signal (module docstring). False for one model."""
-    if labels.shape[0] < 2:
-        return jnp.bool_(False)
-    before = mean_agreement(start_labels, clusters)
-    return mean_agreement(labels, clusters) < before - GUARD_AGREEMENT

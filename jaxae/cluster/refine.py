@@ -134,6 +134,7 @@ def init_refinement(
         start_centers=centers,
         guard_step=jnp.full((m,), -1, jnp.int32),
         guard_signal=jnp.zeros((m,), jnp.int32),
+        agreement=jnp.full((m,), jnp.nan, jnp.float32),
     )
 
 
@@ -182,6 +183,7 @@ def state_template(params: Any, n: int, *, model_config: ModelConfig, config: Re
         start_centers=f32(m, config.clusters, model_config.code_dim),
         guard_step=i32(m),
         guard_signal=i32(m),
+        agreement=f32(m),
     )
 
 
