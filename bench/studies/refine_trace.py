@@ -74,8 +74,9 @@ def replay(paths: list[str], balance: float, empty: float, moved: float, agreeme
 
     ``disagree`` is replayed from the mean of the models' recorded agreements (each
     model's mean adjusted Rand index with the others, so their mean is the mean over
-    pairs); a model stopped earlier by its own signal counts there with its refined
-    labels, not its start as in the guard, so the replay fires no later than it."""
+    pairs), against the first record after step 0; a model stopped earlier by its
+    own signal counts there with its refined labels, not its start as in the
+    guard, so the replay fires no later than it."""
     lines = [
         "| trace | seed | start ACC | last ACC (step) | fires at step (signal) | ACC then "
         "| least effective clusters - start | least share kept | most moved |",
@@ -90,7 +91,9 @@ def replay(paths: list[str], balance: float, empty: float, moved: float, agreeme
         if len(d["traces"]) > 1 and "agreement" in d["traces"][0][0]:
             means = np.mean([[r["agreement"] for r in t] for t in d["traces"]], axis=0)
             steps = [r["step"] for r in d["traces"][0]]
-            apart = {st: bool(a < means[0] - agreement) for st, a in zip(steps, means, strict=True)}
+            # The guard's reference is the agreement after the first update (step 0),
+            # which a trace does not record: its first record after step 0 stands in.
+            apart = {st: bool(a < means[1] - agreement) for st, a in zip(steps, means, strict=True)}
         for m, trace in enumerate(d["traces"]):
             start = np.array(d["start"][m]["shares"])
             e0 = effective(start)
