@@ -179,8 +179,8 @@ class RefineState(NamedTuple):
       guard_signal: ``()`` int32 which signal fired: 1 + its index in
         ``GUARD_SIGNALS``, 0 while none has.
       agreement: ``()`` float32 the models' mean agreement after the first target
-        update, the ``disagree`` signal's reference (the same for every model; NaN
-        before it).
+        update, the ``disagree`` signal's reference (the same for every model; 0
+        before it, 1 for one model alone).
     """
 
     params: Any

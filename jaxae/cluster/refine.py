@@ -134,7 +134,7 @@ def init_refinement(
         start_centers=centers,
         guard_step=jnp.full((m,), -1, jnp.int32),
         guard_signal=jnp.zeros((m,), jnp.int32),
-        agreement=jnp.full((m,), jnp.nan, jnp.float32),
+        agreement=jnp.zeros((m,), jnp.float32),
     )
 
 
