@@ -136,13 +136,16 @@ def polled(
     """``call()``, which cannot be cut into calls (scikit-learn's KMeans on the pixels,
     the compilation of a program), with ``should_stop`` polled every ``every`` seconds.
 
-    The call runs in a daemon thread; a stop raises :class:`Stopped` (``message``,
-    interrupted) at once and leaves the thread to finish on its own, its result
-    dropped: ``jaxae run`` exits without waiting for it. Without ``should_stop`` it
-    is a plain call.
+    A stop already asked for raises before the call starts. The call runs in a
+    daemon thread; a stop raises :class:`Stopped` (``message``, interrupted) at
+    once and leaves the thread to finish on its own, its result dropped:
+    ``jaxae run`` exits without waiting for it. Without ``should_stop`` it is a
+    plain call.
     """
     if should_stop is None:
         return call()
+    if should_stop():  # asked before it starts: do not start what cannot be cut
+        raise Stopped(message, done=0, interrupted=True)
     result: list = []
 
     def work():

@@ -30,14 +30,16 @@ def _wait_for_checkpoint(proc, path, *, min_epoch: int, timeout: float = 180) ->
 
 def test_sigkill_then_resume_is_bitwise_equal(tmp_path, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    args = [*SMALL, "--epochs", "400", "--checkpoint-every", "20"]
+    # Long enough that the kill lands in training on a quiet CPU too (400 epochs of
+    # this tiny model can finish between two polls of the checkpoint).
+    args = [*SMALL, "--epochs", "2000", "--checkpoint-every", "20"]
     proc = subprocess.Popen(
         run_command(*args, "--out", str(killed)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     epoch = _wait_for_checkpoint(proc, killed / "checkpoint.msgpack", min_epoch=20)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    assert not (killed / "report.json").exists() and epoch < 400
+    assert not (killed / "report.json").exists() and epoch < 2000
     assert main(["run", "--resume", str(killed), "--no-progress"]) == 0
     assert main(["run", *args, "--out", str(whole)]) == 0
     a, b = load_checkpoint(killed), load_checkpoint(whole)
@@ -47,7 +49,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path, capsys):
     ):
         assert x == y or (np.isnan(x) and np.isnan(y))
     report = json.loads((killed / "report.json").read_text())
-    assert report["epochs"] == 400 and len(report["loss_history"]) == 400
+    assert report["epochs"] == 2000 and len(report["loss_history"]) == 2000
 
 
 def _leaves(tree):

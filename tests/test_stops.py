@@ -26,8 +26,10 @@ from tests.helpers import TINY_MODEL, run_command
 # Digits with a tiny model, one epoch: the stages after pretraining dominate.
 BASE = ["--n", "1000", "--batch-size", "100", *TINY_MODEL, "--epochs", "1"]
 BASE = [flag for flag in BASE if flag != "--no-progress"]  # the bars mark the stages
-# umap-gmm with a layout long enough to land a signal in (a few seconds).
-UMAP = [*BASE, "--method", "umap-gmm", "--umap-epochs", "1500"]
+# umap-gmm with a layout long enough to land a signal in: 1,500 epochs took 4.4 s
+# on a quiet CPU, where the signal, sent when the bar shows after 2 s, could land
+# in the last call of the layout, which then finishes before the stop is seen.
+UMAP = [*BASE, "--method", "umap-gmm", "--umap-epochs", "5000"]
 # A mixture of wider codes from many starts: EM runs for several seconds.
 EM = [*BASE, "--method", "gmm", "--code-dim", "48", "--hidden", "64", "--n-init", "40"]
 # umap-gmm (500 layout epochs): the pixel baselines are KMeans, UMAP and a mixture.
