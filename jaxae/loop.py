@@ -126,6 +126,13 @@ def drive(
     return state, done
 
 
+def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
+    """Raise :class:`Stopped` (``message``, interrupted) when ``should_stop()`` says so:
+    between fits, and before or after a call that cannot be stopped inside."""
+    if should_stop is not None and should_stop():
+        raise Stopped(message, done=0, interrupted=True)
+
+
 def polled(
     call: Callable[[], Any],
     should_stop: Callable[[], bool] | None,
@@ -144,8 +151,7 @@ def polled(
     """
     if should_stop is None:
         return call()
-    if should_stop():  # asked before it starts: do not start what cannot be cut
-        raise Stopped(message, done=0, interrupted=True)
+    check_stop(should_stop, message)  # asked before it starts: do not start what cannot be cut
     result: list = []
 
     def work():

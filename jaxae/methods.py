@@ -22,7 +22,7 @@ from jaxae.cluster.refine import config_for, restore_state, state_template
 from jaxae.config import ClusterConfig, ModelConfig
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
-from jaxae.loop import Stopped, polled
+from jaxae.loop import check_stop, polled
 
 # A code unit is alive when it is non-zero for at least this share of the images.
 ALIVE_FRACTION = 0.01
@@ -123,12 +123,6 @@ def cluster_models(
         out.append(dataclasses.replace(fitted, alive_code_units=alive_units(codes)))
     check_stop(should_stop, f"clustering stopped after {len(seeds)} of {len(seeds)} models")
     return params, out, None
-
-
-def check_stop(should_stop: Callable[[], bool] | None, message: str) -> None:
-    """Between fits, and after one that cannot be stopped inside (scikit-learn's)."""
-    if should_stop is not None and should_stop():
-        raise Stopped(message, done=0, interrupted=True)
 
 
 def _fit(

@@ -68,7 +68,7 @@ from jax.scipy.linalg import solve_triangular
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.jax_kmeans import kmeans_jax
 from jaxae.errors import JaxaeError
-from jaxae.loop import Call, Stopped, drive, polled
+from jaxae.loop import Call, check_stop, drive, polled
 
 COVARIANCE_TYPES = ("full", "diag")
 _PRECISION = jax.lax.Precision.HIGHEST
@@ -160,8 +160,7 @@ def fit_gmm_jax(
         message = f"the mixture's k-means starts stopped after {len(starts)}"
         start = lambda s=s: kmeans_jax(x, clusters=clusters, n_init=1, seed=int(s)).labels
         starts.append(jnp.asarray(polled(start, should_stop, message)))
-        if should_stop is not None and should_stop():
-            raise Stopped(message, done=0, interrupted=True)
+        check_stop(should_stop, message)
     diag = covariance_type == "diag"
     em = EM(x, jnp.stack(starts), tol, reg_covar, clusters=clusters, max_iter=max_iter, diag=diag,
             should_stop=should_stop)  # fmt: skip

@@ -134,7 +134,7 @@ from jax.sharding import PartitionSpec as P
 from jaxae._buckets import bucket
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.errors import JaxaeError
-from jaxae.loop import Stopped
+from jaxae.loop import check_stop
 from jaxae.parallel import make_mesh, replicate, to_host
 
 INITS = ("spectral", "pca")
@@ -721,8 +721,7 @@ def _laplacian_eigenvectors(graph, n_components: int, should_stop=None) -> np.nd
         return vectors[:, np.argsort(values)[:n_components]]
 
     def matvec(v):
-        if should_stop is not None and should_stop():
-            raise Stopped("the UMAP fit stopped in its spectral start", done=0, interrupted=True)
+        check_stop(should_stop, "the UMAP fit stopped in its spectral start")
         return laplacian @ np.ravel(v) + 2.0 * trivial * (trivial @ np.ravel(v))
 
     deflated = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)

@@ -18,15 +18,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxae.cluster.jax_umap import _knn_rows
-from jaxae.loop import Call, Stopped, drive, polled
+from jaxae.loop import Call, check_stop, drive, polled
 
 StopFn = Callable[[], bool] | None
 
 
 def check(should_stop: StopFn, where: str) -> None:
     """Raise :class:`jaxae.loop.Stopped` (interrupted) when ``should_stop()`` says so."""
-    if should_stop is not None and should_stop():
-        raise Stopped(f"the UMAP fit stopped {where}", done=0, interrupted=True)
+    check_stop(should_stop, f"the UMAP fit stopped {where}")
 
 
 def neighbours(

@@ -58,7 +58,7 @@ from jaxae.cluster.registry import Method
 from jaxae.cluster.umap_transform import transform_block, transform_epochs
 from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
-from jaxae.loop import Stopped
+from jaxae.loop import check_stop
 
 UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
 BACKENDS = ("umap-learn", "jax")
@@ -373,8 +373,7 @@ def fit_umap_gmm(
             n_jobs=1,  # what random_state implies; said, so umap-learn does not warn
         )
         embedding = np.asarray(reducer.fit_transform(distinct), np.float32)
-    if should_stop is not None and should_stop():  # umap-learn's fit cannot be stopped inside
-        raise Stopped("umap-gmm stopped after its UMAP", done=0, interrupted=True)
+    check_stop(should_stop, "umap-gmm stopped after its UMAP")  # umap-learn's is not stoppable
     gmm = fit_mixture(
         embedding, clusters=clusters, n_init=n_init, seed=seed, backend=gmm_backend,
         reg_covar=gmm_reg_covar, should_stop=should_stop, progress=progress,
