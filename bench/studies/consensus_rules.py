@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Which label-free rule turns a run's S clusterings into one answer: the study behind
+the run's consensus (docs: results).
+
+For each finished run folder given, clusters every model's codes again as the run
+did (``jaxae.methods.cluster_models``; with ``--method`` another method, e.g. the
+refinement's start ``umap-gmm``, which takes a minute where the refinement takes
+many), then scores, with the labels, what three rules hand out:
+
+- ``medoid``: the run's rule (:func:`jaxae.consensus.consensus`), the clustering
+  with the highest mean adjusted Rand index with the others; a single model, so
+  ``predict`` is that model's;
+- ``vote``: every clustering's cluster numbers matched to the medoid's (Hungarian,
+  on the counts of shared images), then each image's most frequent label, the
+  medoid's on a tie;
+- ``bipartite``: the images-to-clusters graph of all S clusterings cut into K parts
+  (Fern and Brodley 2004, HBGF): the K leading left singular vectors of the
+  degree-normalised one-hot matrix, rows normalised, KMeans (n_init 10).
+
+beside the mean and the worst of the S models. The labels only score.
+
+    python bench/studies/consensus_rules.py RUN [RUN ...] --method umap-gmm \\
+        --out bench/results/consensus-rules.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+
+from jaxae import methods
+from jaxae.cli.refine import _finished_run
+from jaxae.cluster import scores
+from jaxae.consensus import consensus
+from jaxae.lifecycle import load_run_data
+
+
+def clusterings(run: Path, method: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(S, N) labels of each model of ``run`` (by ``method``, else the run's), the true
+    labels, and the data's name."""
+    config, ckpt = _finished_run(run)
+    cluster_config = config.cluster
+    if method is not None:
+        cluster_config = dataclasses.replace(cluster_config, method=method)
+    config, dataset = load_run_data(run, config, ckpt)
+    count = len(ckpt.models)
+    _, found, _ = methods.cluster_models(
+        jax.tree.map(np.asarray, ckpt.state.params), dataset.images,
+        alive=np.ones(count, bool), model_config=config.model, cluster_config=cluster_config,
+        seeds=[ckpt.models[m][0] for m in range(count)], progress=False, devices=config.devices,
+    )  # fmt: skip
+    return np.stack([c.labels for c in found]), dataset.labels, config.data.source
+
+
+def matched(labels: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """``labels`` renumbered to share the most images with ``reference``'s clusters."""
+    counts = np.zeros((k, k))
+    np.add.at(counts, (labels, reference), 1)
+    rows, cols = linear_sum_assignment(-counts)
+    table = np.empty(k, int)
+    table[rows] = cols
+    return table[labels]
+
+
+def vote(partitions: np.ndarray, chosen: int, k: int) -> np.ndarray:
+    reference = partitions[chosen]
+    counts = np.zeros((len(reference), k), int)
+    rows = np.arange(len(reference))
+    for labels in partitions:
+        counts[rows, matched(labels, reference, k)] += 1
+    keep = counts[rows, reference] == counts.max(axis=1)
+    return np.where(keep, reference, counts.argmax(axis=1))
+
+
+def bipartite(partitions: np.ndarray, k: int) -> np.ndarray:
+    s, n = partitions.shape
+    onehot = np.zeros((n, s * k))
+    for i, labels in enumerate(partitions):
+        onehot[np.arange(n), i * k + labels] = 1
+    onehot = onehot[:, onehot.sum(0) > 0]
+    u, _, _ = np.linalg.svd(onehot / np.sqrt(onehot.sum(0) * s), full_matrices=False)
+    rows = u[:, :k] / np.linalg.norm(u[:, :k], axis=1, keepdims=True)
+    return KMeans(k, n_init=10, random_state=0).fit_predict(rows)
+
+
+def study(partitions: np.ndarray, truth: np.ndarray) -> dict:
+    k = int(partitions.max()) + 1
+    chosen = consensus(list(partitions)).chosen
+    acc = [scores(truth, p)["acc"] for p in partitions]
+    rules = {
+        "medoid": partitions[chosen],
+        "vote": vote(partitions, chosen, k),
+        "bipartite": bipartite(partitions, k),
+    }
+    return {
+        "models": acc,
+        "mean": float(np.mean(acc)),
+        "worst": float(np.min(acc)),
+        **{name: scores(truth, labels)["acc"] for name, labels in rules.items()},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="finished run folders of several seeds")
+    p.add_argument("--method", default=None, help="cluster the codes by this method instead")
+    p.add_argument("--out", type=Path, default=None, help="markdown to write (.json beside)")
+    args = p.parse_args()
+    rows = []
+    for run in args.runs:
+        partitions, truth, source = clusterings(run, args.method)
+        rows.append({"run": str(run), "data": source, **study(partitions, truth)})
+        print(json.dumps(rows[-1]))
+    lines = [
+        f"# One answer from S clusterings: three label-free rules ({args.method or 'run'} labels)",
+        "",
+        "| run | data | models' ACC | mean | worst | medoid | vote | bipartite |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        models = ", ".join(f"{a:.4f}" for a in r["models"])
+        lines.append(
+            f"| {Path(r['run']).name} | {Path(r['data']).parent.name} | {models} | "
+            f"{r['mean']:.4f} | {r['worst']:.4f} | {r['medoid']:.4f} | {r['vote']:.4f} | "
+            f"{r['bipartite']:.4f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
