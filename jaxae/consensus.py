@@ -9,8 +9,12 @@ model's own predict, so new images get the consensus's answer by construction an
 predict on the training images still gives ``clusters.npy``. No labels of the data
 enter the choice; permuting a partition's cluster numbers does not change it.
 
-A co-association or voting consensus can beat every member on the training
-images, but it has no model to predict new images with; the medoid keeps one.
+A vote (cluster numbers matched to the medoid's, then each image's most frequent
+label) or a cut of the images-to-clusters graph needs every model to predict a new
+image, and measured on three seeds of both yardsticks neither beat the medoid where
+it mattered: on MNIST all three rules beat the seeds' mean, the medoid most; on
+Fashion-MNIST none reached it (``bench/studies/consensus_rules.py``,
+``bench/results/consensus-rules.md``).
 """
 
 from __future__ import annotations
