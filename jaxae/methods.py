@@ -257,6 +257,19 @@ def key(method: str) -> str:
     return method.replace("-", "_")
 
 
+def method_label(method_key: str) -> str:
+    """A method's report key as people read it: ``umap_gmm`` -> ``UMAP + GMM``."""
+    return {key(name): m.label for name, m in cluster.METHODS.items()}.get(method_key, method_key)
+
+
+def label(score_key: str) -> str:
+    """A key of a report's ``metrics`` as people read it, what was clustered and how:
+    ``autoencoder_umap_gmm`` -> ``autoencoder + UMAP + GMM``."""
+    source, _, method = score_key.partition("_")
+    sources = {"autoencoder": "autoencoder", "pretrained": "pretrained codes", "pixel": "pixels"}
+    return f"{sources.get(source, source)} + {method_label(method)}"
+
+
 def start_method(cluster_config: ClusterConfig) -> str:
     """The method of the run's first clustering of the codes: its own, or for DEC and
     IDEC the one the refinement starts from (``refine.start``)."""

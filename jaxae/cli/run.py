@@ -352,21 +352,6 @@ def _is_main() -> bool:
     return jax.process_index() == 0
 
 
-def _label(key: str) -> str:
-    """``autoencoder_umap_gmm`` -> ``autoencoder + UMAP + GMM``, with the method's own label."""
-    source, _, method = key.partition("_")
-    sources = {"autoencoder": "autoencoder", "pretrained": "pretrained codes", "pixel": "pixels"}
-    return f"{sources.get(source, source)} + {_method_label(method)}"
-
-
-def _method_label(key: str) -> str:
-    """``umap_gmm`` -> ``UMAP + GMM``."""
-    from jaxae.cluster import METHODS
-    from jaxae.methods import key as method_key
-
-    return {method_key(name): m.label for name, m in METHODS.items()}.get(key, key)
-
-
 def _guard_lines(report: dict) -> list[str]:
     """One line per model whose refinement the guard stopped."""
     lines = []
@@ -382,6 +367,8 @@ def _guard_lines(report: dict) -> list[str]:
 
 def summary(report: dict, out: Path) -> str:
     """The lines ``jaxae run`` prints: data, training, scores beside the baselines, files."""
+    from jaxae.methods import label, method_label
+
     r = report
     lines = [
         f"{r['dataset']}: {r['n']} x {r['input_dim']}, {r['epochs']} epochs, "
@@ -397,7 +384,7 @@ def summary(report: dict, out: Path) -> str:
         split = ""
         if start and "refinement" in stages:
             split = (
-                f" ({_method_label(start.removesuffix('_start'))} {stages[start]:.1f} s, "
+                f" ({method_label(start.removesuffix('_start'))} {stages[start]:.1f} s, "
                 f"refinement {stages['refinement']:.1f} s)"
             )
         lines.append(
@@ -422,7 +409,7 @@ def summary(report: dict, out: Path) -> str:
                 f"{m[k]:.3f} ± {m['std'][k]:.3f}".rjust(20) if several else f"{m[k]:>8.3f}"
                 for k in METRIC_NAMES
             )
-            lines.append(f"{_label(name):<34}" + "".join(cells))
+            lines.append(f"{label(name):<34}" + "".join(cells))
     if by_lr and not several:
         lines.append("one seed is one draw: --seeds 5 trains five at once and shows mean ± std")
     lines += _guard_lines(r)
@@ -432,7 +419,7 @@ def summary(report: dict, out: Path) -> str:
         acc = consensus["metrics"][name]["acc"]
         lines.append(
             f"kept: model {consensus['model']} (seed {consensus['seed']}), the consensus of the "
-            f"{r['models_trained']} clusterings, {_label(name)} ACC {acc:.3f}"
+            f"{r['models_trained']} clusterings, {label(name)} ACC {acc:.3f}"
         )
     files = ", ".join(p.name for p in sorted(out.glob("*.png")))
     lines.append(f"wrote {out}/ (report.json, {files}, checkpoint)")
