@@ -61,7 +61,7 @@ class Hooks(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Report:
-    """What a run found; ``to_dict()`` is report.json.
+    """What a run found; ``to_dict()`` is report.json (``jaxae.rundir`` adds its ``command``).
 
     ``metrics`` holds, per method key (``"autoencoder_kmeans"``, ``"pixel_kmeans"``,
     and with another method e.g. ``"autoencoder_gmm"``, ``"pixel_gmm"``), the

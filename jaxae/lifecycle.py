@@ -8,7 +8,7 @@ way the run is checkpointed at every stage (``jaxae.checkpoint.STAGES``):
   by default, at the first chunk boundary 60 s after the last save;
 - **clustering**: as soon as pretraining ends, before any clustering starts, and
   then between chunks of a DEC/IDEC refinement (by the same rule, in steps);
-- **writing**: the final checkpoint, before the figures, clusters and report.
+- **writing**: the final checkpoint, before the figures, clusters, report and page.
 
 A signal (``should_stop``) at any stage saves the latest state and returns an
 ``interrupted`` outcome (exit 130); ``resume`` continues from the stage the
@@ -47,10 +47,12 @@ from jaxae.loop import Stopped
 from jaxae.methods import Refinement, restore_refinement
 from jaxae.rundir import (
     FILENAME,
+    PAGE,
     REPORT,
     RunFolder,
     checkpoint_bytes,
     run_meta,
+    save_missing_page,
     save_run,
     write_checkpoint,
 )
@@ -194,13 +196,19 @@ def start(
     force: bool = False,
     progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
+    command: dict | None = None,
 ) -> Outcome:
-    """A new run of ``config`` in the folder ``out`` (see the module docstring)."""
+    """A new run of ``config`` in the folder ``out`` (see the module docstring).
+
+    ``command``: the command line that started it (``{"argv": [...], "cwd": ...}``),
+    kept in the checkpoint and written into report.json and index.html.
+    """
     dataset = load_data(config.data)
     _check_stop(should_stop)
     config = resolve(config, dataset)
     source = Path(config.data.source)
-    folder = RunFolder(out, force=force, protect=(source,) if source.exists() else ())
+    protect = (source,) if source.exists() else ()
+    folder = RunFolder(out, force=force, protect=protect, command=command)
     return _live(config, dataset, folder, None, progress, should_stop)
 
 
@@ -224,11 +232,19 @@ def resume(
     progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Continue the run in ``run_dir`` from its checkpoint's stage."""
+    """Continue the run in ``run_dir`` from its checkpoint's stage.
+
+    A finished run has nothing to resume; if it lacks its page (stopped after its
+    report, or written before runs had pages), the page is written.
+    """
     run_dir = Path(run_dir)
     config, saved, ckpt = resume_point(run_dir)
+    command = ckpt.run.get("command")  # the command that started the run, not this one
+    folder = RunFolder(run_dir, resume=True, command=command)
     if ckpt.stage != "pretraining" and (run_dir / REPORT).is_file():
         message = f"{run_dir} is a finished run ({saved.epoch} epochs): nothing to resume"
+        if save_missing_page(folder):
+            message += f"; wrote its page {run_dir / PAGE}"
         return Outcome("already finished", run_dir, message=message)
     config, dataset = load_run_data(run_dir, config, ckpt)
     _check_stop(should_stop)
@@ -238,7 +254,7 @@ def resume(
             len(dataset.images), model_config=config.model, cluster_config=config.cluster,
         )  # fmt: skip
         saved = saved._replace(refinement=refinement)
-    return _live(config, dataset, RunFolder(run_dir, resume=True), saved, progress, should_stop)
+    return _live(config, dataset, folder, saved, progress, should_stop)
 
 
 def _check_stop(should_stop) -> None:

@@ -1,11 +1,13 @@
-"""Run folders: claimed for the life of a run, written atomically, report last.
+"""Run folders: claimed for the life of a run, written atomically, report and page last.
 
 ``RunFolder`` claims ``--out`` (an exclusive lock held until the run ends, so a
 second run on it refuses), refuses to replace anything that is not a jaxae run,
 and cleans the temporary files a killed run left. ``write_checkpoint`` saves a
-run's state into it; ``save_run`` writes the final checkpoint, the figures and
-``report.json`` last, so a folder with a report is a complete run. When each is
-called (the run's life, its stages and resumes) is ``jaxae.lifecycle``'s business.
+run's state into it; ``save_run`` writes the final checkpoint, the figures,
+``report.json`` and then its page ``index.html`` (``jaxae.run_page``) last, so a
+folder with a report is a finished run and one with a page is a complete one. When
+each is called (the run's life, its stages and resumes) is ``jaxae.lifecycle``'s
+business.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -37,6 +40,7 @@ from jaxae.figures import (
 )
 from jaxae.methods import Refinement
 from jaxae.preprocess import scale
+from jaxae.run_page import PAGE, write_page
 from jaxae.saved_clusters import (
     CLUSTERER,
     DIGEST,
@@ -54,7 +58,7 @@ FIGURES = (
     "augmented.png",
 )  # fmt: skip
 LABELS = "clusters.npy"  # the selected model's cluster of every training image
-RUN_FILES = {MARKER, LOCK, REPORT, FILENAME, LABELS, CLUSTERER, *OLD_CLUSTERERS, *FIGURES}
+RUN_FILES = {MARKER, LOCK, REPORT, PAGE, FILENAME, LABELS, CLUSTERER, *OLD_CLUSTERERS, *FIGURES}
 
 
 def _is_temporary(name: str) -> bool:
@@ -125,6 +129,8 @@ class RunFolder:
     the disk has room for ``reserve`` bytes; ``ready`` clears a run replaced with
     ``force`` at the first write. A run
     that fails before anything is saved leaves no folder behind (``release``).
+    ``command``: the command line that started the run (``{"argv": [...], "cwd": ...}``),
+    or None; every checkpoint keeps it, and report.json and the page show it.
     """
 
     def __init__(
@@ -134,8 +140,10 @@ class RunFolder:
         force: bool = False,
         resume: bool = False,
         protect: tuple[Path, ...] = (),
+        command: dict | None = None,
     ):
         self.path = Path(path) if resume else check_out_dir(path, force=force, protect=protect)
+        self.command = command
         self._name = "resume" if resume else "out"  # the parameter (and flag) the user passed
         self._clear = force and not resume
         self._lock = None
@@ -257,6 +265,8 @@ def write_checkpoint(
 ) -> None:
     """Save a run's state into its folder; a write error is one line naming the folder."""
     r = refinement
+    if folder.command is not None:
+        run = {**run, "command": folder.command}
     try:
         save_checkpoint(
             folder.ready(),
@@ -279,7 +289,8 @@ def write_checkpoint(
 
 
 def save_run(experiment: Experiment, folder: RunFolder) -> Path:
-    """Write the final checkpoint, the figures and report.json (last) into the folder."""
+    """Write the final checkpoint, the figures, report.json and index.html (last) into the
+    folder. report.json is the experiment's report with the folder's ``command``."""
     if jax.process_index() != 0:
         return folder.path
     try:
@@ -343,8 +354,37 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     save_npy(out / LABELS, np.asarray(clustering.labels, np.int64))
     if clusterer is not None:  # what jaxae.load(...).predict needs (umap-learn's: nothing)
         atomic_write(out / CLUSTERER, clusterer)
-    write_json(out / REPORT, report.to_dict())
+    finished = {**report.to_dict(), "command": folder.command}
+    write_json(out / REPORT, finished)
+    _write_page(out, finished)
     return out
+
+
+def _write_page(out: Path, report: dict) -> None:
+    write_page(out / PAGE, report, out, [name for name in FIGURES if (out / name).is_file()])
+
+
+def save_missing_page(folder: RunFolder) -> bool:
+    """Write the page of a finished run whose folder lacks one (a run stopped between
+    its report and its page, or written before runs had pages), from its report.json
+    and figures; True when it wrote one."""
+    if jax.process_index() != 0 or (folder.path / PAGE).is_file():
+        return False
+    folder.claim()
+    try:
+        report = json.loads((folder.path / REPORT).read_text())
+        if not isinstance(report, dict):
+            raise ValueError("not a JSON object")
+        _write_page(folder.path, report)
+    except ValueError as e:
+        raise JaxaeError(
+            f"{folder.path / REPORT} is damaged ({e}): train again with jaxae run"
+        ) from None
+    except OSError as e:
+        raise _write_error(folder.path, e) from None
+    finally:
+        folder.close()
+    return True
 
 
 def load(run_dir: str | os.PathLike) -> Encoder:

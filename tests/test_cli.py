@@ -22,6 +22,7 @@ def test_run_end_to_end(run_dir, capsys):
     files = {p.name for p in run_dir.iterdir()}
     assert files == {
         "report.json",
+        "index.html",
         "clusters.png",
         "loss.png",
         "reconstructions.png",

@@ -47,7 +47,10 @@ RUN_FLAGS = {
     "--clusters": (st.sampled_from([3, 1]), INVALID_INTS | st.integers(41, BIG)),
     "--n-init": (st.just(1), INVALID_INTS),
 }
-RUN_FILES = {"report.json", "checkpoint.msgpack", "clusters.png", "loss.png", "reconstructions.png"}
+RUN_FILES = {
+    "report.json", "index.html", "checkpoint.msgpack", "clusters.png", "loss.png",
+    "reconstructions.png",
+}  # fmt: skip
 
 
 @st.composite

@@ -209,8 +209,9 @@ def test_resume_from_another_folder_and_of_a_finished_run(tmp_path, capsys, monk
 
 def test_a_resumed_report_counts_the_whole_run(tmp_path):
     out = tmp_path / "run"
+    flags = [*SMALL, "--epochs", "600", "--checkpoint-every", "30", "--out", str(out)]
     proc = subprocess.Popen(
-        run_command(*SMALL, "--epochs", "600", "--checkpoint-every", "30", "--out", str(out)),
+        run_command(*flags),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -224,6 +225,8 @@ def test_a_resumed_report_counts_the_whole_run(tmp_path):
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 600 * (512 // 64) and report["train_seconds"] > 0
+    # The command that started the run, not the resume's: it reproduces the run.
+    assert report["command"]["argv"] == ["jaxae", "run", *flags]
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 

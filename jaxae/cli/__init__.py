@@ -152,6 +152,7 @@ def _main(argv: list[str], stopped) -> int:
         flag = "--" + empty[0].replace("_", "-")
         subparsers[args.command].error(f"argument {flag}: expected one argument")
     args.parser = subparsers[args.command]
+    args.argv = argv  # as given, so that a run records the command that reproduces it
     args.stopped = stopped
     try:
         with warning_lines(args.command):

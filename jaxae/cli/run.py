@@ -15,7 +15,7 @@ METRIC_NAMES = ("acc", "nmi", "ari")
 # Flags that only change how a run is shown or compiled: --resume accepts them.
 RESUME_FLAGS = {
     "resume", "no_progress", "compilation_cache", "distributed", "coordinator",
-    "num_processes", "process_id", "parser", "handler", "command", "stopped",
+    "num_processes", "process_id", "parser", "handler", "command", "stopped", "argv",
 }  # fmt: skip
 # Flag -> where in the configs it goes: (config, field), or (config, a method's options,
 # field) for ClusterConfig's sections. The fields a preset may set.
@@ -331,7 +331,7 @@ def _handle(args: argparse.Namespace, stopped) -> int:
             )
             outcome = lifecycle.start(
                 experiment_config(args), out=out, force=args.force, progress=progress,
-                should_stop=stopped,
+                should_stop=stopped, command=_command(args),
             )  # fmt: skip
     except Stopped as e:  # before anything was saved
         print(f"jaxae run: {e}", file=sys.stderr)
@@ -344,6 +344,12 @@ def _handle(args: argparse.Namespace, stopped) -> int:
     elif _is_main():
         print(summary(outcome.experiment.report.to_dict(), outcome.folder))
     return 0
+
+
+def _command(args: argparse.Namespace) -> dict | None:
+    """The command line that started the run and where, for report.json and index.html."""
+    argv = getattr(args, "argv", None)  # set by jaxae.cli.main
+    return None if argv is None else {"argv": ["jaxae", *argv], "cwd": os.getcwd()}
 
 
 def _is_main() -> bool:
@@ -422,5 +428,5 @@ def summary(report: dict, out: Path) -> str:
             f"{r['models_trained']} clusterings, {label(name)} ACC {acc:.3f}"
         )
     files = ", ".join(p.name for p in sorted(out.glob("*.png")))
-    lines.append(f"wrote {out}/ (report.json, {files}, checkpoint)")
+    lines.append(f"wrote {out}/ (index.html, report.json, {files}, checkpoint)")
     return "\n".join(lines)
