@@ -73,6 +73,23 @@ def _allowed(positive: bool, minimum: float | None, maximum: float | None) -> st
     return " ".join(["a number", " and ".join(bounds)]).strip()
 
 
+# Pixels of an image_size: a 4096 x 4096 image, far above what an autoencoder of rows takes.
+MAX_IMAGE_PIXELS = 2**24
+
+
+def check_image_size(image_size) -> tuple[int, int]:
+    """``image_size`` as ``(H, W)``: two integers of at least 1, at most 2**24 pixels together."""
+    if not isinstance(image_size, tuple | list) or len(image_size) != 2:
+        raise JaxaeError(f"image_size must be (H, W), got {image_size!r}")
+    h, w = (check_int("image_size", v, minimum=1) for v in image_size)
+    if h * w > MAX_IMAGE_PIXELS:
+        raise JaxaeError(
+            f"image_size={(h, w)} has {h * w:,} pixels, over jaxae's limit of "
+            f"{MAX_IMAGE_PIXELS:,}: pass a smaller image_size="
+        )
+    return h, w
+
+
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise JaxaeError(f"unknown {name} {value!r}: use one of {', '.join(map(str, choices))}")

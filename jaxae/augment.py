@@ -117,6 +117,11 @@ def check_image_shape(image_shape, d: int | None = None) -> tuple[int, int]:
             "augmentation needs the images' shape, got image_shape=None: pass "
             "image_shape=(H, W) (the dataset's image_shape), or use AugmentConfig.none()"
         )
+    if isinstance(image_shape, tuple | list) and len(image_shape) == 3:
+        raise JaxaeError(
+            f"augmentation moves pixels of greyscale images only, got colour images "
+            f"(image_shape={tuple(image_shape)}): turn shift and rotate off for them"
+        )
     if (
         not isinstance(image_shape, tuple | list)
         or len(image_shape) != 2

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from jaxae._validate import check_choice, check_int, check_real, is_int
+from jaxae._validate import check_choice, check_image_size, check_int, check_real, is_int
 from jaxae.errors import JaxaeError
 
 if TYPE_CHECKING:
@@ -74,8 +74,9 @@ class ModelConfig:
       data_range: for ``"unit"``, the training data's ``(min, max)``; ``None``
         until fitted (``jaxae.fit`` and ``jaxae run`` fit it on the training
         images and keep it with the model).
-      image_shape: ``(H, W)`` the rows were flattened from (``jaxae run`` takes
-        the dataset's); what augmentation (``TrainConfig.shift``, ``rotate``) needs.
+      image_shape: ``(H, W)`` the rows were flattened from, ``(H, W, 3)`` for RGB
+        (``jaxae run`` takes the dataset's); what augmentation (``TrainConfig.shift``,
+        ``rotate``) needs, of greyscale images.
       kernel_init: Glorot-uniform by default; ``"dec_uniform"`` is DEC-keras'
         variance scaling (scale 1/3, fan-in, uniform).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are
@@ -107,9 +108,11 @@ class ModelConfig:
         if self.data_range is not None:
             object.__setattr__(self, "data_range", _check_range(self.data_range))
         if self.image_shape is not None:
-            if not isinstance(self.image_shape, Sequence) or len(self.image_shape) != 2:
-                raise JaxaeError(f"image_shape must be (H, W), got {self.image_shape!r}")
-            shape = tuple(check_int("image_shape", s, minimum=1) for s in self.image_shape)
+            shape = self.image_shape
+            colour = isinstance(shape, Sequence) and len(shape) == 3 and shape[2] == 3
+            if not isinstance(shape, Sequence) or not (len(shape) == 2 or colour):
+                raise JaxaeError(f"image_shape must be (H, W) or (H, W, 3), got {shape!r}")
+            shape = tuple(check_int("image_shape", s, minimum=1) for s in shape)
             object.__setattr__(self, "image_shape", shape)
         check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
         check_choice("dtype", self.dtype, DTYPES)
@@ -331,17 +334,21 @@ class DataConfig:
 
     ``n=None`` takes the first ``DEFAULT_N`` (3,000) images where there are more,
     like the original ``mnist.data[:3000]``; ``n="all"`` takes every image.
+    ``image_size=(H, W)`` resizes the images of a folder (``jaxae.data.load_dataset``).
     """
 
     source: str = "digits"
     n: int | str | None = None
     data_dir: str | None = None
+    image_size: tuple[int, int] | None = None
 
     def __post_init__(self):
         if not isinstance(self.source, (str, os.PathLike)) or not str(self.source):
             raise JaxaeError(f"source must be a dataset name or path, got {self.source!r}")
         if self.n not in (None, "all"):
             check_int("n", self.n, minimum=1)
+        if self.image_size is not None:  # a list, as report.json and checkpoints keep it
+            object.__setattr__(self, "image_size", check_image_size(self.image_size))
 
     @classmethod
     def tiny(cls) -> DataConfig:

@@ -1,7 +1,8 @@
 """Encoding image files larger than memory, a chunk of rows at a time.
 
-:func:`encode_file` reads rows from a ``.npy`` (memory-mapped) or an IDX images
-file (raw: memory-mapped; gzip: decompressed a chunk at a time), encodes each
+:func:`encode_file` reads rows from a ``.npy`` (memory-mapped), an IDX images
+file (raw: memory-mapped; gzip: decompressed a chunk at a time) or a folder of
+images (decoded a chunk at a time), encodes each
 chunk with :meth:`jaxae.Encoder.encode`, and writes the codes into a
 memory-mapped float32 ``.npy`` that replaces the target only once it is
 complete. The rows come from :func:`jaxae.data.open_rows`, the readers that
@@ -66,8 +67,10 @@ def encode_file(
     n: int | None = None,
     chunk_rows: int = 65536,
     progress: bool = True,
+    image_size: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
-    """Encodes the rows of a ``.npy`` or IDX file into a ``.npy`` of codes, a chunk at a time.
+    """Encodes the rows of a ``.npy``, IDX file or folder of images into a ``.npy`` of codes,
+    a chunk at a time.
 
     Memory stays bounded whatever the file's length (see the module
     docstring). Each chunk goes through ``encoder.encode`` as stored when it is
@@ -78,8 +81,9 @@ def encode_file(
 
     Args:
       encoder: the trained encoder.
-      input_path: a ``.npy`` holding ``(N, D)`` or ``(N, H, W)`` numbers, or
-        an IDX images file, raw or gzip; see :func:`jaxae.data.open_rows`.
+      input_path: a ``.npy`` holding ``(N, D)`` or ``(N, H, W)`` numbers, an
+        IDX images file, raw or gzip, or a folder of images; see
+        :func:`jaxae.data.open_rows`.
       out_path: the ``.npy`` to write, ``(N, code_dim)`` float32; never the
         input itself. Codes go to a temporary file next to it, renamed to
         ``out_path`` once complete: the target is never half-written, and an
@@ -87,6 +91,7 @@ def encode_file(
       n: encode only the first ``n`` rows; all when ``None``.
       chunk_rows: rows per chunk; memory grows with it, not with ``N``.
       progress: show a tqdm bar over rows (after 1 s).
+      image_size: ``(H, W)`` to resize a folder's images to; refused for files.
 
     Returns:
       ``(rows, code_dim)``, the shape written.
@@ -108,7 +113,7 @@ def encode_file(
             f"out_path={out_path} is the input file {input_path}: the codes would replace "
             "the images; pass another out_path"
         )
-    with open_rows(input_path) as source:
+    with open_rows(input_path, image_size=image_size) as source:
         rows = _checked_rows(source, encoder, n)
         code_dim = encoder.code_dim
         try:

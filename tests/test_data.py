@@ -125,8 +125,9 @@ def test_load_dataset_rejects_missing_path_and_unknown_name(tmp_path):
 
 
 def test_load_dataset_rejects_folder_without_idx(tmp_path):
+    # Neither IDX files nor images: the message names both kinds of folder.
     (tmp_path / "readme.txt").write_text("hi")
-    with pytest.raises(JaxaeError, match=r"has no IDX images file.*train-images-idx3-ubyte"):
+    with pytest.raises(JaxaeError, match=r"has no images \(no file Pillow.*train-images-idx3"):
         load_dataset(str(tmp_path))
 
 

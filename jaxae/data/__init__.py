@@ -1,13 +1,15 @@
-"""Loading image datasets: digits, MNIST (OpenML, cached), IDX files, ``.npz`` and ``.npy``.
+"""Loading image datasets: digits, MNIST (OpenML, cached), IDX, ``.npz``, ``.npy``, folders.
 
 Sources: scikit-learn's bundled 8x8 digits, MNIST from OpenML (cached as
-``<data_dir>/mnist_784.npz``), or a path to MNIST IDX files, a ``.npz`` or a
-``.npy``. Loading validates at the boundary and raises
-:class:`~jaxae.errors.JaxaeError`; scaling lives in :mod:`jaxae.preprocess`.
+``<data_dir>/mnist_784.npz``), or a path to MNIST IDX files, a ``.npz``, a
+``.npy`` or a folder of images (PNG, JPEG, ...). Loading validates at the
+boundary and raises :class:`~jaxae.errors.JaxaeError`; scaling lives in
+:mod:`jaxae.preprocess`.
 
 Modules: :mod:`~jaxae.data.dataset` (:func:`load_dataset`, :class:`Dataset`),
 :mod:`~jaxae.data.idx` (the IDX header parser and row reader, shared with
 streaming), :mod:`~jaxae.data.npz` (``.npz`` and ``.npy``),
+:mod:`~jaxae.data.folder` (folders of images, flat or one subfolder per class),
 :mod:`~jaxae.data.mnist` (OpenML and its cache), :mod:`~jaxae.data.rows`
 (any file as rows, for :func:`jaxae.stream.encode_file`) and
 :mod:`~jaxae.data.source` (what the readers share).

@@ -10,14 +10,17 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.datasets import load_digits
 
-from jaxae._validate import check_int
+from jaxae._validate import check_image_size, check_int
+from jaxae.data.folder import is_image_folder, open_folder, refuse_image_size
 from jaxae.data.idx import read_idx_folder, read_idx_images
 from jaxae.data.mnist import load_mnist
 from jaxae.data.npz import read_npy, read_npz
 from jaxae.data.source import NPY_MAGIC, check_n, file_kind, open_file
 from jaxae.errors import JaxaeError
 
-SOURCES_HINT = "use digits, mnist, or a path to MNIST IDX files, a .npz or a .npy"
+SOURCES_HINT = (
+    "use digits, mnist, or a path to MNIST IDX files, a .npz, a .npy or a folder of images"
+)
 
 
 class Dataset(NamedTuple):
@@ -27,13 +30,16 @@ class Dataset(NamedTuple):
       images: ``(N, D)`` float32 raw pixel values (not standardised), finite.
       labels: ``(N,)`` int64, or ``None`` when the source has no labels.
       name: ``"digits"``, ``"mnist"``, or the path that was given.
-      image_shape: ``(H, W)`` with ``H * W == D``, for figures.
+      image_shape: ``(H, W)`` with ``H * W == D``, or ``(H, W, 3)`` for RGB
+        (``H * W * 3 == D``), for figures.
+      class_names: a label's name at its index (a folder's class subfolders), or ``None``.
     """
 
     images: np.ndarray
     labels: np.ndarray | None
     name: str
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]
+    class_names: tuple[str, ...] | None = None
 
 
 def load_dataset(
@@ -41,6 +47,7 @@ def load_dataset(
     *,
     n: int | None = None,
     data_dir: str | os.PathLike | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> Dataset:
     """Loads and validates a dataset.
 
@@ -49,11 +56,14 @@ def load_dataset(
         ``"mnist"`` (70,000 28x28 digits from OpenML, cached after the first
         download), or a path: a folder of MNIST IDX files (train before t10k),
         one IDX images file (labels found next to it), a ``.npz`` with Keras'
-        ``x_train/y_train/x_test/y_test`` or with ``x`` and optional ``y``, or
+        ``x_train/y_train/x_test/y_test`` or with ``x`` and optional ``y``,
         a ``.npy`` of ``(N, D)`` or ``(N, H, W)`` images (no labels; only the
-        first ``n`` rows are read).
+        first ``n`` rows are read), or a folder of images, flat or one
+        subfolder per class (see :mod:`jaxae.data.folder`; only the first
+        ``n`` are decoded).
       n: keep only the first ``n`` images; all when ``None``.
       data_dir: cache folder for MNIST; see :func:`jaxae.data.data_dir`.
+      image_size: ``(H, W)``: resize a folder's images to it; refused for other sources.
 
     Returns:
       A :class:`Dataset` with ``(N, D)`` float32 images (bools become 0 and 1)
@@ -62,16 +72,28 @@ def load_dataset(
     Raises:
       JaxaeError: unknown source, unreadable or malformed files, a FIFO or
         device, no network for a first MNIST download, a corrupt MNIST cache,
-        non-finite pixels, mismatched labels, bad ``n``.
+        non-finite pixels, mismatched labels, bad ``n``, images of different
+        sizes without ``image_size``, ``image_size`` for a source that is not
+        a folder of images.
     """
     if n is not None:
         n = check_int("n", n, minimum=1)  # before reading anything
+    if image_size is not None:
+        image_size = check_image_size(image_size)
+    path = Path(source).expanduser()
+    if source not in ("digits", "mnist") and is_image_folder(path):
+        with open_folder(path, image_size=image_size) as rows:
+            count = check_n(n, rows.n_rows, source)
+            images = rows.read(0, count).astype(np.float32)
+        labels = None if rows.labels is None else rows.labels[:count]
+        return Dataset(images, labels, str(source), rows.shape[1:], rows.class_names)
+    refuse_image_size(image_size, source)
     if source == "digits":
         images, labels = load_digits(return_X_y=True)
     elif source == "mnist":
         images, labels = load_mnist(data_dir)
     else:
-        images, labels = _read_path(Path(source).expanduser(), source, n=n)
+        images, labels = _read_path(path, source, n=n)
     return validated(images, labels, name=str(source), n=n)
 
 

@@ -224,22 +224,12 @@ def read_idx_folder(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray |
         not fit together, or any fault of :func:`read_idx`.
     """
     folder = Path(folder)
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        # A raw copy next to its .gz holds the same data: read one of them.
-        if p.is_file() and IMAGES_RE.search(p.name):
-            found.setdefault(p.name.removesuffix(".gz"), p)
-    if not found:
+    image_files = idx_image_files(folder)
+    if not image_files:
         raise JaxaeError(
             f"{folder} has no IDX images file (expected a name like "
             "train-images-idx3-ubyte.gz or t10k-images.idx3-ubyte): pass the folder holding MNIST"
         )
-
-    def split_order(p: Path) -> tuple[int, str]:
-        rank = 0 if p.name.startswith("train") else 1 if p.name.startswith(("t10k", "test")) else 2
-        return rank, p.name
-
-    image_files = sorted(found.values(), key=split_order)
     label_files = [labels_for(p) for p in image_files]
     if any(label_files) and not all(label_files):
         missing = image_files[label_files.index(None)]
@@ -250,6 +240,28 @@ def read_idx_folder(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray |
     images = concat([read_idx(p) for p in image_files], folder)
     labels = concat([read_idx(p) for p in label_files], folder) if all(label_files) else None
     return images, labels
+
+
+def idx_image_files(folder: Path) -> list[Path]:
+    """The IDX images files in ``folder``: train first, then t10k/test, then others; maybe none.
+
+    Raises:
+      JaxaeError: the folder cannot be listed.
+    """
+    found: dict[str, Path] = {}
+    try:
+        for p in sorted(folder.iterdir()):
+            # A raw copy next to its .gz holds the same data: read one of them.
+            if IMAGES_RE.search(p.name) and p.is_file():
+                found.setdefault(p.name.removesuffix(".gz"), p)
+    except OSError as e:
+        raise JaxaeError(f"cannot list {folder} ({e.strerror or e}): pass a readable folder") from e
+
+    def split_order(p: Path) -> tuple[int, str]:
+        rank = 0 if p.name.startswith("train") else 1 if p.name.startswith(("t10k", "test")) else 2
+        return rank, p.name
+
+    return sorted(found.values(), key=split_order)
 
 
 def labels_for(images_file: Path) -> Path | None:
