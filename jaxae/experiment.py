@@ -80,7 +80,8 @@ class Report:
     dataset: str
     n: int
     input_dim: int
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (H, W), or (H, W, 3) for RGB
+    class_names: list[str] | None  # a label's name at its index (a folder's classes)
     fingerprint: str
     model: dict
     train: dict
@@ -158,7 +159,9 @@ class Experiment(NamedTuple):
 def load_data(config: DataConfig) -> Dataset:
     """The configured images; ``n=None`` keeps the first 3,000 where there are more."""
     n = None if config.n in (None, "all") else config.n
-    dataset = load_dataset(config.source, n=n, data_dir=config.data_dir)
+    dataset = load_dataset(
+        config.source, n=n, data_dir=config.data_dir, image_size=config.image_size
+    )
     if config.n is None and len(dataset.images) > DEFAULT_N:  # the original's data[:3000]
         dataset = dataset._replace(
             images=dataset.images[:DEFAULT_N],
@@ -346,6 +349,7 @@ def run_experiment(
         n=n,
         input_dim=config.model.input_dim,
         image_shape=tuple(dataset.image_shape),
+        class_names=None if dataset.class_names is None else list(dataset.class_names),
         fingerprint=fingerprint(dataset),
         model=dataclasses.asdict(config.model),
         train=dataclasses.asdict(config.train),

@@ -23,14 +23,16 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _mosaic(rows: list[list[np.ndarray]], shape: tuple[int, int], gap: int = 2) -> np.ndarray:
+def _mosaic(rows: list[list[np.ndarray]], shape: tuple[int, ...], gap: int = 2) -> np.ndarray:
     """The images as one array, a row of the grid per list, each image scaled to
     [0, 1] by its own range (as ``imshow`` would draw it alone); NaN between them
-    and where a row is short. One ``imshow`` of this draws in a fraction of the time
-    of an axes per image."""
-    h, w = shape
+    and where a row is short. ``shape`` is ``(H, W)``, or ``(H, W, 3)`` for RGB
+    (the mosaic then has 3 channels too). One ``imshow`` of this draws in a
+    fraction of the time of an axes per image."""
+    h, w = shape[:2]
     width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows) * (h + gap) - gap, max(width * (w + gap) - gap, 1)), np.nan)
+    size = (len(rows) * (h + gap) - gap, max(width * (w + gap) - gap, 1))
+    out = np.full(size + tuple(shape[2:]), np.nan)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
             image = np.asarray(image, np.float64).reshape(shape)
@@ -40,10 +42,14 @@ def _mosaic(rows: list[list[np.ndarray]], shape: tuple[int, int], gap: int = 2) 
     return out
 
 
-def _show_mosaic(ax, mosaic: np.ndarray, shape: tuple[int, int], labels, gap: int = 2) -> None:
-    """``mosaic`` drawn dark on white, each grid row labelled on the left."""
-    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
-    ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+def _show_mosaic(ax, mosaic: np.ndarray, shape: tuple[int, ...], labels, gap: int = 2) -> None:
+    """``mosaic`` drawn on white (greyscale dark, RGB in its colours), each grid row
+    labelled on the left."""
+    if mosaic.ndim == 3:
+        ax.imshow(np.nan_to_num(mosaic, nan=1.0), interpolation="nearest")
+    else:
+        cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
+        ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     step = shape[0] + gap
     ax.set_yticks([i * step + (shape[0] - 1) / 2 for i in range(len(labels))], labels, fontsize=8)
@@ -55,7 +61,7 @@ def _show_mosaic(ax, mosaic: np.ndarray, shape: tuple[int, int], labels, gap: in
 def clusters_figure(
     images: np.ndarray,
     clusters: np.ndarray,
-    image_shape: tuple[int, int],
+    image_shape: tuple[int, ...],
     path: str | os.PathLike,
     *,
     per_cluster: int = 10,
@@ -100,7 +106,7 @@ def loss_figure(loss_history: np.ndarray, path: str | os.PathLike, *, selected: 
 def reconstructions_figure(
     originals: np.ndarray,
     reconstructions: np.ndarray,
-    image_shape: tuple[int, int],
+    image_shape: tuple[int, ...],
     path: str | os.PathLike,
 ) -> None:
     """Originals (top row) above their reconstructions (bottom row)."""
@@ -132,9 +138,15 @@ def codes_figure(
 
 
 def confusion_figure(
-    labels: np.ndarray, clusters: np.ndarray, path: str | os.PathLike, *, title: str | None = None
+    labels: np.ndarray,
+    clusters: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    label_names: list[str] | tuple[str, ...] | None = None,
 ) -> None:
-    """Counts of each label (rows) in each cluster (columns), clusters ordered by best match."""
+    """Counts of each label (rows) in each cluster (columns), clusters ordered by best match;
+    rows named by ``label_names[label]`` where given (a folder's classes), else by number."""
     from scipy.optimize import linear_sum_assignment
 
     label_ids, cluster_ids = np.unique(labels), np.unique(clusters)
@@ -153,7 +165,8 @@ def confusion_figure(
             ax.text(j, i, str(c), ha="center", va="center", fontsize=6,
                     color="white" if c > counts.max() / 2 else "black")  # fmt: skip
     ax.set_xticks(range(len(order)), [str(cluster_ids[c]) for c in order], fontsize=7)
-    ax.set_yticks(range(len(label_ids)), [str(v) for v in label_ids], fontsize=7)
+    names = [str(v) if label_names is None else label_names[v] for v in label_ids]
+    ax.set_yticks(range(len(label_ids)), names, fontsize=7)
     ax.set_xlabel("cluster")
     ax.set_ylabel("label")
     if title:

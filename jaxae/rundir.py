@@ -350,7 +350,10 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     codes = encoder.encode(ds.images)
     codes_figure(codes, experiment.clusters, out / "codes.png", title=title)
     if ds.labels is not None:
-        confusion_figure(ds.labels, experiment.clusters, out / "confusion.png", title=title)
+        confusion_figure(
+            ds.labels, experiment.clusters, out / "confusion.png", title=title,
+            label_names=ds.class_names,
+        )  # fmt: skip
     save_npy(out / LABELS, np.asarray(clustering.labels, np.int64))
     if clusterer is not None:  # what jaxae.load(...).predict needs (umap-learn's: nothing)
         atomic_write(out / CLUSTERER, clusterer)
