@@ -214,6 +214,8 @@ OUT_OF_RANGE = {
     "--checkpoint-every": ["0", "-1", BIG_INT],
     "--num-processes": ["0", "-1"],
     "--process-id": ["-1"],
+    # Two values (H W), each its own argument: a list is passed as they are.
+    "--image-size": [["0", "28"], ["28", "-1"], ["8192", "8192"]],
 }
 # What a flag needs beside it to be read at all: a method of METHOD_FLAGS, --distributed.
 NEEDS = {"--gamma": ["--method", "idec"], "--umap-dim": ["--method", "umap-gmm"]}
@@ -231,7 +233,8 @@ def _needs(flag: str) -> list[str]:
     ("flag", "value"), [(f, v) for f, values in OUT_OF_RANGE.items() for v in values]
 )
 def test_a_value_out_of_range_is_one_line_naming_its_flag(tmp_path, monkeypatch, flag, value):
-    status, err = run_until_start(tmp_path, monkeypatch, *_needs(flag), f"{flag}={value}")
+    given = [flag, *value] if isinstance(value, list) else [f"{flag}={value}"]
+    status, err = run_until_start(tmp_path, monkeypatch, *_needs(flag), *given)
     assert status == 2, err
     assert err.count("\n") == 1 and err.startswith("jaxae run: error: "), err
     assert re.search(rf"(?<![\w-]){flag}(?![\w-])", err), err

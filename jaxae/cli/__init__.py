@@ -63,22 +63,30 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     """``batch_size=0`` in a library message becomes ``--batch-size 0`` (a flag of
     ``parser``), and so does the parameter a message is about (``batch_size must ...``,
     its first word); a method's option (``umap.dim``) or a field whose flag has another
-    name (``kernel_init``) becomes its flag wherever it is named."""
+    name (``kernel_init``) becomes its flag wherever it is named. A flag that takes
+    several values is given them as it takes them: ``image_size=(28, 28)`` becomes
+    ``--image-size 28 28``."""
     from jaxae.cli.run import OPTION_FLAGS
 
     flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
     flags.update(RENAMED)
     options = {k: v for k, v in OPTION_FLAGS.items() if v in parser._option_string_actions}
     flags.update(options)
+    several = {a.dest for a in parser._actions if isinstance(a.nargs, int) and a.nargs > 1}
 
     def swap(m: re.Match) -> str:
-        name, value = m.group(1), m.group(2)
+        name, value = m.group(1), m.group(2) or ""
         flag = flags.get(name)
         if flag is None:
             return m.group(0)
-        return flag if value == "True" else f"{flag} "
+        if value == "True":
+            return flag
+        if name in several:  # image_size=(28, 28) -> --image-size 28 28, as the flag takes it
+            value = " ".join(value.strip("()").replace(",", " ").split())
+        return f"{flag} {value}"
 
-    message = re.sub(r"\b([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?)=(True\b)?", swap, message)
+    ident = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?"
+    message = re.sub(rf"\b({ident})=(True\b|\([^()]*\))?", swap, message)
     message = re.sub(r"^[a-z][a-z0-9_]*(?= must )", lambda m: flags.get(m[0], m[0]), message)
     for name, flag in options.items():
         message = re.sub(rf"(?<![\w.-]){re.escape(name)}\b", flag, message)

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from jaxae.cli.flags import add_image_size
 from jaxae.cli.run import setup_jax
 from jaxae.errors import JaxaeError
 
@@ -13,6 +14,7 @@ from jaxae.errors import JaxaeError
 def add_args(p: argparse.ArgumentParser, *, what: str = "codes") -> None:
     p.add_argument("run_dir", type=Path, help="a run folder written by jaxae run")
     p.add_argument("input", help="images: a dataset name or path, as for jaxae run --dataset")
+    add_image_size(p)
     p.add_argument("--out", type=Path, required=True, help=f"{what} .npy to write")
     p.add_argument("--n", type=int, default=None, help="first N images")
     if what == "codes":
@@ -46,9 +48,14 @@ def _check_out(args: argparse.Namespace) -> None:
         )
 
 
+def _images(args: argparse.Namespace):
+    from jaxae.data import load_dataset
+
+    return load_dataset(args.input, n=args.n, image_size=args.image_size).images
+
+
 def handle(args: argparse.Namespace) -> int:
     from jaxae._validate import check_int
-    from jaxae.data import load_dataset
     from jaxae.rundir import load
     from jaxae.stream import encode_file, is_streamable
 
@@ -56,13 +63,13 @@ def handle(args: argparse.Namespace) -> int:
     setup_jax(args)
     _check_out(args)
     encoder = load(args.run_dir)
-    if is_streamable(args.input):  # .npy and IDX: in chunks, bounded memory
+    if is_streamable(args.input):  # .npy, IDX, folders of images: in chunks, bounded memory
         rows, code_dim = encode_file(
             encoder, args.input, args.out, n=args.n, chunk_rows=args.chunk_rows,
-            progress=not args.no_progress,
+            progress=not args.no_progress, image_size=args.image_size,
         )  # fmt: skip
     else:  # folders of IDX files, .npz, digits, mnist: in memory
-        codes = encoder.encode(load_dataset(args.input, n=args.n).images)
+        codes = encoder.encode(_images(args))
         _save(args.out, codes)
         rows, code_dim = codes.shape
     print(f"wrote {args.out}: codes {rows} x {code_dim} float32")
@@ -76,13 +83,12 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 def handle_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxae.data import load_dataset
     from jaxae.rundir import load
 
     setup_jax(args)
     _check_out(args)
     model = load(args.run_dir)
-    labels = model.predict(load_dataset(args.input, n=args.n).images).astype(np.int64)
+    labels = model.predict(_images(args)).astype(np.int64)
     _save(args.out, labels)
     print(f"wrote {args.out}: {len(labels)} cluster labels (int64)")
     return 0

@@ -45,6 +45,14 @@ START_METHODS = {"kmeans": (), "umap-gmm": UMAP_GMM}
 DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
 
 
+def add_image_size(p: argparse.ArgumentParser) -> None:
+    """``--image-size H W``: the flag of every command that reads images (run, encode, predict)."""
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+        help="resize the images of a folder to H x W (needed when their sizes differ)",
+    )  # fmt: skip
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 

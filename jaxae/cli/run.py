@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from jaxae.cli.flags import add_image_size
 from jaxae.errors import JaxaeError
 from jaxae.presets import DEFAULT_PRESET, PRESETS, describe
 
@@ -86,8 +87,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="a named recipe (default seed, the original experiment); listed below",
     )  # fmt: skip
     p.add_argument(
-        "--dataset", default="digits", help="digits (default, offline), mnist, or a path"
-    )
+        "--dataset", default="digits",
+        help="digits (default, offline), mnist, or a path: IDX, .npz, .npy, a folder of images",
+    )  # fmt: skip
+    add_image_size(p)
     p.add_argument(
         "--n", type=_count, default=None, help="first N images, or all (default 3000 where more)"
     )
@@ -271,7 +274,9 @@ def experiment_config(args: argparse.Namespace):
     if source not in ("digits", "mnist") and Path(source).expanduser().exists():
         source = str(Path(source).expanduser().resolve())  # resumable from any folder
     return ExperimentConfig(
-        data=DataConfig(source=source, n=args.n, data_dir=args.data_dir),
+        data=DataConfig(
+            source=source, n=args.n, data_dir=args.data_dir, image_size=args.image_size
+        ),
         model=model,  # input_dim from the data
         train=train,
         cluster=cluster,
