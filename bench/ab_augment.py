@@ -1,6 +1,6 @@
 """A/B: what random affine augmentation (jaxae.augment) adds to a DEC pretraining step.
 
-Issue 18's target: augmenting the batch inside the compiled step costs at most 15% of
+The target: augmenting the batch inside the compiled step costs at most 15% of
 the step on the CPU. The model is DEC's d-500-500-2000-10 autoencoder (784 inputs,
 linear code, pixels / 255, Adam 1e-3, batch 256) on real digits. Each variant is one
 jitted program that scans ``--steps`` optimiser steps (state donated); the batch rows
@@ -11,6 +11,8 @@ then timed in alternation: round r runs every variant once, the order rotated ea
 round, so a drifting machine (this CPU is shared) moves them alike. Prints, per
 variant, wall time per step and the median [min, max] over rounds of its wall time
 and process CPU time over the plain step's in the same round.
+Its result is in docs/benchmark-results.md (augmentation) and
+bench/results/augment-cost.md; bench/test_bench_augment.py runs the same measurement.
 
   PYTHONPATH=$PWD python bench/ab_augment.py        # 9 rounds of 20 steps
   PYTHONPATH=$PWD python bench/ab_augment.py --rounds 7 --variants plain,augment,augment-only

@@ -9,7 +9,7 @@ benchmark group; the JAX test records its speed-up and both record their accurac
 against the labels, for the table, never for a choice. One seed's accuracy on PCA
 codes swings by several points (mnist-5k, seeds 0-3: umap-learn 0.65-0.72, JAX
 0.61-0.70), so nothing is asserted on it here; the backends' quality is compared on
-autoencoder codes over five models by ``scripts/backends_same_codes.py``.
+autoencoder codes over five models by ``bench/studies/backends_same_codes.py``.
 
   pytest bench/test_bench_clustering.py                  # N = 5,000 of $JAXAE_BENCH_DATA
   JAXAE_BENCH_QUICK=1 pytest bench/test_bench_clustering.py --benchmark-disable   # CI: 600

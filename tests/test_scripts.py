@@ -1,4 +1,5 @@
-"""scripts/: the seed study measures exactly what `jaxae run --seed S` reports; the GPU
+"""The studies and scripts that results depend on: the seed study measures exactly what
+`jaxae run --seed S` reports, the UMAP scaling study times every stage, and the GPU
 clustering script refuses what it lacks in one line."""
 
 import importlib.util
@@ -14,10 +15,11 @@ import pytest
 from jaxae.cli import main as jaxae_main
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+STUDIES = Path(__file__).resolve().parents[1] / "bench" / "studies"
 
 
 def _seed_study(monkeypatch, *args) -> int:
-    spec = importlib.util.spec_from_file_location("seed_study", SCRIPTS / "seed_study.py")
+    spec = importlib.util.spec_from_file_location("seed_study", STUDIES / "seed_study.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", ["seed_study.py", *args])
@@ -68,14 +70,14 @@ def test_gpu_clustering_script_names_missing_data(tmp_path):
 
 
 def test_umap_scaling_times_every_stage(tmp_path, monkeypatch):
-    """scripts/umap_scaling.py on 600 digits (PCA-10, tiled to 700 rows): one row per N
+    """bench/studies/umap_scaling.py on 600 digits (PCA-10, tiled to 700 rows): one row per N
     with every stage timed; the search timed on a part is scaled to all queries."""
-    spec = importlib.util.spec_from_file_location("umap_scaling", SCRIPTS / "umap_scaling.py")
+    spec = importlib.util.spec_from_file_location("umap_scaling", STUDIES / "umap_scaling.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "scaling.md"
     args = ["--dataset", "digits", "--n", "700", "--layout-epochs", "5", "--out", str(out)]
-    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS.parent))
+    monkeypatch.setenv("PYTHONPATH", str(STUDIES.parents[1]))
     assert module.main(args) == 0
     row = next(line for line in out.read_text().splitlines() if line.startswith("| 700 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]

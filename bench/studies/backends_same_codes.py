@@ -8,9 +8,10 @@ mixture. Printed and written as markdown: ACC / NMI / ARI of each backend, their
 mean and spread over the models, the seconds of each, and how much the two
 embeddings agree (the share of each point's 20 nearest neighbours in one
 embedding that are among its 20 nearest in the other). No label is used for any
-choice; the labels only score.
+choice; the labels only score. Its result is in docs/jax-umap.md (how close to the
+reference) and bench/results/backends-same-codes*.md.
 
-    PYTHONPATH=. python scripts/backends_same_codes.py RUN_DIR \\
+    PYTHONPATH=. python bench/studies/backends_same_codes.py RUN_DIR \\
         --out bench/results/backends-same-codes.md
 """
 

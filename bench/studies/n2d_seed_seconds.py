@@ -9,8 +9,9 @@ backend pairs: umap-learn + scikit-learn (what ``n2d-fast`` ran before the JAX
 backends) and the JAX UMAP + the JAX mixture (the default), alternated over
 ``--rounds``, each stage from a cold start of its programs in the first round
 (compilation and numba included, as a run of one seed pays them) and warm after.
+Its result is in docs/benchmark-results.md (UMAP and the mixture, per seed).
 
-    PYTHONPATH=. python scripts/n2d_seed_seconds.py RUN_DIR --rounds 2 \\
+    PYTHONPATH=. python bench/studies/n2d_seed_seconds.py RUN_DIR --rounds 2 \\
         --out bench/results/n2d-seed-seconds.md
 """
 
@@ -80,8 +81,8 @@ def main(argv=None) -> int:
     lines = [
         "# Per-seed seconds of `umap-gmm` after pretraining, by backend",
         "",
-        f"`scripts/n2d_seed_seconds.py {args.run_dir.name} --rounds {args.rounds}`: the first "
-        f"model (seed {seed}) of a `{report['n']}`-image run of `{report['dataset']}`; "
+        f"`bench/studies/n2d_seed_seconds.py {args.run_dir.name} --rounds {args.rounds}`: "
+        f"the first model (seed {seed}) of a `{report['n']}`-image run of `{report['dataset']}`; "
         f"{os.cpu_count()} CPUs, JAX {jax.__version__}; round 1 includes compilation.",
         "",
         "| round | backends | codes: UMAP + mixture (s) | pixel baselines (s) | total (s) "

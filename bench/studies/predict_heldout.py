@@ -7,7 +7,8 @@ images and reports: the training ACC (``clusters.npy``), the held-out ACC, the
 seconds of ``predict`` (the first call, compilation included, then warm, then per
 image alone), how many training images ``predict`` gives ``clusters.npy`` back for, and whether the
 held-out labels and codes are the same predicted in one call, one at a time (the
-first ``--alone`` of them) and permuted.
+first ``--alone`` of them) and permuted. Its results are in docs/results-mnist.md and
+docs/results-fashion-mnist.md (new images) and bench/results/clustering/*-heldout.json.
 
     PYTHONPATH=. python bench/studies/predict_heldout.py --dataset ../shared/data/mnist-5k \\
         --train 4000 --test 1000 --epochs 30 --run /tmp/run4k

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a DEC/IDEC refinement does to its clusters, update by update: the study
-behind the refinement guard's signals and thresholds (docs: the guard).
+behind the refinement guard's signals and thresholds (docs/refinement-guard.md).
 
 Pretrains a preset's autoencoders (cached under ``--cache``), starts the
 refinement as ``jaxae run`` does, and records at every few target updates the

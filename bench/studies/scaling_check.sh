@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Issue 17's check: the same 2,000 mnist-5k digits as uint8, float32 in [0, 1] and in [-1, 1],
-# each through `jaxae run --preset n2d-fast --epochs 20`; the ACC of the three should agree.
-# Usage: bash scripts/scaling_check.sh OUT_DIR   (about 3 minutes per kind on a 2-core CPU)
+# Does the kind of input change the result? The same 2,000 mnist-5k digits as uint8, float32
+# in [0, 1] and in [-1, 1], each through `jaxae run --preset n2d-fast --epochs 20`; the ACC of
+# the three should agree. Its result is in docs/input-data.md and bench/results/scaling-inputs.md.
+# Usage: bash bench/studies/scaling_check.sh OUT_DIR   (about 3 minutes per kind on 2 cores)
 # The "before" lines of bench/results/scaling-inputs.md ran the same commands from a worktree
 # at c1b0134 (git worktree add OLD c1b0134; PYTHONPATH=OLD python -m jaxae.cli run ...).
 set -euo pipefail
 out=${1:?usage: scaling_check.sh OUT_DIR}
-data=${MNIST_5K:-$(dirname "$0")/../../shared/data/mnist-5k}
+data=${MNIST_5K:-$(dirname "$0")/../../../shared/data/mnist-5k}
 mkdir -p "$out"
 python - "$data" "$out" <<'PY'
 import sys

@@ -8,7 +8,8 @@ principal axes of every 7th image), with ``should_stop`` from
 :func:`jaxae.signals.stop_on_signals`, as ``jaxae run`` passes it. The child prints
 a line when it enters each step; the parent waits for the step's line, waits
 ``--into`` seconds more (so the signal lands inside the step, not at its start),
-sends SIGINT and times the exit. One child per step: a stop ends the fit.
+sends SIGINT and times the exit. One child per step: a stop ends the fit. Its result
+is in docs/reliability.md.
 
     PYTHONPATH=. python bench/studies/umap_stop_latency.py \\
         --images ../shared/data/mnist --n 70000

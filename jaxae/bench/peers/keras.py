@@ -2,7 +2,7 @@
 ``compile(optimizer=Adam, loss="mse")`` and ``model.fit(x, x, shuffle=True)``
 (the original recipe's Keras code; XifengGuo/DEC-keras and rymc/n2d pretrain so).
 
-``build_model`` is also the Keras model that ``scripts/seed_study.py`` trains with
+``build_model`` is also the Keras model that ``bench/studies/seed_study.py`` trains with
 Keras' own initialisation. tensorflow and keras are imported when a model is built.
 """
 
