@@ -1,4 +1,4 @@
-"""What augmentation (jaxae.augment) adds to a step of DEC's pretraining, issue 18's 15% target.
+"""What augmentation (jaxae.augment) adds to a step of DEC's pretraining (at most 15%).
 
 One benchmark: bench/ab_augment.py's measurement (the d-500-500-2000-10 step at batch
 256, plain and on an augmented batch, and the augmentation alone, timed in alternation

@@ -29,7 +29,7 @@ QUICK = os.environ.get("JAXAE_BENCH_QUICK") == "1"
 SIZES = [2_000] if QUICK else [70_000, 1_000_000]
 MAX_ITER = int(os.environ.get("JAXAE_BENCH_MAX_ITER", "300"))
 FEATURES, CLUSTERS, N_INIT = 100, 10, 3
-# The acceptance criterion: inertia within 1% of scikit-learn's.
+# The acceptance criterion: inertia within 1% of scikit-learn's.
 INERTIA_RTOL = 0.01
 
 _BASELINE: dict[int, dict[str, float | None]] = {}  # N -> scikit-learn's seconds and inertia

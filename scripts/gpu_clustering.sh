@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The GPU targets of the clustering issues on one NVIDIA H100/H200, offline, on all 70,000
+# The deep-clustering presets' GPU targets on one NVIDIA H100/H200, offline, on all 70,000
 # images of both yardsticks (MNIST, then Fashion-MNIST), five seeds in one run each, timed
 # end to end:
-#   n2d-fast-jax  n2d-fast with UMAP and the mixture on the device (issue 16: under 60 s
-#                 end to end, the UMAP + mixture stage of one model under 2 s: see
+#   n2d-fast-jax  n2d-fast with UMAP and the mixture on the device (under 60 s end to
+#                 end, the UMAP + mixture stage of one model under 2 s: see
 #                 stage_seconds in its report.json);
 #   n2d-da        the best preset: 500 epochs of augmented pretraining, UMAP + GMM, then
 #                 IDEC-DA from those clusters with the refinement guard (MNIST: mean ACC
 #                 >= 0.985, five seeds; Fashion-MNIST: >= 0.68, and no seed below its start);
-#   dec-da        DEC with augmentation (issue 18: within a point of the published 0.985);
-#   n2d-fast      the umap-learn reference (issue 11);
-#   idec          as issue 11 measured it.
+#   dec-da        DEC with augmentation (within a point of the published 0.985);
+#   n2d-fast      the umap-learn reference;
+#   idec          IDEC as published, for comparison.
 #
 #   OUT=/tmp/out scripts/gpu_clustering.sh        # from the repository root
 #

@@ -332,7 +332,7 @@ def test_dec_can_start_from_umap_gmm_and_reports_that_start(tmp_path, capsys):
     assert e.value.code == 2 and "argument --dec-start" in capsys.readouterr().err
 
 
-# Issue 17, rows 1-2: nothing writes into a run folder but its run.
+# Nothing writes into a run folder but its run.
 @pytest.mark.parametrize("command", ["predict", "encode"])
 def test_nothing_writes_into_a_run_folder_but_its_run(run_dir, tmp_path, capsys, command):
     from jaxae.rundir import RUN_FILES

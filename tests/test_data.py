@@ -162,7 +162,7 @@ def test_load_dataset_refuses_bool_n_before_reading(tmp_path):
 
 @pytest.mark.parametrize("name", ["data.npz", "data.npy", "t10k-images-idx3-ubyte", "data"])
 def test_fifo_dataset_is_refused_at_once(tmp_path, name):
-    # A plain open() of a FIFO waits for a writer forever (issue 10, row 16).
+    # A plain open() of a FIFO waits for a writer forever.
     fifo = tmp_path / name
     os.mkfifo(fifo)
     start = time.perf_counter()

@@ -64,7 +64,7 @@ def offline(name, **kwargs):
     ["garbage", "truncated", "empty", "no labels", "other shape", "a .npy"],
 )
 def test_corrupt_cache_says_to_delete_it(tmp_path, monkeypatch, damage):
-    # Issue 10, row 17: a damaged cache gave numpy's "allow_pickle" hint.
+    # A damaged cache gave numpy's "allow_pickle" hint.
     monkeypatch.setattr(jaxae.data.mnist, "fetch_openml", offline)
     cache = tmp_path / "mnist_784.npz"
     x, y = np.zeros((3, 784), np.uint8), np.zeros(3, np.uint8)

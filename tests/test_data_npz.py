@@ -248,7 +248,7 @@ def npz_bytes(**arrays) -> bytes:
     return buf.getvalue()
 
 
-# --- .npy as a dataset (issue 10, row 17: it said "not an IDX file") ----------------------
+# --- .npy as a dataset (it used to say "not an IDX file") ---------------------------------
 
 
 @pytest.mark.parametrize("shape", [(5, 6), (5, 2, 3)])
@@ -311,7 +311,7 @@ def test_npz_that_is_no_archive_does_not_hint_at_pickles(tmp_path):
     assert "allow_pickle" not in str(info.value)
 
 
-# --- bool images: 0 and 1 (issue 10, row 17) ----------------------------------------------
+# --- bool images: 0 and 1 ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("container", ["npz", "npy"])

@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from jaxae.cluster import KMeansResult, jax_kmeans, kmeans_jax
 from jaxae.errors import JaxaeError
 
-# The acceptance criterion: inertia within 1% of scikit-learn's.
+# The acceptance criterion: inertia within 1% of scikit-learn's.
 INERTIA_RTOL = 0.01
 
 

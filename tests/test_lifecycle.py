@@ -1,4 +1,4 @@
-"""A run's stages, with real processes and real signals (issue 15's cases).
+"""A run's stages, with real processes and real signals.
 
 A Ctrl-C or SIGTERM during the clustering stage stops the run with exit 130 and a
 checkpoint; a kill -9 during a refinement loses at most a chunk; a final save that

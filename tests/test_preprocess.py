@@ -1,4 +1,4 @@
-"""Input scaling: ``unit`` follows the training data's range, whatever the input kind (issue 17)."""
+"""Input scaling: ``unit`` follows the training data's range, whatever the input kind."""
 
 import dataclasses
 import json

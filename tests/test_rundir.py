@@ -1,4 +1,4 @@
-"""Run folders and runs that must not lose work or files: issue #10's cases, one test each.
+"""Run folders and runs that must not lose work or files, one case each.
 
 The signal and concurrency tests start real processes and send real signals.
 """
@@ -24,7 +24,7 @@ def _run(tmp_path, *args, name="run"):
     return main(["run", *SMALL, "--epochs", "2", "--out", str(out), *args]), out
 
 
-# Rows 1-2: --force replaces only a run folder.
+# --force replaces only a run folder.
 def test_force_refuses_the_working_directory_and_the_datasets_folder(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data.npz"
     np.savez(data, x=np.random.default_rng(0).random((300, 64)).astype(np.float32))
@@ -52,7 +52,7 @@ def test_force_on_a_symlink_is_refused(tmp_path, capsys):
     assert "symbolic link" in capsys.readouterr().err and (out / "report.json").exists()
 
 
-# Row 3: a folder is claimed for the life of a run.
+# A folder is claimed for the life of a run.
 def test_two_runs_on_one_folder_one_refuses(tmp_path):
     out = tmp_path / "run"
     args = [*SMALL, "--epochs", "20000", "--out", str(out)]
@@ -76,7 +76,7 @@ def test_two_runs_on_one_folder_one_refuses(tmp_path):
     assert 0 < load_checkpoint(out).epoch < 20000
 
 
-# Row 4: a diverged grid member is reported, the others are scored and written.
+# A diverged grid member is reported, the others are scored and written.
 @pytest.mark.parametrize("labels", [True, False])
 def test_a_diverged_learning_rate_is_reported_and_the_rest_written(tmp_path, labels):
     x = np.random.default_rng(0).random((300, 64)).astype(np.float32) * 16
@@ -97,7 +97,7 @@ def test_a_diverged_learning_rate_is_reported_and_the_rest_written(tmp_path, lab
     assert (out / "clusters.png").exists() and load_checkpoint(out).epoch == 3
 
 
-# Row 7: Ctrl-C during start-up stops the run.
+# Ctrl-C during start-up stops the run.
 @pytest.mark.parametrize("delay", [0.5, 1.2])
 def test_ctrl_c_during_start_up_stops_the_run(tmp_path, delay):
     out = tmp_path / "run"
@@ -115,7 +115,7 @@ def test_ctrl_c_during_start_up_stops_the_run(tmp_path, delay):
     assert not (out / "report.json").exists()
 
 
-# Row 8: SIGTERM and a second Ctrl-C are obeyed within seconds, however long a chunk is.
+# SIGTERM and a second Ctrl-C are obeyed within seconds, however long a chunk is.
 @pytest.mark.parametrize("how", ["sigterm", "double-ctrl-c"])
 def test_signals_are_obeyed_within_seconds_of_a_long_chunk(tmp_path, how):
     out = tmp_path / "run"
@@ -146,7 +146,7 @@ def test_signals_are_obeyed_within_seconds_of_a_long_chunk(tmp_path, how):
         assert 0 < ckpt.epoch < 200000 and "resume with" in err
 
 
-# Row 9: counts the program cannot represent are refused before training.
+# Counts the program cannot represent are refused before training.
 @pytest.mark.parametrize("exiting", [False, True])
 def test_after_a_stop_a_process_on_its_way_out_ignores_signals(exiting):
     """``jaxae`` (exiting=True) ignores signals once stopping; a library caller gets its
@@ -175,7 +175,7 @@ def test_epochs_beyond_what_a_run_can_count(tmp_path, capsys):
         assert "--epochs" in err and err.count("\n") == 1
 
 
-# Rows 10-13: resume cannot surprise.
+# Resume cannot surprise.
 def test_resume_refuses_other_flags_and_changed_data(tmp_path, capsys):
     data = tmp_path / "data.npz"
     x = np.random.default_rng(0).random((300, 64)).astype(np.float32)
@@ -230,7 +230,7 @@ def test_a_resumed_report_counts_the_whole_run(tmp_path):
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
-# Row 6: unwritable output is one line before training, and a full disk is one line.
+# Unwritable output is one line before training, and a full disk is one line.
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_output_folder(tmp_path, capsys):
     parent = tmp_path / "ro"

@@ -239,7 +239,7 @@ def test_bad_arguments_and_paths(encoder, tmp_path):
     assert_fails(encoder, path, tmp_path / "no" / "c.npy", "cannot write")
 
 
-# --- issue 10, rows 15-17 --------------------------------------------------------------------
+# --- the output is the input, a FIFO input, bool images, a failed clean-up -------------------
 
 
 @pytest.mark.parametrize("link", ["same path", "symlink", "hard link", "relative path"])

@@ -167,7 +167,7 @@ def _augmented(epochs=4, **kwargs):
 
 
 def test_augmented_pretraining_is_seeded_and_resumes_exactly():
-    """Issue 18: augmentation drawn from the step's key, so a run is a function of its
+    """Augmentation drawn from the step's key, so a run is a function of its
     seed, and a resumed (or chunked) run is bit for bit the whole one."""
     import dataclasses
 
