@@ -22,22 +22,22 @@ scikit-learn estimators call it.
 - ``dec-da-fast``: ``n2d-fast``'s pretraining (Adam 0.001, 100 epochs) on DEC-DA's
   augmented batches, then DEC-DA with DEC-DA's update interval for the 10,000 test
   digits (30): this project's pick for the CPU, chosen on the MNIST test digits
-  (README: results).
+  (docs/results-mnist.md).
 - ``n2d-da``: DEC-DA's 500 epochs of ``dec-da-fast``'s augmented pretraining, then
   N2D's clusters of the codes (UMAP and the best of 10 Gaussian mixtures, as
   ``n2d-fast``) as the start of IDEC-DA (update interval 30; IDEC's Adam 0.001 and
   KL weight 0.1), whose reconstruction term keeps a cluster from collapsing into
   its neighbour as DEC-DA's lone KL term can: this project's best preset, chosen
-  on the MNIST test digits (README: results).
+  on the MNIST test digits (docs/results-mnist.md).
 - ``n2d-da-fast``: ``dec-da-fast``'s 100 epochs of augmented pretraining, then the
   same start and DEC-DA (update interval 30): the CPU pick, about 3 minutes a seed
-  on a 2-core CPU (README: results).
+  on a 2-core CPU (docs/results-mnist.md).
 - ``n2d``: N2D (McConville et al. 2020, rymc/n2d): d-500-500-2000-10 with a linear
   code on pixels / 255, Adam 1e-3, batch 256, 1,000 epochs; UMAP to 10 dimensions
   (20 neighbours, min_dist 0), then a full-covariance Gaussian mixture.
 - ``n2d-fast``: N2D's recipe with 100 pretraining epochs and the best of 10
   Gaussian-mixture initialisations (by likelihood, no labels): this project's
-  pick, in minutes on a laptop CPU (README: results).
+  pick, in minutes on a laptop CPU (docs/results-mnist.md).
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--distributed", action="store_true",
-        help="multi-process: call jax.distributed.initialize (see README)",
+        help="multi-process: call jax.distributed.initialize (docs/devices.md)",
     )  # fmt: skip
     p.add_argument("--coordinator", default=None, help="with --distributed: HOST:PORT of process 0")
     p.add_argument("--num-processes", type=int, default=None)

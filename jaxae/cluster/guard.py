@@ -5,7 +5,7 @@ without labels of the data, with the clusters it started from, and the models
 refined together are compared with one another; when a signal fires, the model
 stops and the run keeps its start (:func:`jaxae.cluster.refine.keep_start`).
 Thresholds chosen on MNIST and Fashion-MNIST together, from the traces of
-``bench/studies/refine_trace.py`` (docs: the refinement guard).
+``bench/studies/refine_trace.py`` (docs/refinement-guard.md).
 
 Per model (:func:`degeneration`):
 

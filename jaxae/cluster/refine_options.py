@@ -19,7 +19,7 @@ from jaxae.errors import JaxaeError
 STARTS = ("kmeans", "umap-gmm")
 # The default budget of a refinement, in passes over the data (RefineOptions.max_steps):
 # IDEC-DA from N2D's clusters converged within 53-90 passes on the MNIST test digits and
-# mnist-5k (README: results).
+# mnist-5k (docs/results-mnist.md).
 MAX_PASSES = 100
 
 

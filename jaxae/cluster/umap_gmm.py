@@ -10,8 +10,7 @@ N2D fits one mixture; ``n_init`` > 1 fits several from seeded starts and keeps t
 one with the highest likelihood lower bound, so no label is used to choose.
 
 Two UMAP backends (``UMAPOptions.backend``); the JAX one is the default, as it
-clusters as umap-learn does (README, "Results: augmentation, DEC-DA and UMAP on
-the device"):
+clusters as umap-learn does (docs/jax-umap.md):
 
 - ``"umap-learn"``: the reference, the optional extra ``jaxae[umap]``, imported
   only when asked for. Seeded, it runs on one thread and is reproducible bit for
