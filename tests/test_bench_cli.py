@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxae import bench
-from jaxae.bench import harness, peers, report, suite
-from jaxae.bench.data import load_images
+from jaxae.bench import clustering, harness, peers, report, suite
+from jaxae.bench.data import load_images, load_labelled
 from jaxae.bench.peers.common import Workload
 from jaxae.config import ModelConfig
 from jaxae.errors import JaxaeError
@@ -88,6 +88,74 @@ def test_sweep_alternates_and_reports_the_spread_of_the_ratio(tmp_path, data_sou
     assert (scan["ratio_min"], scan["ratio_max"]) == pytest.approx((min(ratios), max(ratios)))
     md = (tmp_path / "bench.md").read_text()
     assert f"| {scan['ratio_vs_jaxae']:.2f} [{min(ratios):.2f}, {max(ratios):.2f}] |" in md
+
+
+def test_clustering_section_times_both_backends_on_the_same_codes(tmp_path):
+    argv = ["--tiny", "--sections", "clustering", "--peers", "none", "--data", "digits"]
+    assert bench.main([*argv, "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["train"] == [] and result["encode"] == [] and result["skipped"] == {}
+    rows = {r["implementation"]: r for r in result["clustering"]}
+    assert list(rows) == ["jax", "umap-learn+sklearn"]
+    sizes = suite.SIZES["tiny"]
+    for r in rows.values():
+        assert (r["n"], r["features"], r["clusters"]) == (sizes.clustering_n, 10, 10)
+        assert len(r["seconds"]) == sizes.clustering_repeats == 2
+        assert all(np.isfinite(s) and s > 0 for s in [r["first_call_seconds"], *r["seconds"]])
+        assert r["median_seconds"] == pytest.approx(np.median(r["seconds"]))
+        assert 0.3 < r["acc"] <= 1 and 0 < r["nmi"] <= 1  # 0.1 by chance
+    jax_row, ref = rows["jax"], rows["umap-learn+sklearn"]
+    ratios = [a / b for a, b in zip(ref["seconds"], jax_row["seconds"])]  # round by round
+    assert ref["ratio_vs_jax"] == pytest.approx(np.median(ratios))
+    assert (ref["ratio_min"], ref["ratio_max"]) == pytest.approx((min(ratios), max(ratios)))
+    assert jax_row["ratio_vs_jax"] == 1.0
+    md = (tmp_path / "bench.md").read_text()
+    assert "## Clustering: UMAP + Gaussian mixture on the same codes, 200 rows" in md
+    cells = f"| umap-learn+sklearn | {ref['first_call_seconds']:.2f} |"
+    assert cells in md and f"| {ref['ratio_vs_jax']:.2f} [{min(ratios):.2f}," in md
+    assert f"| {ref['acc']:.3f} | {ref['nmi']:.3f} | {ref['ari']:.3f} |" in md
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clustering_measure_alternates_and_keeps_failures_apart(monkeypatch):
+    calls = []
+
+    def fit_stage(codes, name):
+        calls.append(name)
+        if name == clustering.CLUSTPY:
+            raise ValueError("no clustpy\nmore")
+        return np.arange(len(codes)) % 2
+
+    monkeypatch.setattr(clustering, "fit_stage", fit_stage)
+    names = [clustering.JAX, clustering.REFERENCE, clustering.CLUSTPY]
+    rows, failures = clustering.measure(np.zeros((6, 10)), np.arange(6) % 2, names, repeats=3)
+    assert calls == names + names[:2] * 3  # a failed one is not tried again
+    assert failures == {clustering.CLUSTPY: "ValueError: no clustpy"}
+    assert [(r["implementation"], len(r["seconds"]), r["acc"]) for r in rows] == [
+        (clustering.JAX, 3, 1.0), (clustering.REFERENCE, 3, 1.0)
+    ]  # fmt: skip
+    rows, _ = clustering.measure(np.zeros((6, 10)), None, names[:1], repeats=1)
+    assert rows[0]["acc"] is None and rows[0]["ratio_vs_jax"] == 1.0
+
+    monkeypatch.setattr(clustering, "fit_stage", lambda codes, name: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # JAX's failure is the bench's
+        clustering.measure(np.zeros((6, 10)), None, names, repeats=1)
+
+
+def test_clustering_lists_clustpy_only_among_the_peers_asked_for():
+    assert set(clustering.available([])) == {clustering.JAX, clustering.REFERENCE}
+    status = clustering.available(["clustpy"])
+    assert status[clustering.JAX] is None
+    expected = peers.available()["clustpy"] or status[clustering.REFERENCE]
+    assert status[clustering.CLUSTPY] == expected
+
+
+def test_load_labelled_keeps_labels_and_never_tiles():
+    images, labels, where = load_labelled("digits", 5000)
+    assert images.shape == (1797, 64) and labels.shape == (1797,)
+    assert where.startswith("digits (the first 1,797 of 1,797")
+    images, labels, _ = load_labelled("digits", 10)
+    assert images.shape == (10, 64) and list(labels) == list(range(10))
 
 
 def test_main_rejects_unknown_peer(tmp_path):
@@ -171,7 +239,7 @@ def test_measure_alternates_and_keeps_failures_apart(monkeypatch):
 
 def test_train_cases_put_jaxae_first_and_peers_where_asked():
     sizes = suite.SIZES["gpu"]
-    cases = suite.train_cases(sizes, ["jax-scan", "torch-eager", "keras"])
+    cases = suite.train_cases(sizes, ["jax-scan", "torch-eager", "keras", "clustpy"])
     recipe32 = [c.name for c in cases if c.section == "recipe" and c.dtype == "float32"]
     # 500 epochs run in several chunks by default, so one-chunk jaxae is timed too.
     assert recipe32 == ["jaxae", "jaxae-1chunk", "jax-scan", "torch-eager", "keras"]
@@ -183,7 +251,8 @@ def test_train_cases_put_jaxae_first_and_peers_where_asked():
             assert c.epochs * steps >= sizes.sweep_min_steps and c.warmup_epochs == c.epochs
             assert c.repeats == sizes.sweep_repeats
     dec = [c for c in cases if c.section == "dec"]
-    assert [c.name for c in dec] == ["jaxae", "jax-scan", "torch-eager", "keras"]
+    # ClustPy's autoencoder has a linear code: DEC's recipe, never the original one.
+    assert [c.name for c in dec] == ["jaxae", "jax-scan", "torch-eager", "keras", "clustpy"]
     assert {(c.batch, c.n, c.recipe) for c in dec} == {(256, 10_000, peers.DEC_RECIPE)}
     assert all(c.repeats == sizes.dec_repeats for c in dec)
 

@@ -2,12 +2,14 @@
 peers agree with each other."""
 
 import ast
+import dataclasses
 import math
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from jaxae.bench import peers
 from jaxae.bench.peers.common import Recipe
@@ -54,14 +56,14 @@ def test_available_names_every_peer():
     assert set(peers.IMPLEMENTATIONS) == {"jaxae", "jaxae-1chunk", *peers.PEERS}
 
 
-@pytest.mark.parametrize("module", ["__init__", "common", "jax_plain", "torch", "keras"])
+@pytest.mark.parametrize("module", ["__init__", "common", "jax_plain", "torch", "keras", "clustpy"])
 def test_peer_frameworks_are_imported_lazily(module):
     # Read the source rather than import it in a subprocess: cheaper, and not fooled by
     # other tests having imported torch already.
     tree = ast.parse((Path(peers.__file__).parent / f"{module}.py").read_text())
     top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    assert not top & {"jax", "optax", "torch", "tensorflow", "keras"}
+    assert not top & {"jax", "optax", "torch", "tensorflow", "keras", "clustpy"}
 
 
 def test_init_is_glorot_uniform_with_zero_biases():
@@ -96,13 +98,14 @@ def test_numpy_loss_applies_each_layers_activation():
 @pytest.mark.parametrize("name", list(peers.PEERS))
 def test_peer_trains_and_is_timed(name, noise):
     _require(name)
-    t = peers.time_peer(name, noise, batch_size=64, epochs=1, warmup_epochs=1)
+    recipe = SMALL_DEC if name in peers.LINEAR_CODE_ONLY else peers.SEED_RECIPE
+    t = peers.time_peer(name, noise, recipe=recipe, batch_size=64, epochs=1, warmup_epochs=1)
     assert t.name == name
     assert t.steps == 8
     assert math.isfinite(t.seconds_per_step) and t.seconds_per_step > 0
     assert t.seconds_per_step == pytest.approx(t.seconds[0] / 8)
     assert math.isfinite(t.compile_seconds) and t.compile_seconds >= 0
-    assert math.isfinite(t.final_loss) and t.final_loss < _initial_loss(noise)
+    assert math.isfinite(t.final_loss) and t.final_loss < _initial_loss(noise, recipe=recipe)
     assert isinstance(t.device, str) and t.device
 
 
@@ -171,8 +174,11 @@ def unit_pixels():
 
 
 # The same agreement for DEC's shape (linear code, several hidden layers, pixels / 255).
+# ClustPy's own model and fit agree as torch's loop does: its layers, activations, loss,
+# Adam's epsilon and first weights are set as the others'.
 @pytest.mark.parametrize(
-    ("name", "rtol"), [("jax-scan", 1e-5), ("torch-eager", 1e-3), ("keras", 1e-2)]
+    ("name", "rtol"),
+    [("jax-scan", 1e-5), ("torch-eager", 1e-3), ("keras", 1e-2), ("clustpy", 1e-3)],
 )
 def test_peers_agree_on_a_linear_code_recipe(name, rtol, unit_pixels):
     _require(name)
@@ -205,3 +211,45 @@ def test_unavailable_peer_raises(monkeypatch, noise):
     monkeypatch.setattr(peers, "available", lambda: dict.fromkeys(peers.PEERS, "not here"))
     with pytest.raises(RuntimeError, match="not here"):
         peers.time_peer("jax-scan", noise)
+
+
+def test_clustpy_model_is_the_recipes_with_the_peers_first_weights(unit_pixels):
+    _require("clustpy")
+    import torch
+
+    from jaxae.bench.peers import clustpy
+
+    model = clustpy.autoencoder(SMALL_DEC, 64, seed=4)
+    recon = model(torch.from_numpy(unit_pixels)).detach().cpu().numpy()
+    params = peers.init_params(SMALL_DEC.widths(64), 4)
+    expected = peers.numpy_loss(params, unit_pixels, SMALL_DEC.activations())
+    np.testing.assert_allclose(np.mean((recon - unit_pixels) ** 2), expected, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="linear code"):
+        clustpy.autoencoder(peers.SEED_RECIPE, 64, seed=0)
+
+
+@pytest.mark.parametrize("method", ["n2d", "dec", "idec"])
+def test_clustpy_methods_run_from_pixels_to_labels(method, unit_pixels):
+    _require("clustpy")
+    from jaxae.bench.peers import clustpy
+
+    tiny = dataclasses.replace(SMALL_DEC, batch_size=32)
+    got = clustpy.fit_method(
+        method, unit_pixels, clusters=3, pretrain_epochs=1, refine_epochs=1, n_init=2,
+        recipe=tiny,
+    )  # fmt: skip
+    assert set(got) == ({"labels"} if method == "n2d" else {"labels", "kmeans_labels"})
+    for labels in got.values():
+        assert labels.shape == (128,) and set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_clustpy_n2d_clusters_given_codes():
+    _require("clustpy")
+    from jaxae.bench.peers import clustpy
+
+    rng = np.random.default_rng(5)
+    centres = 10.0 * np.eye(3, 4)
+    truth = np.repeat(np.arange(3), 40)
+    codes = (centres[truth] + 0.1 * rng.standard_normal((120, 4))).astype(np.float32)
+    labels = clustpy.n2d_on_codes(codes, clusters=3, n_init=2, n_neighbors=10)
+    assert adjusted_rand_score(truth, labels) == 1.0  # three far blobs: the identity kept them

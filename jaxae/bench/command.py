@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from jaxae._files import check_outside_runs
+from jaxae.bench import clustering, peers, report, suite
 from jaxae.bench import encode as encoding
-from jaxae.bench import peers, report, suite
 from jaxae.bench.compile_cache import measure_compile_cache
-from jaxae.bench.data import load_images
+from jaxae.bench.data import load_images, load_labelled
 from jaxae.bench.harness import latencies
 from jaxae.errors import JaxaeError
 
@@ -93,6 +93,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         metadata=report.metadata(data=source, sizes=dataclasses.asdict(sizes)),
         train=[],
         encode=[],
+        clustering=[],
         compile=None,
         skipped={},
         notes=[],
@@ -140,7 +141,22 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
             result["compile"] = {"error": str(e)}
         log(f"compile: {result['compile']}")
 
-    steps = {"encode": encode, "compile": compile_cache}
+    def cluster_stage() -> None:
+        if out_of_time("clustering"):
+            return
+        images, labels, where = load_labelled(args.data, sizes.clustering_n)
+        result["metadata"]["clustering_data"] = f"{where}; codes: {clustering.CODES}"
+        codes = clustering.make_codes(images)
+        status = clustering.available(names)
+        result["skipped"].update({f"clustering {k}": v for k, v in status.items() if v})
+        chosen = [k for k, v in status.items() if v is None]
+        rows, failures = clustering.measure(
+            codes, labels, chosen, repeats=sizes.clustering_repeats, log=log
+        )
+        result["clustering"] = rows
+        result["skipped"].update({f"clustering {k}": v for k, v in failures.items()})
+
+    steps = {"encode": encode, "compile": compile_cache, "clustering": cluster_stage}
     log(f"data: {source}; sizes: {mode}")
     for section in suite.SECTIONS:
         if section in sections:

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from jaxae._files import atomic_write, write_json
+from jaxae.bench.clustering import DESCRIPTIONS, JAX
 from jaxae.bench.encode import PATHS
 from jaxae.bench.harness import add_ratios
 from jaxae.bench.peers.common import Timing
@@ -53,7 +54,10 @@ def _version(package: str) -> str | None:
 def metadata(**extra: Any) -> dict:
     """Where and how the numbers were measured; ``extra`` is added as given."""
     device = jax.devices()[0]
-    versions = ("jax", "jaxlib", "jaxae", "flax", "optax", "numpy", "torch", "tensorflow", "keras")
+    versions = (
+        "jax", "jaxlib", "jaxae", "flax", "optax", "numpy", "torch", "tensorflow", "keras",
+        "umap-learn", "scikit-learn", "clustpy",
+    )  # fmt: skip
     return dict(
         backend=jax.default_backend(),
         device_kind=device.device_kind,
@@ -129,10 +133,10 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else format(v, spec)
 
 
-def _ratio(r: dict) -> str:
-    if r["ratio_vs_jaxae"] is None:
+def _ratio(r: dict, key: str = "ratio_vs_jaxae") -> str:
+    if r[key] is None:
         return "-"
-    cell = f"{r['ratio_vs_jaxae']:.2f}"
+    cell = f"{r[key]:.2f}"
     if r["ratio_min"] != r["ratio_max"]:
         cell += f" [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
     return cell
@@ -195,6 +199,7 @@ def markdown(report: dict) -> str:
             "exactly N rows, blocked on.",
             "",
         ]
+    lines += _clustering_markdown(report)
     cache = report.get("compile")
     if cache and "cold" in cache:
         lines += [
@@ -230,12 +235,47 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _clustering_markdown(report: dict) -> list[str]:
+    rows = report.get("clustering") or []
+    if not rows:
+        return []
+    lines = [
+        f"## Clustering: UMAP + Gaussian mixture on the same codes, {rows[0]['n']:,} rows",
+        "",
+        "| implementation | first call s | s (median) | rounds | ratio vs jax [min, max] "
+        "| ACC | NMI | ARI |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        score = " | ".join(_fmt(r[k], ".3f") for k in ("acc", "nmi", "ari"))
+        lines.append(
+            f"| {r['implementation']} | {r['first_call_seconds']:.2f} "
+            f"| {_fmt(r['median_seconds'])} | {len(r['seconds'])} "
+            f"| {_ratio(r, 'ratio_vs_jax')} | {score} |"
+        )
+    lines += ["", *(f"- {r['implementation']}: {DESCRIPTIONS[r['implementation']]}" for r in rows)]
+    lines += [
+        "",
+        f"Codes: {report['metadata'].get('clustering_data', '-')}. UMAP to {rows[0]['features']} "
+        f"dimensions, {rows[0]['neighbors']} neighbours, min_dist 0, seeded; a full-covariance "
+        f"mixture of {rows[0]['clusters']} components, the best of {rows[0]['n_init']} starts. "
+        "First call: compilation (XLA's; numba's for umap-learn) and one fit. s: the median "
+        "over the rounds that follow, each running every implementation once in turn; ratio "
+        "vs jax = its time / the JAX backends' in the same round, median [min, max]; above 1, "
+        "JAX is faster. ACC, NMI, ARI: the first call's clusters against the labels.",
+        "",
+    ]
+    return lines
+
+
 def figure_png(report: dict) -> bytes:
-    """bench.png: sweep throughput against batch size; encode latency against N."""
+    """bench.png: sweep throughput against batch size; encode latency against N; and,
+    where the clustering section ran, each implementation's seconds for the stage."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.5))
-    left, right = fig.subplots(1, 2)
+    clustered = report.get("clustering") or []
+    fig = Figure(figsize=(18 if clustered else 12, 4.5))
+    left, right, *third = fig.subplots(1, 3 if clustered else 2)
     sweep = [r for r in report["train"] if r["section"] == "sweep"]
     for impl, dtype in dict.fromkeys((r["implementation"], r["dtype"]) for r in sweep):
         rs = [r for r in sweep if r["implementation"] == impl and r["dtype"] == dtype]
@@ -264,6 +304,8 @@ def figure_png(report: dict) -> bytes:
     right.set(
         xscale="log", yscale="log", xlabel="rows N", ylabel="median latency (ms)", title="encoding"
     )
+    if clustered:
+        _clustering_panel(third[0], clustered)
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
         if ax.has_data():
@@ -271,6 +313,21 @@ def figure_png(report: dict) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
+
+
+def _clustering_panel(ax, rows: list[dict]) -> None:
+    """A bar per implementation: its median seconds (min to max over rounds), its ACC."""
+    names = [r["implementation"] for r in rows]
+    median = [r["median_seconds"] or r["first_call_seconds"] for r in rows]
+    spread = [
+        [m - min(r["seconds"] or [m]) for m, r in zip(median, rows)],
+        [max(r["seconds"] or [m]) - m for m, r in zip(median, rows)],
+    ]
+    bars = ax.barh(names, median, xerr=spread, color=["C0" if n == JAX else "C1" for n in names])
+    ax.bar_label(bars, ["" if r["acc"] is None else f" ACC {r['acc']:.3f}" for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds (median over rounds)", title=f"UMAP + GMM, {rows[0]['n']:,} codes")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def write_report(report: dict, out: Path, *, png: bool = True) -> None:

@@ -27,7 +27,7 @@ JAXAE_1CHUNK = "jaxae-1chunk"  # fit() with the whole run in one chunk (only whe
 # Implementations whose whole run is one compiled program: warmed up by one identical run.
 WHOLE_RUN = (JAXAE, JAXAE_1CHUNK, "jax-scan", "jax-scan-loss")
 TRAIN_SECTIONS = ("recipe", "sweep", "dec")
-SECTIONS = ("recipe", "encode", "compile", "sweep", "dec")
+SECTIONS = ("recipe", "encode", "compile", "clustering", "sweep", "dec")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Sizes:
     ``*_repeats`` times in alternation with the rest of its group; in the sweep
     only the whole-run ones repeat. Peers run in float32, and in bfloat16 only when
     listed in ``bf16_peers``. ``dec_*``: DEC's and N2D's autoencoder on ``dec_n`` rows.
+    ``clustering_*``: UMAP + Gaussian mixture on the codes of the first ``clustering_n``
+    images, each backend's first call apart, then ``clustering_repeats`` rounds.
     """
 
     recipe_n: int = 3000
@@ -60,7 +62,9 @@ class Sizes:
     dec_n: int = 10_000
     dec_epochs: int = 2
     dec_repeats: int = 3
-    dec_peers: tuple[str, ...] = ("jax-scan", "torch-eager", "keras")
+    dec_peers: tuple[str, ...] = ("jax-scan", "torch-eager", "keras", "clustpy")
+    clustering_n: int = 5000
+    clustering_repeats: int = 3
     encode_ns: tuple[int, ...] = (1, 100, 10_000, 70_000)
     encode_seconds: float = 1.0  # timing budget per encode case
     cache_n: int = 3000
@@ -73,6 +77,7 @@ class Sizes:
             "compile": [],
             "sweep": [self.sweep_n],
             "dec": [self.dec_n],
+            "clustering": [],  # its own images, never tiled (jaxae.bench.clustering)
         }
         return max([1, *(n for section in sections for n in needs[section])])
 
@@ -91,6 +96,7 @@ SIZES = {
         bf16_peers=("jax-scan", "torch-eager"),
         dec_epochs=20,
         encode_seconds=0.25,
+        clustering_n=10_000,
     ),
     "quick": Sizes(
         recipe_n=1000,
@@ -110,6 +116,8 @@ SIZES = {
         encode_ns=(1, 100, 10_000),
         encode_seconds=0.1,
         cache_n=1000,
+        clustering_n=600,
+        clustering_repeats=1,
     ),
     # For tests: seconds, not minutes.
     "tiny": Sizes(
@@ -130,6 +138,8 @@ SIZES = {
         encode_ns=(1, 100),
         encode_seconds=0.05,
         cache_n=300,
+        clustering_n=200,
+        clustering_repeats=2,
     ),
 }
 
@@ -179,7 +189,8 @@ def train_cases(
         steps = n // batch
         if section == "recipe":
             whole, other, repeats = sizes.recipe_epochs, sizes.peer_epochs, sizes.recipe_repeats
-            chosen, repeated = list(names), set(peers.IMPLEMENTATIONS)
+            chosen = [p for p in names if p not in peers.LINEAR_CODE_ONLY]
+            repeated = set(peers.IMPLEMENTATIONS)
         elif section == "sweep":
             whole, other = max(1, math.ceil(sizes.sweep_min_steps / steps)), sizes.sweep_peer_epochs
             chosen, repeats = [p for p in names if p in sizes.sweep_peers], sizes.sweep_repeats

@@ -7,10 +7,12 @@ in one run:
 - ``jaxae``, ``jaxae-1chunk``: ``jaxae.train.fit`` (``jaxae_fit``);
 - ``jax-python-loop``, ``jax-scan``, ``jax-scan-loss``: plain JAX and optax (``jax_plain``);
 - ``torch-eager``, ``torch-compile``: a PyTorch per-batch loop (``torch``);
-- ``keras``: ``model.fit`` (``keras``).
+- ``keras``: ``model.fit`` (``keras``);
+- ``clustpy``: ClustPy's autoencoder ``fit``, set up as jaxae's (``clustpy``; a linear
+  code only, so DEC's recipe only: ``LINEAR_CODE_ONLY``).
 
-The peers start from the same NumPy weights (``init_params``). torch and tensorflow
-are imported when a peer is prepared, so this package imports without them.
+The peers start from the same NumPy weights (``init_params``). torch, tensorflow and
+clustpy are imported when a peer is prepared, so this package imports without them.
 
 Example::
 
@@ -33,7 +35,7 @@ import sysconfig
 
 import numpy as np
 
-from jaxae.bench.peers import jax_plain, jaxae_fit, keras, torch
+from jaxae.bench.peers import clustpy, jax_plain, jaxae_fit, keras, torch
 from jaxae.bench.peers.common import (
     DEC_RECIPE,
     DTYPES,
@@ -54,6 +56,7 @@ __all__ = [
     "DTYPES",
     "IMPLEMENTATIONS",
     "JAXAE",
+    "LINEAR_CODE_ONLY",
     "PEERS",
     "SEED_RECIPE",
     "Implementation",
@@ -73,8 +76,11 @@ PEERS: dict[str, Implementation] = {
     **jax_plain.IMPLEMENTATIONS,
     **torch.IMPLEMENTATIONS,
     **keras.IMPLEMENTATIONS,
+    **clustpy.IMPLEMENTATIONS,
 }
 IMPLEMENTATIONS: dict[str, Implementation] = {**jaxae_fit.IMPLEMENTATIONS, **PEERS}
+# Peers that train only a recipe with a linear code (DEC's), never the original recipe.
+LINEAR_CODE_ONLY = ("clustpy",)
 
 
 def _missing(*modules: str) -> str | None:
@@ -107,6 +113,7 @@ def available() -> dict[str, str | None]:
         "torch-eager": torch_,
         "torch-compile": torch_ or _compiler_missing(),
         "keras": _missing("tensorflow", "keras"),
+        "clustpy": torch_ or _missing("torchvision", "clustpy"),
     }
 
 
