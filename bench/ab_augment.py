@@ -11,7 +11,7 @@ then timed in alternation: round r runs every variant once, the order rotated ea
 round, so a drifting machine (this CPU is shared) moves them alike. Prints, per
 variant, wall time per step and the median [min, max] over rounds of its wall time
 and process CPU time over the plain step's in the same round.
-Its result is in docs/benchmark-results.md (augmentation) and
+Its result is in docs/benchmarks.md (augmentation) and
 bench/results/augment-cost.md; bench/test_bench_augment.py runs the same measurement.
 
   PYTHONPATH=$PWD python bench/ab_augment.py        # 9 rounds of 20 steps

@@ -24,7 +24,8 @@ first weights); ``jaxae.bench.peers.clustpy`` says how, and where the two still 
     process would. umap-learn's numba code is compiled once beforehand, so neither
     side pays it. ACC, NMI and ARI against the labels.
 
-The full measurement (a quiet CPU; about 40 minutes on 2 cores, mostly pretraining):
+The full measurement (a quiet CPU; roughly half an hour on 2 cores by estimate, mostly
+pretraining: 7 runs of 50 epochs on 10,000 digits):
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=$PWD python bench/clustpy_peer.py \\
         --data ../shared/data/mnist/t10k-images-idx3-ubyte.gz \\

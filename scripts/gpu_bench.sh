@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# jaxae's benchmarks on one NVIDIA H100/H200, offline, in about 5 minutes.
+# jaxae's benchmarks on one NVIDIA H100/H200, offline, in about 7 minutes.
 #
 #   OUT=/tmp/out scripts/gpu_bench.sh        # from the repository root
 #
 # 1. nvidia-smi; 2. a brief correctness check on the GPU (fit falls, encode matches
 # a NumPy reference within TF32 tolerance); 3. the training loop at batch 100
-# under four XLA_FLAGS variants, one process each; 4. `jaxae bench` at full size.
+# under four XLA_FLAGS variants, one process each; 4. `jaxae bench` at full size, its
+# clustering section included (UMAP + GMM: the JAX backends beside umap-learn + scikit-learn,
+# and ClustPy's N2D where it is installed, on the same codes).
+# For umap-learn's row carry its wheels (the device image has numba and llvmlite), as
+# scripts/gpu_clustering.sh does:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#       umap-learn pynndescent
+# then run with carry [".whl"] (and ".data" for the digits); without them the row is skipped.
 # Writes $OUT/{log.txt,nvidia-smi.txt,check.txt,variants.txt,bench.json,bench.md,bench.png}.
 # Environment: JAXAE_BENCH_DATA (default .data/mnist-5k, else the MNIST cache or digits),
-# PYTHON (default python3), BUDGET (seconds for the whole script, default 340),
+# PYTHON (default python3), BUDGET (seconds for the whole script, default 420),
 # BENCH_ARGS (extra `jaxae bench` flags, e.g. --quick for a dry run), VARIANT_EPOCHS (200).
 # Exit status: 1 if the correctness check failed, else `jaxae bench`'s.
 set -uo pipefail
 OUT=${OUT:-out/gpu-bench}
 PY=${PYTHON:-python3}
-BUDGET=${BUDGET:-340}
+BUDGET=${BUDGET:-420}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 export JAXAE_BENCH_DATA=${JAXAE_BENCH_DATA:-.data/mnist-5k}
@@ -28,6 +35,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
     >>"$OUT/nvidia-smi.txt" 2>&1
 
 step "install (offline)"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 if ! $PY -c 'import importlib.metadata as m; m.version("jaxae")' 2>/dev/null &&
    ! $PY -m pip install --quiet --no-deps --no-build-isolation -e . ; then
     echo "pip install -e . failed: using PYTHONPATH=$PWD"
@@ -122,7 +133,9 @@ for k, vectorize in ((1, None), (8, None), (64, None), (8, False)):
           f"{us / base:.2f}x one model; compile {first.compile_seconds:.2f} s")
 EOF
 
-step "jaxae bench"
+step "jaxae bench: training, encoding, compilation, clustering"
+$PY -c 'import umap; print("umap-learn", umap.__version__)' 2>/dev/null ||
+    echo "umap-learn is missing: the clustering section times the JAX backends alone (carry .whl)"
 if $PY -m jaxae.cli bench --help >/dev/null 2>&1; then BENCH=($PY -m jaxae.cli bench); else
     BENCH=($PY -m jaxae.bench); fi
 left=$((BUDGET - SECONDS))

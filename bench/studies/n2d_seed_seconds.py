@@ -9,7 +9,7 @@ backend pairs: umap-learn + scikit-learn (what ``n2d-fast`` ran before the JAX
 backends) and the JAX UMAP + the JAX mixture (the default), alternated over
 ``--rounds``, each stage from a cold start of its programs in the first round
 (compilation and numba included, as a run of one seed pays them) and warm after.
-Its result is in docs/benchmark-results.md (UMAP and the mixture, per seed).
+Its result is in docs/benchmarks.md (UMAP and the mixture, per seed).
 
     PYTHONPATH=. python bench/studies/n2d_seed_seconds.py RUN_DIR --rounds 2 \\
         --out bench/results/n2d-seed-seconds.md

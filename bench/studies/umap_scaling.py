@@ -19,7 +19,7 @@ is then built from the first copy's neighbours shifted to every copy (checked
 against the Q rows searched);
 ``--layout-epochs E`` times E of the layout's epochs (200 above 10,000 rows,
 each about as costly: the edges due are spread evenly over the epochs). Its result
-is in docs/benchmark-results.md (growth with N) and bench/results/umap-scaling.md.
+is in docs/benchmarks.md (growth with N) and bench/results/umap-scaling.md.
 
     PYTHONPATH=. python bench/studies/umap_scaling.py --n 10000 70000 700000 \\
         --knn-queries 70000 --layout-epochs 20 --out bench/results/umap-scaling.md

@@ -12,7 +12,7 @@ A warm-up run of each (numba's and XLA's compilation) is reported apart; then th
 two alternate, ``--rounds`` times, so both see the same load. The scikit-learn
 mixture runs with its default threads (as jaxae runs it) and, for reference,
 once more on one thread (threadpoolctl) on the same embedding. Its result is in
-docs/benchmark-results.md (UMAP and the mixture) and bench/results/umap-stage-speed*.md.
+docs/benchmarks.md (UMAP and the mixture) and bench/results/umap-stage-speed*.md.
 
     PYTHONPATH=. nice -n 5 python bench/studies/umap_stage_speed.py \\
         --images ../shared/data/mnist/t10k-images-idx3-ubyte.gz \\

@@ -31,7 +31,7 @@ def _names(text: str, allowed: Sequence[str], what: str) -> list[str]:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """The ``jaxae bench`` flags."""
-    p.add_argument("--quick", action="store_true", help="small sizes: about a minute on 2 cores")
+    p.add_argument("--quick", action="store_true", help="small sizes: a minute or two on 2 cores")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests
     p.add_argument(
         "--out",
