@@ -48,6 +48,9 @@ import os
 import time
 from pathlib import Path
 
+# JAX would take 75% of a GPU's memory at its first use, leaving ClustPy's torch too little.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import jax
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""The benchmark suite: jaxae's training and encoding speed beside its peers, in one run.
+"""The benchmark suite: jaxae's training, encoding and clustering beside its peers, in one run.
 
 ``jaxae bench [--quick] [--out DIR] [--data PATH]`` (or ``python -m jaxae.bench``) times
 

@@ -72,7 +72,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         args = parser.parse_args(args)
     names = _names(args.peers, list(peers.PEERS), "peer")
     sections = _names(args.sections, suite.SECTIONS, "section")
-    if any(n.startswith("torch") for n in names):
+    if any(n in peers.TORCH_PEERS for n in names):
         # JAX would otherwise take 75% of a GPU's memory at its first use, leaving torch too little.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()

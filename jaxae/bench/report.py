@@ -21,9 +21,10 @@ from typing import Any
 import jax
 
 from jaxae._files import atomic_write, write_json
-from jaxae.bench.clustering import DESCRIPTIONS, JAX
+from jaxae.bench.clustering import CLUSTPY, DESCRIPTIONS, JAX
 from jaxae.bench.encode import PATHS
 from jaxae.bench.harness import add_ratios
+from jaxae.bench.peers import TORCH_PEERS
 from jaxae.bench.peers.common import Timing
 
 ENV_KEYS = (
@@ -117,7 +118,8 @@ def notes(report: dict) -> list[str]:
             f"The machine was busy (load average up to {load:.1f} on {meta['host_cpus']} CPUs): "
             "absolute times are inflated; ratios, taken round by round, still compare."
         )
-    torch_ran = any(r["implementation"].startswith("torch") for r in report["train"])
+    ran = [r["implementation"] for r in report["train"] + report.get("clustering", [])]
+    torch_ran = any(name in TORCH_PEERS or name == CLUSTPY for name in ran)
     if torch_ran and meta["backend"] == "cpu" and "OMP_WAIT_POLICY" not in meta["env"]:
         out.append(
             "torch ran with OMP_WAIT_POLICY unset: its OpenMP threads spin while waiting, "

@@ -54,7 +54,7 @@ def _subcommands():
         "bench": (
             bench_args,
             bench_handle,
-            "time training and encoding beside the peers; write bench.json/.md/.png",
+            "time training, encoding and clustering beside the peers; write bench.json/.md/.png",
         ),
     }
 

@@ -59,6 +59,7 @@ __all__ = [
     "LINEAR_CODE_ONLY",
     "PEERS",
     "SEED_RECIPE",
+    "TORCH_PEERS",
     "Implementation",
     "Recipe",
     "Runner",
@@ -81,6 +82,8 @@ PEERS: dict[str, Implementation] = {
 IMPLEMENTATIONS: dict[str, Implementation] = {**jaxae_fit.IMPLEMENTATIONS, **PEERS}
 # Peers that train only a recipe with a linear code (DEC's), never the original recipe.
 LINEAR_CODE_ONLY = ("clustpy",)
+# Peers that run on PyTorch (on a GPU, JAX must leave them memory; on a CPU, OpenMP spins).
+TORCH_PEERS = ("torch-eager", "torch-compile", "clustpy")
 
 
 def _missing(*modules: str) -> str | None:
