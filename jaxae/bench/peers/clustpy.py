@@ -42,6 +42,7 @@ Left as ClustPy has them (its DEC follows the paper, jaxae's DEC-keras):
 - per step ClustPy's loop calls ``loss.item()`` (a device sync), and its loader
   indexes rows one at a time and collates them.
 
+ClustPy's ``fit`` seeds NumPy's and Python's global generators (``set_torch_seed``).
 torch and clustpy are imported when used, never at import.
 """
 
