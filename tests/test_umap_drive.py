@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxae import loop
-from jaxae.cluster import umap_drive
-from jaxae.cluster.jax_umap import fit_umap, nearest_neighbors
+from jaxae.cluster.umap import drive as umap_drive
+from jaxae.cluster.umap.fit import fit_umap, nearest_neighbors
 from jaxae.data import load_dataset
 from jaxae.loop import Stopped
 

@@ -39,7 +39,7 @@ CHILD = r"""
 import json, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from sklearn.decomposition import PCA
-from jaxae.cluster import jax_umap
+from jaxae.cluster.umap import fit as jax_umap
 from jaxae.data import load_dataset
 
 def peak_mb():

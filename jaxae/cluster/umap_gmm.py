@@ -16,11 +16,11 @@ clusters as umap-learn does (docs/jax-umap.md):
   only when asked for. Seeded, it runs on one thread and is reproducible bit for
   bit. A fitted ``umap.UMAP`` can only be pickled, so such a run folder keeps no
   clusterer and predicts only in the process that fitted it.
-- ``"jax"``: :mod:`jaxae.cluster.jax_umap`, on the device, needing no extra. Its fit
+- ``"jax"``: :mod:`jaxae.cluster.umap.fit`, on the device, needing no extra. Its fit
   is plain arrays (training codes, embedding, a and b), so the run folder keeps it
   and ``jaxae predict`` / ``jaxae.load(run).predict`` assign new images. A new
   image's label depends on that image and the run alone, bit for bit on one CPU,
-  whatever else is in the call (:mod:`jaxae.cluster.umap_transform`).
+  whatever else is in the call (:mod:`jaxae.cluster.umap.transform`).
 
 The mixture's backend is ``ClusterConfig.gmm`` (:mod:`jaxae.cluster.gmm`).
 
@@ -51,10 +51,10 @@ from jaxae._rowwise import map_blocks
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster import jax_gmm
 from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture, option_names
-from jaxae.cluster.jax_umap import UMAPFit, check_sizes, fit_umap
+from jaxae.cluster.umap.fit import UMAPFit, check_sizes, fit_umap
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
-from jaxae.cluster.umap_transform import transform_block, transform_epochs
+from jaxae.cluster.umap.transform import transform_block, transform_epochs
 from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import check_stop
@@ -123,7 +123,7 @@ class UMAPGMMFit:
         A row equal to a training row gets that row's label (``self.labels``), with
         either backend. Other rows are placed among their nearest training codes
         and optimised against them. With the JAX backend each row's label depends
-        on the row alone (its bits on one CPU; :mod:`jaxae.cluster.umap_transform`),
+        on the row alone (its bits on one CPU; :mod:`jaxae.cluster.umap.transform`),
         so any split of the rows into calls gives the same labels. umap-learn's
         ``transform`` does not promise that: its schedule follows the largest
         membership of the batch, its epochs the batch's size (100 up to 10,000
@@ -149,11 +149,11 @@ class UMAPGMMFit:
         """The JAX backend's pure ``labels(codes)`` function, else None.
 
         ``(Q, F)`` codes -> ``(Q,)`` int32: their neighbours among the training codes,
-        the embedding (:func:`jaxae.cluster.umap_transform.transform_fn`), then the
+        the embedding (:func:`jaxae.cluster.umap.transform.transform_fn`), then the
         most probable mixture component (:func:`jaxae.cluster.jax_gmm.predict`), in
         one jitted program, in blocks of rows, each row's label from that row alone.
         ``n_epochs=`` (static) overrides the transform's epochs
-        (:func:`~jaxae.cluster.umap_transform.transform_epochs` of the fit's).
+        (:func:`~jaxae.cluster.umap.transform.transform_epochs` of the fit's).
         Compose it with ``jaxae.encode_fn`` inside your own ``jax.jit`` to go from
         pixels to labels in one program::
 
@@ -315,7 +315,7 @@ def fit_umap_gmm(
         the JAX backend is Euclidean only).
       n_epochs: UMAP's layout epochs; ``None`` for umap-learn's default (500 up to
         10,000 rows, 200 above).
-      backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.jax_umap.fit_umap`).
+      backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.umap.fit.fit_umap`).
       gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
       devices: the JAX UMAP's neighbour search and layout over this many devices
         (or "all"), as ``fit_umap`` takes them; umap-learn and the mixture ignore it.

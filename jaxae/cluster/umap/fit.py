@@ -104,7 +104,7 @@ On several devices (``fit_umap(..., devices=P)``, a 1-D ``"data"`` mesh as
 
 Example:
   >>> import numpy as np
-  >>> from jaxae.cluster.jax_umap import fit_umap
+  >>> from jaxae.cluster.umap.fit import fit_umap
   >>> x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
   >>> x[:150] += 6.0
   >>> fit = fit_umap(x, n_components=2, n_neighbors=10, n_epochs=50)
@@ -192,7 +192,7 @@ class UMAPFit(NamedTuple):
     def transform(self, features: np.ndarray | jax.Array) -> np.ndarray:
         """Embeds ``(Q, D)`` new rows among the fixed training embedding.
 
-        As ``UMAP.transform`` (:mod:`jaxae.cluster.umap_transform`): memberships to
+        As ``UMAP.transform`` (:mod:`jaxae.cluster.umap.transform`): memberships to
         the k nearest training rows with ``local_connectivity=0``, a start at their
         weighted mean embedding, then 100 epochs (a third of the fit's when it was
         given) at a learning rate of 0.25, pulled towards the neighbours, pushed
@@ -213,7 +213,7 @@ class UMAPFit(NamedTuple):
                 f"{self.features.shape[1]}: pass rows of the same width"
             )
         # Imported here: the transform builds on this module's search and schedule.
-        from jaxae.cluster.umap_transform import transform
+        from jaxae.cluster.umap.transform import transform
 
         return transform(self, jnp.asarray(features, jnp.float32))
 
@@ -303,7 +303,7 @@ def fit_umap(
         embedding sums each epoch's steps in another order, so it agrees with the
         one-device embedding to float32 rounding, which the layout's 500 epochs
         amplify (module docstring). The fit's ``transform`` runs on one device.
-      should_stop: polled every couple of seconds (:mod:`jaxae.cluster.umap_drive`):
+      should_stop: polled every couple of seconds (:mod:`jaxae.cluster.umap.drive`):
         between calls of the neighbour search (one device) and of the layout,
         between the host steps, and in the spectral start's eigensolver.
       progress: progress bars over the neighbour search and the layout.
@@ -316,7 +316,7 @@ def fit_umap(
         range, or more ``devices`` than JAX sees.
       jaxae.loop.Stopped: ``should_stop()`` returned True.
     """
-    from jaxae.cluster import umap_drive  # it builds on this module's programs
+    from jaxae.cluster.umap import drive as umap_drive  # it builds on this module's programs
 
     features = check_rows("features", features, floats_only=True, allow_images=False)
     n = features.shape[0]

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae._rowwise import map_blocks, padded_rows
-from jaxae.cluster.jax_umap import (
+from jaxae.cluster.umap.fit import (
     _CLIP,
     _KNN_COLS,
     _knn_rows,
@@ -178,7 +178,7 @@ def _layout(start, indices, per_sample, rate, row_hash, reference, key, *, a, b,
     """The epochs of the new rows ``(B, C)`` against the fixed ``reference`` ``(N, C)``.
 
     Edge ``(i, j)`` (row i, its j-th neighbour) pulls on
-    :func:`jaxae.cluster.jax_umap._schedule`'s closed-form schedule; row i draws
+    :func:`jaxae.cluster.umap.fit._schedule`'s closed-form schedule; row i draws
     ``floor((n + 1) rate_i) - floor(n rate_i)`` negative samples in epoch n, at most
     :func:`_sample_slots`. Every update of an epoch is computed from the epoch's
     start (no row moves another, so the order is moot) and summed per row in a

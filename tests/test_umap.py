@@ -21,8 +21,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from jaxae._buckets import bucket
-from jaxae.cluster import jax_umap
-from jaxae.cluster.jax_umap import (
+from jaxae.cluster.umap import fit as jax_umap
+from jaxae.cluster.umap.fit import (
     LayoutGraph,
     UMAPFit,
     find_ab_params,
@@ -398,7 +398,7 @@ def test_transform_of_training_rows_lands_near_their_embedding(fit, digits):
 
 def test_the_pure_transform_is_the_method_bit_for_bit(fit, digits):
     """transform_fn (jittable) gives UMAPFit.transform's bits, training rows included."""
-    from jaxae.cluster.umap_transform import transform_epochs, transform_fn
+    from jaxae.cluster.umap.transform import transform_epochs, transform_fn
 
     rows = np.concatenate([digits[0][:40] + 1e-3, digits[0][40:60]])  # new, then training
     epochs = transform_epochs(fit.n_epochs)
@@ -462,7 +462,7 @@ def test_layout_graph_is_a_pytree():
 FOUR_DEVICES = """
 import json, jax, numpy as np, jax.numpy as jnp
 from jaxae._buckets import bucket
-from jaxae.cluster import jax_umap
+from jaxae.cluster.umap import fit as jax_umap
 from jaxae.data import load_dataset
 from jaxae.parallel import make_mesh
 assert jax.device_count() == 4
