@@ -160,7 +160,7 @@ def test_two_processes_on_loopback_equal_one(tmp_path, trained):
 def test_devices_reach_the_jax_umap_of_the_codes_and_of_the_pixels(tmp_path):
     """--devices 4 gets to both UMAPs of a run (the codes', then the pixels'), which
     fit on the mesh and score. Whether four devices cluster as one does is
-    tests/test_jax_umap.py's to show, on the same data; 30 layout epochs here."""
+    tests/test_umap.py's to show, on the same data; 30 layout epochs here."""
     proc = _python(
         f"""
         import json, jax

@@ -1,4 +1,4 @@
-"""jax_umap against umap-learn's own functions (the reference) and a brute-force kNN.
+"""jaxae.cluster.umap against umap-learn's own functions (the reference) and a brute-force kNN.
 
 Small data and shared shapes: most of the run time on CPU is compiling, once per
 (N, k, C, E) shape.
@@ -21,8 +21,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from jaxae._buckets import bucket
-from jaxae.cluster.umap import fit as jax_umap
-from jaxae.cluster.umap.fit import (
+from jaxae.cluster.scores import cluster_accuracy
+from jaxae.cluster.umap import (
     LayoutGraph,
     UMAPFit,
     find_ab_params,
@@ -31,7 +31,10 @@ from jaxae.cluster.umap.fit import (
     layout_step,
     nearest_neighbors,
 )
-from jaxae.cluster.scores import cluster_accuracy
+from jaxae.cluster.umap.graph import _fuzzy_union, _memberships, _prune, _smooth_knn_dist
+from jaxae.cluster.umap.layout import _add_steps, _edge_steps, _layout_graph, layout_capacity
+from jaxae.cluster.umap.schedule import _negative_samples, _schedule
+from jaxae.cluster.umap.spectral import _piece_places, _spectral
 from jaxae.data import load_dataset
 from jaxae.errors import JaxaeError
 
@@ -77,11 +80,11 @@ def small_graph(fit, digits):
     """The fit's pruned graph as a LayoutGraph, a start embedding, and as scipy COO."""
     x = jnp.asarray(digits[0])
     idx, dist = nearest_neighbors(x, x, K, self_first=True)
-    sigmas, rhos = jax_umap._smooth_knn_dist(dist, float(K), 1.0)
-    w = jax_umap._memberships(dist, idx, sigmas, rhos, skip_self=True)
-    graph = jax_umap._prune(jax_umap._fuzzy_union(*jax.device_get((idx, w)), N), EPOCHS)
+    sigmas, rhos = _smooth_knn_dist(dist, float(K), 1.0)
+    w = _memberships(dist, idx, sigmas, rhos, skip_self=True)
+    graph = _prune(_fuzzy_union(*jax.device_get((idx, w)), N), EPOCHS)
     start = np.random.default_rng(0).uniform(0, 10, size=(N, C)).astype(np.float32)
-    return jax_umap._layout_graph(graph), jnp.asarray(start), graph
+    return _layout_graph(graph), jnp.asarray(start), graph
 
 
 def test_knn_equals_brute_force_with_blocks_that_do_not_divide():
@@ -115,7 +118,7 @@ def test_bandwidths_match_umap_learn(umap_, knn, local_connectivity):
     sigma_ref, rho_ref = umap_.smooth_knn_dist(
         dist, float(K), local_connectivity=local_connectivity
     )
-    sigma, rho = jax.jit(jax_umap._smooth_knn_dist, static_argnums=(1, 2))(
+    sigma, rho = jax.jit(_smooth_knn_dist, static_argnums=(1, 2))(
         jnp.asarray(dist), float(K), local_connectivity
     )
     np.testing.assert_array_equal(np.asarray(rho), rho_ref)
@@ -132,9 +135,9 @@ def test_ab_params_match_umap_learn(umap_, spread, min_dist):
 
 def test_fuzzy_union_is_umap_learns_graph(umap_, digits, knn):
     idx, dist = knn
-    sigmas, rhos = jax_umap._smooth_knn_dist(jnp.asarray(dist), float(K), 1.0)
-    w = jax_umap._memberships(jnp.asarray(dist), jnp.asarray(idx), sigmas, rhos, skip_self=True)
-    mine = jax_umap._fuzzy_union(idx, np.asarray(w), N).tocsr()
+    sigmas, rhos = _smooth_knn_dist(jnp.asarray(dist), float(K), 1.0)
+    w = _memberships(jnp.asarray(dist), jnp.asarray(idx), sigmas, rhos, skip_self=True)
+    mine = _fuzzy_union(idx, np.asarray(w), N).tocsr()
     want, _, _ = umap_.fuzzy_simplicial_set(
         digits[0], K, 0, "euclidean", knn_indices=idx, knn_dists=dist
     )
@@ -151,7 +154,7 @@ def test_spectral_start_is_umap_learns(umap_, small_graph, digits):
     import umap.spectral
 
     graph = small_graph[2]
-    mine = jax_umap._spectral(graph, C, digits[0], np.random.default_rng(0))
+    mine = _spectral(graph, C, digits[0], np.random.default_rng(0))
     want = umap.spectral.spectral_layout(digits[0], graph.tocsr(), C, np.random.RandomState(0))
     cosine = np.abs(np.sum(mine * want, axis=0)) / (
         np.linalg.norm(mine, axis=0) * np.linalg.norm(want, axis=0)
@@ -168,7 +171,7 @@ def test_a_graph_in_pieces_is_laid_out_as_umap_learn_does(umap_, small_graph, di
 
     graph = scipy.sparse.block_diag([small_graph[2]] * 2).tocoo()
     data = np.vstack([digits[0], digits[0] + 5.0])
-    mine = jax_umap._spectral(graph, C, data, np.random.default_rng(0))
+    mine = _spectral(graph, C, data, np.random.default_rng(0))
     want = umap.spectral.spectral_layout(data, graph.tocsr(), C, np.random.RandomState(0))
     for piece, place in enumerate([1.0, -1.0]):
         rows = slice(piece * N, (piece + 1) * N)
@@ -190,8 +193,8 @@ def test_many_small_pieces_get_places_of_their_own(digits):
     data = np.repeat(rng.normal(scale=0.3, size=(pieces, 3)), size, axis=0)
     block = np.ones((size, size)) - np.eye(size)
     graph = scipy.sparse.block_diag([block] * pieces).tocoo()
-    coords = jax_umap._spectral(graph, C, data, np.random.default_rng(1))
-    places = jax_umap._piece_places(
+    coords = _spectral(graph, C, data, np.random.default_rng(1))
+    places = _piece_places(
         data, np.repeat(np.arange(pieces), size), pieces, C, np.random.default_rng(1)
     )
     assert coords.shape == (pieces * size, C) and np.all(np.isfinite(coords))
@@ -216,7 +219,7 @@ def test_schedule_is_umap_learns_counters():
     f64_next_neg = eps.astype(np.float64) / rate
     fired = 0
     for n in range(300):
-        fires, n_neg = jax_umap._schedule(jnp.asarray(eps), n, rate)
+        fires, n_neg = _schedule(jnp.asarray(eps), n, rate)
         fires, n_neg = np.asarray(fires), np.asarray(n_neg)
         for i, e in enumerate(exact):
             assert fires[i] == (next_sample[i] <= n), (n, e)
@@ -271,8 +274,8 @@ def test_layout_step_matches_a_float64_transcription(fit, small_graph):
     graph, start, _ = small_graph
     key, epoch = jax.random.key(0), 7
     got = jax.jit(layout_step)(start, graph, key, epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
-    fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, epoch, 5))
-    samples = np.asarray(jax_umap._negative_samples(key, epoch, fires.shape[0], 11, N))
+    fires, n_neg = map(np.asarray, _schedule(graph.epochs_per_sample, epoch, 5))
+    samples = np.asarray(_negative_samples(key, epoch, fires.shape[0], 11, N))
     assert samples.min() >= 0 and samples.max() < N
     assert fires.sum() > 100 and n_neg[fires].max() >= 4
     want = numpy_epoch(np.asarray(start), graph, fires, n_neg, samples, fit.a, fit.b,
@@ -284,12 +287,12 @@ def test_layout_capacity_is_the_busiest_epoch(small_graph):
     graph = small_graph[0]
     due, many = [], []
     for n in range(EPOCHS):
-        fires, n_neg = map(np.asarray, jax_umap._schedule(graph.epochs_per_sample, n, 5))
+        fires, n_neg = map(np.asarray, _schedule(graph.epochs_per_sample, n, 5))
         due.append(fires.sum())
         many.append((fires & (n_neg > 6)).sum())
     assert max(many) > 0  # the second list is exercised on this graph
     up = lambda v: bucket(max(256, int(v)))
-    assert jax_umap.layout_capacity(graph, EPOCHS) == (up(max(due)), up(max(many)))
+    assert layout_capacity(graph, EPOCHS) == (up(max(due)), up(max(many)))
 
 
 @pytest.mark.parametrize("epoch", [1, 7, EPOCHS - 1])
@@ -299,7 +302,7 @@ def test_layout_step_with_capacity_equals_every_edge(fit, small_graph, epoch):
     graph, start, _ = small_graph
     step = jax.jit(layout_step, static_argnames=("negative_sample_rate", "capacity"))
     kwargs = dict(key=jax.random.key(2), epoch=epoch, a=fit.a, b=fit.b, n_epochs=EPOCHS)
-    capacity = jax_umap.layout_capacity(graph, EPOCHS)
+    capacity = layout_capacity(graph, EPOCHS)
     assert capacity[0] < graph.head.shape[0]
     every = step(start, graph, **kwargs)
     due = step(start, graph, capacity=capacity, **kwargs)
@@ -328,7 +331,7 @@ def test_waves_move_one_after_another_and_chunk_exactly(fit, small_graph):
     graph, start, _ = small_graph
     key = jax.random.key(5)
     options = dict(a=fit.a, b=fit.b, n_epochs=EPOCHS)
-    capacity = jax_umap.layout_capacity(graph, EPOCHS, waves=3)
+    capacity = layout_capacity(graph, EPOCHS, waves=3)
     run = lambda y, first, count: layout_epochs(
         y, graph, key, first, count, waves=3, capacity=capacity, **options
     )
@@ -338,11 +341,11 @@ def test_waves_move_one_after_another_and_chunk_exactly(fit, small_graph):
     for w in range(3):
         ids = np.arange(w, edges, 3)
         wave = LayoutGraph(graph.head[ids], graph.tail[ids], graph.epochs_per_sample[ids])
-        steps = jax_umap._edge_steps(
+        steps = _edge_steps(
             y, wave, key, 0, reference=None, initial_alpha=1.0, gamma=1.0,
             negative_sample_rate=5, capacity=None, first_edge=w * size, **options,
         )  # fmt: skip
-        y = y + jax_umap._add_steps(y, *steps, move_other=True)
+        y = y + _add_steps(y, *steps, move_other=True)
     np.testing.assert_allclose(np.asarray(run(start, 0, 1)), np.asarray(y), rtol=0, atol=1e-5)
     one_wave = layout_epochs(start, graph, key, 0, 1, **options)
     np.testing.assert_array_equal(
@@ -462,7 +465,10 @@ def test_layout_graph_is_a_pytree():
 FOUR_DEVICES = """
 import json, jax, numpy as np, jax.numpy as jnp
 from jaxae._buckets import bucket
-from jaxae.cluster.umap import fit as jax_umap
+from jaxae.cluster.umap.fit import fit_umap
+from jaxae.cluster.umap.graph import _fuzzy_union, _memberships, _prune, _smooth_knn_dist
+from jaxae.cluster.umap.layout import _layout_graph, find_ab_params, layout_capacity, layout_epochs
+from jaxae.cluster.umap.neighbors import nearest_neighbors
 from jaxae.data import load_dataset
 from jaxae.parallel import make_mesh
 assert jax.device_count() == 4
@@ -471,24 +477,24 @@ out = {}
 # 397 queries in blocks of 64 rows and 96 data rows: neither divides 397, 397 is odd.
 for name, data, self_first in (("self", x[:397], True), ("other", x, False)):
     kw = dict(self_first=self_first, block_rows=64, block_cols=96)
-    one = jax_umap.nearest_neighbors(x[:397], data, 15, **kw)
-    four = jax_umap.nearest_neighbors(x[:397], data, 15, devices=4, **kw)
+    one = nearest_neighbors(x[:397], data, 15, **kw)
+    four = nearest_neighbors(x[:397], data, 15, devices=4, **kw)
     out[name] = [bool(np.array_equal(a, b)) for a, b in zip(one, four)]
     out[name + "_replicated"] = bool(four[0].sharding.is_fully_replicated)
-idx, dist = jax_umap.nearest_neighbors(x, x, 15, self_first=True)
-sigmas, rhos = jax_umap._smooth_knn_dist(dist, 15.0, 1.0)
-w = jax_umap._memberships(dist, idx, sigmas, rhos, skip_self=True)
-graph = jax_umap._fuzzy_union(*jax.device_get((idx, w)), 400)
-graph = jax_umap._layout_graph(jax_umap._prune(graph, 60))
+idx, dist = nearest_neighbors(x, x, 15, self_first=True)
+sigmas, rhos = _smooth_knn_dist(dist, 15.0, 1.0)
+w = _memberships(dist, idx, sigmas, rhos, skip_self=True)
+graph = _fuzzy_union(*jax.device_get((idx, w)), 400)
+graph = _layout_graph(_prune(graph, 60))
 start = jnp.asarray(np.random.default_rng(0).uniform(0, 10, size=(400, 4)).astype(np.float32))
-a, b = jax_umap.find_ab_params(1.0, 0.0)
-mesh, per_slice = make_mesh(4), jax_umap.layout_capacity(graph, 60, shards=4)
-out["capacity"] = [jax_umap.layout_capacity(graph, 60), per_slice]
-run = lambda count, **kw: np.asarray(jax_umap.layout_epochs(
+a, b = find_ab_params(1.0, 0.0)
+mesh, per_slice = make_mesh(4), layout_capacity(graph, 60, shards=4)
+out["capacity"] = [layout_capacity(graph, 60), per_slice]
+run = lambda count, **kw: np.asarray(layout_epochs(
     start, graph, jax.random.key(2), 0, count, a=a, b=b, n_epochs=60, **kw))
 out["epochs_apart"] = [
     float(np.abs(run(n, mesh=mesh, capacity=per_slice) - run(n)).max()) for n in (1, 2, 3)]
-fits = [jax_umap.fit_umap(x, n_components=4, n_neighbors=15, n_epochs=60, seed=3, devices=4)
+fits = [fit_umap(x, n_components=4, n_neighbors=15, n_epochs=60, seed=3, devices=4)
         for _ in range(2)]
 out["four_again"] = bool(np.array_equal(fits[0].embedding, fits[1].embedding))
 out["embedding"] = fits[0].embedding.tolist()

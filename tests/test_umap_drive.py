@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from jaxae import loop
-from jaxae.cluster.umap import drive as umap_drive
-from jaxae.cluster.umap.fit import fit_umap, nearest_neighbors
+from jaxae.cluster.umap import drive, fit_umap, nearest_neighbors
 from jaxae.data import load_dataset
 from jaxae.loop import Stopped
 
@@ -29,13 +28,13 @@ def test_the_driven_search_is_nearest_neighbors_in_any_number_of_calls(monkeypat
     x = jnp.asarray(np.random.default_rng(0).normal(size=(401, 12)).astype(np.float32))
     want_ids, want_dist = nearest_neighbors(x, x, K, self_first=True, block_rows=64, block_cols=96)
     options = dict(rows=64, cols=96, should_stop=None, progress=False)
-    ids, dist = umap_drive.neighbours(x, K, **options)
+    ids, dist = drive.neighbours(x, K, **options)
     np.testing.assert_array_equal(np.asarray(ids), np.asarray(want_ids))
     # One block a program instead of all in one: XLA may round the exact distances of
     # the chosen neighbours differently, by an ulp.
     np.testing.assert_allclose(np.asarray(dist), np.asarray(want_dist), rtol=1e-6)
     monkeypatch.setattr(loop, "CALL_SECONDS", 0.0)  # one block a call: 7 calls
-    again = umap_drive.neighbours(x, K, **options)
+    again = drive.neighbours(x, K, **options)
     for a, b in zip(again, (ids, dist), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxae._rowwise import BLOCK
-from jaxae.cluster.umap.fit import fit_umap
+from jaxae.cluster.umap import fit_umap
 from jaxae.cluster.umap.transform import _row_hash, transform_epochs, transform_fn
 from jaxae.data import load_dataset
 from tests.strategies import fuzz

@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from jaxae.cluster import scores
 from jaxae.cluster.jax_gmm import fit_gmm_jax
-from jaxae.cluster.umap.fit import fit_umap
+from jaxae.cluster.umap import fit_umap
 from jaxae.data import load_dataset
 
 CLUSTERS, N_INIT, K, C = 10, 10, 20, 10

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seconds from a SIGINT to the exit of a JAX UMAP fit, in each of its steps.
 
-A child process fits :func:`jaxae.cluster.umap.fit.fit_umap` (umap-learn's
+A child process fits :func:`jaxae.cluster.umap.fit_umap` (umap-learn's
 defaults for N above 10,000: 200 epochs, 20 neighbours, 10 dimensions) on the
 first ``--n`` rows of PCA-100 of the MNIST pixels (pixels / 255, centred, the
 principal axes of every 7th image), with ``should_stop`` from
@@ -45,7 +45,7 @@ def child(features: str) -> None:
 
         import numpy as np
 
-        from jaxae.cluster.umap.fit import fit_umap
+        from jaxae.cluster.umap import fit_umap
         from jaxae.loop import Stopped
 
         for step, (module, name) in STEPS.items():

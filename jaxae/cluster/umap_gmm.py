@@ -16,7 +16,7 @@ clusters as umap-learn does (docs/jax-umap.md):
   only when asked for. Seeded, it runs on one thread and is reproducible bit for
   bit. A fitted ``umap.UMAP`` can only be pickled, so such a run folder keeps no
   clusterer and predicts only in the process that fitted it.
-- ``"jax"``: :mod:`jaxae.cluster.umap.fit`, on the device, needing no extra. Its fit
+- ``"jax"``: :mod:`jaxae.cluster.umap`, on the device, needing no extra. Its fit
   is plain arrays (training codes, embedding, a and b), so the run folder keeps it
   and ``jaxae predict`` / ``jaxae.load(run).predict`` assign new images. A new
   image's label depends on that image and the run alone, bit for bit on one CPU,
@@ -51,10 +51,9 @@ from jaxae._rowwise import map_blocks
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster import jax_gmm
 from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture, option_names
-from jaxae.cluster.umap.fit import UMAPFit, check_sizes, fit_umap
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
-from jaxae.cluster.umap.transform import transform_block, transform_epochs
+from jaxae.cluster.umap import UMAPFit, check_sizes, fit_umap, transform_block, transform_epochs
 from jaxae.config import MAX_STEPS, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import check_stop
@@ -315,7 +314,7 @@ def fit_umap_gmm(
         the JAX backend is Euclidean only).
       n_epochs: UMAP's layout epochs; ``None`` for umap-learn's default (500 up to
         10,000 rows, 200 above).
-      backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.umap.fit.fit_umap`).
+      backend: ``"umap-learn"`` or ``"jax"`` (:func:`jaxae.cluster.umap.fit_umap`).
       gmm_backend: ``"sklearn"`` or ``"jax"`` (:func:`jaxae.cluster.gmm.fit_mixture`).
       devices: the JAX UMAP's neighbour search and layout over this many devices
         (or "all"), as ``fit_umap`` takes them; umap-learn and the mixture ignore it.

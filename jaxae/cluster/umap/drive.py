@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxae.cluster.umap.fit import _knn_rows
+from jaxae.cluster.umap.neighbors import _knn_rows
 from jaxae.loop import Call, check_stop, drive, polled
 
 StopFn = Callable[[], bool] | None
@@ -32,7 +32,7 @@ def neighbours(
     x: jax.Array, k: int, *, rows: int, cols: int, should_stop: StopFn, progress: bool
 ) -> tuple[jax.Array, jax.Array]:
     """``(N, k)`` int32 neighbours and float32 distances of every row of ``(N, D)``
-    ``x`` among the rows, itself first: :func:`jaxae.cluster.umap.fit.nearest_neighbors`
+    ``x`` among the rows, itself first: :func:`jaxae.cluster.umap.neighbors.nearest_neighbors`
     with ``self_first``, one device, in calls of whole blocks of ``rows`` query rows,
     each beside a poll (:func:`jaxae.loop.polled`)."""
     n = x.shape[0]
@@ -78,7 +78,7 @@ def layout(
     progress: bool,
 ) -> jax.Array:
     """``epochs`` layout epochs from ``start``: ``program(y, first, count)`` is
-    :func:`jaxae.cluster.umap.fit.layout_epochs` with everything else bound.
+    :func:`jaxae.cluster.umap.layout.layout_epochs` with everything else bound.
 
     Each call runs beside a poll (:func:`jaxae.loop.polled`), as the search's do:
     the first compiles the program, seconds at 70,000 rows, which no chunk can

@@ -52,17 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae._rowwise import map_blocks, padded_rows
-from jaxae.cluster.umap.fit import (
-    _CLIP,
-    _KNN_COLS,
-    _knn_rows,
-    _memberships,
-    _mix32,
-    _rdist_terms,
-    _sample_rows,
-    _schedule,
-    _smooth_knn_dist_jit,
-)
+from jaxae.cluster.umap.graph import _memberships, _smooth_knn_dist_jit
+from jaxae.cluster.umap.layout import _CLIP, _rdist_terms
+from jaxae.cluster.umap.neighbors import _KNN_COLS, _knn_rows
+from jaxae.cluster.umap.schedule import _mix32, _sample_rows, _schedule
 
 # umap-learn's transform: a quarter of the fit's learning rate, 5 negative samples
 # per positive one, repulsion strength 1.
@@ -178,7 +171,7 @@ def _layout(start, indices, per_sample, rate, row_hash, reference, key, *, a, b,
     """The epochs of the new rows ``(B, C)`` against the fixed ``reference`` ``(N, C)``.
 
     Edge ``(i, j)`` (row i, its j-th neighbour) pulls on
-    :func:`jaxae.cluster.umap.fit._schedule`'s closed-form schedule; row i draws
+    :func:`jaxae.cluster.umap.schedule._schedule`'s closed-form schedule; row i draws
     ``floor((n + 1) rate_i) - floor(n rate_i)`` negative samples in epoch n, at most
     :func:`_sample_slots`. Every update of an epoch is computed from the epoch's
     start (no row moves another, so the order is moot) and summed per row in a
