@@ -12,13 +12,7 @@ from jaxae.cluster import gmm as _gmm
 from jaxae.cluster import kmeans as _kmeans
 from jaxae.cluster import refine as _refine
 from jaxae.cluster import umap_gmm as _umap_gmm
-from jaxae.cluster.dec import (
-    RefineConfig,
-    RefineState,
-    refine_steps,
-    soft_assignment,
-    target_distribution,
-)
+from jaxae.cluster.dec import RefineState, refine_steps, soft_assignment, target_distribution
 from jaxae.cluster.gmm import GMMFit, fit_gmm, gmm_arrays, gmm_from_arrays
 from jaxae.cluster.jax_kmeans import KMeansResult, kmeans_jax
 from jaxae.cluster.kmeans import (
@@ -36,6 +30,7 @@ from jaxae.cluster.refine import (
     init_refinement,
     refine,
 )
+from jaxae.cluster.refine_config import RefineConfig
 from jaxae.cluster.registry import Method
 from jaxae.cluster.scores import cluster_accuracy, scores
 from jaxae.cluster.umap_gmm import UMAPGMMFit, UMAPOptions, fit_umap_gmm

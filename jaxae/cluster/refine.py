@@ -23,7 +23,6 @@ import numpy as np
 from jaxae._validate import check_int, check_rows
 from jaxae.augment import check_image_shape
 from jaxae.cluster.dec import (
-    RefineConfig,
     RefineState,
     augment_keys,
     build_optimizer,
@@ -32,6 +31,7 @@ from jaxae.cluster.dec import (
 )
 from jaxae.cluster.guard import GUARD_SIGNALS
 from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, predict_nearest
+from jaxae.cluster.refine_config import RefineConfig
 
 # The options a run gives, in a module of their own; imported from here too.
 from jaxae.cluster.refine_options import MAX_PASSES, STARTS, RefineOptions  # noqa: F401

@@ -1,7 +1,7 @@
 """DEC and IDEC's options as a run gives them (``ClusterConfig.refine``).
 
 :class:`RefineOptions` is what a user sets and a run records; ``jaxae.cluster.refine``
-turns it into the :class:`jaxae.cluster.dec.RefineConfig` a refinement runs with.
+turns it into the :class:`jaxae.cluster.refine_config.RefineConfig` a refinement runs with.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 
 from jaxae._validate import check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig
-from jaxae.cluster.dec import METHODS, RefineConfig
+from jaxae.cluster.refine_config import METHODS, RefineConfig
 from jaxae.config import MAX_STEPS
 from jaxae.errors import JaxaeError
 
