@@ -14,6 +14,9 @@ import numpy as np
 
 from jaxae.errors import JaxaeError
 
+# Steps of one run: the step counter and the epoch index are int32 on the device.
+MAX_STEPS = 2**31 - 1
+
 
 def is_int(value) -> bool:
     """True for Python and NumPy integers, False for bools."""

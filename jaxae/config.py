@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from jaxae._validate import check_choice, check_image_size, check_int, check_real, is_int
+from jaxae._validate import MAX_STEPS, check_choice, check_image_size, check_int, check_real, is_int
 from jaxae.errors import JaxaeError
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ SCHEDULES = ("constant", "cosine")
 MAX_PARAMETERS = 2**31
 SEED_LIMIT = 2**32  # seeds are uint32, as scikit-learn's random_state requires
 MAX_N_INIT = 1000  # KMeans restarts; each one reruns KMeans from scratch
-# Steps of one run: the step counter and the epoch index are int32 on the device.
-MAX_STEPS = 2**31 - 1
 DEFAULT_N = 3000  # jaxae run's default: the original's mnist.data[:3000]
 
 

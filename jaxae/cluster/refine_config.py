@@ -12,10 +12,12 @@ import dataclasses
 
 from jaxae._validate import check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig, check_image_shape
+from jaxae.cluster_options import REFINE_OPTIMIZERS
 from jaxae.errors import JaxaeError
 
-METHODS = ("dec", "idec")
+METHODS = tuple(REFINE_OPTIMIZERS)
 OPTIMIZERS = ("sgd", "adam")
+_DEC = REFINE_OPTIMIZERS["dec"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,9 +57,9 @@ class RefineConfig:
     tol: float = 1e-3
     max_iter: int = 20_000
     batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
+    optimizer: str = _DEC["optimizer"]
+    lr: float = _DEC["lr"]
+    momentum: float = _DEC["momentum"]
     eps: float = 1e-7
     kmeans_n_init: int = 20
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig.none)
@@ -95,9 +97,9 @@ class RefineConfig:
 
     @classmethod
     def for_method(cls, method: str, **overrides) -> RefineConfig:
-        """The anchor's settings for ``method``; IDEC's MNIST optimiser is Adam lr 0.001."""
-        defaults = {"idec": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0}}
-        return cls(method=method, **{**defaults.get(method, {}), **overrides})
+        """The anchor's settings for ``method``, its optimiser ``REFINE_OPTIMIZERS``'
+        (IDEC's MNIST optimiser is Adam lr 0.001)."""
+        return cls(method=method, **{**REFINE_OPTIMIZERS.get(method, {}), **overrides})
 
     @classmethod
     def tiny(cls, method: str = "dec") -> RefineConfig:

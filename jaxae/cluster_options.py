@@ -2,6 +2,8 @@
 
 :class:`RefineOptions` is what a user sets and a run records; ``jaxae.cluster.refine``
 turns it into the :class:`jaxae.cluster.refine_config.RefineConfig` a refinement runs with.
+This module imports neither :mod:`jaxae.config` nor :mod:`jaxae.cluster`, so that
+both can import it.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from jaxae._validate import check_choice, check_int, check_real
+from jaxae._validate import MAX_STEPS, check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig
-from jaxae.cluster.refine_config import METHODS, RefineConfig
-from jaxae.config import MAX_STEPS
 from jaxae.errors import JaxaeError
+
+# The optimiser each method that refines the encoder runs with, as its anchor refines
+# MNIST: DEC-keras' SGD, IDEC's Adam (jaxae.cluster.dec). RefineConfig.for_method starts
+# from it; RefineOptions.lr=None stands for its rate.
+REFINE_OPTIMIZERS = {
+    "dec": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9},
+    "idec": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0},
+}
 
 # What a refinement can start from (RefineOptions.start): clusters of the pretrained codes.
 STARTS = ("kmeans", "umap-gmm")
@@ -64,7 +72,7 @@ class RefineOptions:
 
     def for_method(self, method: str) -> RefineOptions:
         """These options as ``method`` refines with them: for DEC and IDEC, ``lr``
-        filled in with the rate their optimiser uses (``RefineConfig.for_method``),
+        filled in with the rate their optimiser uses (``REFINE_OPTIMIZERS``),
         what a run's record says (``ClusterConfig.to_dict``); unchanged for a method
         that does not refine.
 
@@ -72,14 +80,14 @@ class RefineOptions:
           JaxaeError: ``lr`` set for IDEC to another rate than its Adam's, or ``gamma``
             changed for DEC, which has no reconstruction loss for it to weigh against.
         """
-        if method not in METHODS:
+        if method not in REFINE_OPTIMIZERS:
             return self
         if method == "dec" and self.gamma != RefineOptions.gamma:
             raise JaxaeError(
                 f"refine.gamma={self.gamma} weighs IDEC's clustering loss against its "
                 "reconstruction loss, which DEC does not have: leave refine.gamma unset for dec"
             )
-        own = RefineConfig.for_method(method).lr
+        own = REFINE_OPTIMIZERS[method]["lr"]
         if method == "idec" and self.lr not in (None, own):
             raise JaxaeError(
                 f"refine.lr={self.lr} sets DEC's SGD rate, but IDEC refines with Adam at "
@@ -92,7 +100,7 @@ class RefineOptions:
         """A record's ``lr`` (:meth:`for_method`'s) as these options take it: None where
         it is the method's own rate, and always for IDEC, whose Adam ran at 0.001 even
         where a record from before the rate was recorded says DEC's 0.01."""
-        if method == "idec" or (method == "dec" and lr == RefineConfig().lr):
+        if method == "idec" or (method == "dec" and lr == REFINE_OPTIMIZERS["dec"]["lr"]):
             return None
         return lr
 
