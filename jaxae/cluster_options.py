@@ -1,9 +1,15 @@
-"""DEC and IDEC's options as a run gives them (``ClusterConfig.refine``).
+"""Each clustering method's options as a run gives and records them: the sections of
+:class:`jaxae.config.ClusterConfig` (``ClusterConfig(method="umap-gmm", umap={"neighbors":
+15})`` builds its ``umap`` section as a :class:`UMAPOptions`).
 
-:class:`RefineOptions` is what a user sets and a run records; ``jaxae.cluster.refine``
-turns it into the :class:`jaxae.cluster.refine_config.RefineConfig` a refinement runs with.
-This module imports neither :mod:`jaxae.config` nor :mod:`jaxae.cluster`, so that
-both can import it.
+They live here, apart from their methods in :mod:`jaxae.cluster`, because
+:mod:`jaxae.config` builds them when a config is made and every method imports
+:mod:`jaxae.config`: this module imports neither, so both import it and neither
+imports the other. A method reads its options from the config it is given
+(``RefineOptions`` becomes the :class:`jaxae.cluster.refine_config.RefineConfig` a
+refinement runs with in :func:`jaxae.cluster.refine.config_for`). A method with
+options of its own adds its dataclass here, an entry of ``OPTION_SECTIONS`` and a
+field of ``ClusterConfig``; its flags are mapped in ``jaxae.cli.run.PRESET_FIELDS``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,13 @@ from jaxae._validate import MAX_STEPS, check_choice, check_int, check_real
 from jaxae.augment import AugmentConfig
 from jaxae.errors import JaxaeError
 
+# The clustering methods by name, in the order of jaxae.cluster.METHODS (their records;
+# a test holds the two equal): what ClusterConfig.method may be.
+METHOD_NAMES = ("kmeans", "gmm", "dec", "idec", "umap-gmm")
+KMEANS_BACKENDS = ("sklearn", "jax")
+GMM_BACKENDS = ("sklearn", "jax")
+UMAP_BACKENDS = ("umap-learn", "jax")
+UMAP_SPREAD = 1.0  # UMAP's spread: umap-learn's default, which neither backend changes
 # The optimiser each method that refines the encoder runs with, as its anchor refines
 # MNIST: DEC-keras' SGD, IDEC's Adam (jaxae.cluster.dec). RefineConfig.for_method starts
 # from it; RefineOptions.lr=None stands for its rate.
@@ -22,13 +35,88 @@ REFINE_OPTIMIZERS = {
     "dec": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9},
     "idec": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0},
 }
-
 # What a refinement can start from (RefineOptions.start): clusters of the pretrained codes.
 STARTS = ("kmeans", "umap-gmm")
 # The default budget of a refinement, in passes over the data (RefineOptions.max_steps):
 # IDEC-DA from N2D's clusters converged within 53-90 passes on the MNIST test digits and
 # mnist-5k (docs/results-mnist.md).
 MAX_PASSES = 100
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KMeansOptions:
+    """KMeans' options (``ClusterConfig.kmeans``): the ``kmeans`` method, the centres
+    DEC and IDEC start from, and the KMeans pixel baseline.
+
+    Attributes:
+      max_iter, tol: scikit-learn's (the original recipe's: 300, 1e-4).
+      backend: ``"sklearn"`` or ``"jax"`` (on the device) for the codes; the pixel
+        baseline always uses scikit-learn.
+    """
+
+    max_iter: int = 300
+    tol: float = 1e-4
+    backend: str = "sklearn"
+
+    def __post_init__(self):
+        # The JAX backend counts iterations in int32 on the device.
+        check_int("kmeans.max_iter", self.max_iter, minimum=1, maximum=MAX_STEPS)
+        check_real("kmeans.tol", self.tol, minimum=0.0)
+        check_choice("kmeans.backend", self.backend, KMEANS_BACKENDS)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GMMOptions:
+    """The Gaussian mixture's options (``ClusterConfig.gmm``), for ``gmm``, the mixture
+    of ``umap-gmm`` and their pixel baselines.
+
+    Attributes:
+      backend: ``"jax"`` (the default: EM on the device,
+        :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ from
+        scikit-learn's, so the same seed gives another, equally likely, mixture) or
+        ``"sklearn"`` (scikit-learn's GaussianMixture, the reference).
+      reg_covar: added to each covariance's diagonal. scikit-learn's is in the
+        features' units; the JAX backend's in units of their mean variance, and at
+        least one float32 epsilon per feature (:mod:`jaxae.cluster.jax_gmm`).
+    """
+
+    backend: str = "jax"
+    reg_covar: float = 1e-6
+
+    def __post_init__(self):
+        check_choice("gmm.backend", self.backend, GMM_BACKENDS)
+        check_real("gmm.reg_covar", self.reg_covar, minimum=0.0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UMAPOptions:
+    """UMAP's options (``ClusterConfig.umap``); N2D's: 10 dimensions, 20 neighbours,
+    ``min_dist`` 0.
+
+    Attributes:
+      dim: the embedding's dimensions (umap-learn's ``n_components``).
+      neighbors: umap-learn's ``n_neighbors``.
+      min_dist: umap-learn's ``min_dist``, from 0 to its ``spread`` (1).
+      backend: ``"jax"`` (the default: on the device; the run folder keeps it and
+        predicts new images) or ``"umap-learn"`` (the reference).
+      epochs: layout epochs (umap-learn's ``n_epochs``); ``None`` for umap-learn's
+        default, 500 up to 10,000 rows and 200 above. Fewer are quicker and coarser.
+    """
+
+    dim: int = 10
+    neighbors: int = 20
+    min_dist: float = 0.0
+    backend: str = "jax"
+    epochs: int | None = None
+
+    def __post_init__(self):
+        check_choice("umap.backend", self.backend, UMAP_BACKENDS)
+        check_int("umap.dim", self.dim, minimum=1)
+        check_int("umap.neighbors", self.neighbors, minimum=2)
+        # Both backends fit UMAP's curve with spread 1, which min_dist may not pass.
+        check_real("umap.min_dist", self.min_dist, minimum=0.0, maximum=UMAP_SPREAD)
+        if self.epochs is not None:  # the layout's epoch counter is int32 on the device
+            check_int("umap.epochs", self.epochs, minimum=1, maximum=MAX_STEPS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -124,3 +212,12 @@ class RefineOptions:
         check_choice("refine.start", self.start, STARTS)
         if not isinstance(self.guard, bool):
             raise JaxaeError(f"refine.guard must be True or False, got {self.guard!r}")
+
+
+# ClusterConfig's sections: field -> its options dataclass.
+OPTION_SECTIONS = {
+    "kmeans": KMeansOptions,
+    "gmm": GMMOptions,
+    "umap": UMAPOptions,
+    "refine": RefineOptions,
+}

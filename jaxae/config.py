@@ -10,21 +10,21 @@ Errors name the parameter (``batch_size=``); the CLI maps them onto its flags.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from jaxae._validate import MAX_STEPS, check_choice, check_image_size, check_int, check_real, is_int
+from jaxae.cluster_options import (
+    METHOD_NAMES,
+    OPTION_SECTIONS,
+    GMMOptions,
+    KMeansOptions,
+    RefineOptions,
+    UMAPOptions,
+)
 from jaxae.errors import JaxaeError
-
-if TYPE_CHECKING:
-    from jaxae.cluster.gmm import GMMOptions
-    from jaxae.cluster.kmeans import KMeansOptions
-    from jaxae.cluster.refine import RefineOptions
-    from jaxae.cluster.umap_gmm import UMAPOptions
 
 DTYPES = ("float32", "bfloat16")
 SCALINGS = ("standardize", "unit")
@@ -199,14 +199,6 @@ class TrainConfig:
         return cls(epochs=3, batch_size=32)
 
 
-# ClusterConfig's option sections: field -> (module under jaxae.cluster, class). Each
-# method's options live in its own module; this list only says where.
-OPTION_SECTIONS = {
-    "kmeans": ("kmeans", "KMeansOptions"),
-    "gmm": ("gmm", "GMMOptions"),
-    "umap": ("umap_gmm", "UMAPOptions"),
-    "refine": ("refine", "RefineOptions"),
-}
 # ClusterConfig's flat fields before the sections (report.json and checkpoints of
 # older runs): old name -> (section, field).
 FLAT_CLUSTER_FIELDS = {
@@ -225,22 +217,12 @@ FLAT_CLUSTER_FIELDS = {
 }
 
 
-def option_class(section: str) -> type:
-    """The options dataclass of ``ClusterConfig.<section>``, from its method's module.
-
-    Imported when a config is made (as the list of methods is): ``jaxae.cluster``
-    imports this module, so this module cannot import it first.
-    """
-    module, name = OPTION_SECTIONS[section]
-    return getattr(importlib.import_module(f"jaxae.cluster.{module}"), name)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClusterConfig:
     """How the codes are clustered.
 
-    What every method shares is here; each method's own options are a section that
-    lives with the method and is given as its dataclass or a dict of its fields:
+    What every method shares is here; each method's own options are a section
+    (:mod:`jaxae.cluster_options`), given as its dataclass or a dict of its fields:
     ``ClusterConfig(method="umap-gmm", umap={"neighbors": 15})``.
 
     Attributes:
@@ -252,13 +234,13 @@ class ClusterConfig:
       n_init: KMeans restarts (also for the centres DEC starts from) and
         Gaussian-mixture initialisations; the best is chosen without labels.
       seed: the clustering's random state.
-      kmeans: :class:`jaxae.cluster.kmeans.KMeansOptions` (max_iter, tol, backend):
+      kmeans: :class:`jaxae.cluster_options.KMeansOptions` (max_iter, tol, backend):
         KMeans, DEC/IDEC's starting centres and the KMeans pixel baseline.
-      gmm: :class:`jaxae.cluster.gmm.GMMOptions` (backend): the mixture of ``gmm``
+      gmm: :class:`jaxae.cluster_options.GMMOptions` (backend): the mixture of ``gmm``
         and ``umap-gmm``.
-      umap: :class:`jaxae.cluster.umap_gmm.UMAPOptions` (dim, neighbors, min_dist,
+      umap: :class:`jaxae.cluster_options.UMAPOptions` (dim, neighbors, min_dist,
         backend, epochs).
-      refine: :class:`jaxae.cluster.refine.RefineOptions` (update_interval, tol,
+      refine: :class:`jaxae.cluster_options.RefineOptions` (update_interval, tol,
         max_steps, gamma, lr, batch_size): DEC and IDEC.
     """
 
@@ -272,14 +254,12 @@ class ClusterConfig:
     refine: RefineOptions = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        from jaxae.cluster import METHODS  # the one list of methods (imports config too)
-
-        check_choice("method", self.method, tuple(METHODS))
+        check_choice("method", self.method, METHOD_NAMES)
         check_int("clusters", self.clusters, minimum=1)
         check_int("n_init", self.n_init, minimum=1, maximum=MAX_N_INIT)
         check_seed(self.seed)
-        for section in OPTION_SECTIONS:
-            cls, value = option_class(section), getattr(self, section)
+        for section, cls in OPTION_SECTIONS.items():
+            value = getattr(self, section)
             if isinstance(value, Mapping):
                 unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
                 if unknown:
@@ -317,7 +297,7 @@ class ClusterConfig:
         sections["umap"].setdefault("backend", "umap-learn")
         sections["gmm"].setdefault("backend", "sklearn")
         if "lr" in sections["refine"]:
-            lr = option_class("refine").recorded_lr(fields.get("method"), sections["refine"]["lr"])
+            lr = RefineOptions.recorded_lr(fields.get("method"), sections["refine"]["lr"])
             sections["refine"]["lr"] = lr
         return cls(**fields, **sections)
 

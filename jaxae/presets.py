@@ -11,7 +11,7 @@ scikit-learn estimators call it.
   with a linear code on pixels / 255, SGD lr 1.0 momentum 0.9, batch 256, 300 epochs,
   DEC's initialiser; KMeans n_init 20, then DEC refinement (at most 20,000 steps,
   DEC-keras' budget, as ``idec`` and ``dec-da``; the other presets refine for at most
-  100 passes over the data, ``jaxae.cluster.refine.MAX_PASSES``).
+  100 passes over the data, ``jaxae.cluster_options.MAX_PASSES``).
 - ``idec``: the same pretraining, then IDEC (Guo et al. 2017; KL weight 0.1).
 - ``dec-da``: DEC with data augmentation (Guo et al., ACML 2018; XifengGuo/DEC-DA,
   ``FcDEC.py``, ``run_exp.py``): the ``dec`` model and optimiser, 500 pretraining

@@ -154,7 +154,7 @@ class AutoEncoderClusterer(ClusterMixin, BaseEstimator):
 def _with_our_fix(error: JaxaeError) -> JaxaeError:
     """``error`` with a fix this estimator accepts where its own fix sets a method's option
     (``pass umap.neighbors=14 or less``), which the estimator leaves to its preset."""
-    from jaxae.config import OPTION_SECTIONS
+    from jaxae.cluster_options import OPTION_SECTIONS
 
     problem, _, _ = str(error).partition(": ")
     option = re.search(rf"\b(?:{'|'.join(OPTION_SECTIONS)})\.[a-z_]+", str(error))

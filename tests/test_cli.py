@@ -434,11 +434,17 @@ def test_the_clis_choices_are_the_configs():
     from jaxae import config
     from jaxae.cli.run import CHOICES
     from jaxae.cluster import METHODS
-    from jaxae.cluster.gmm import BACKENDS as GMM_BACKENDS
-    from jaxae.cluster.kmeans import BACKENDS as KMEANS_BACKENDS
-    from jaxae.cluster.refine import STARTS
-    from jaxae.cluster.umap_gmm import BACKENDS as UMAP_BACKENDS
+    from jaxae.cluster_options import (
+        GMM_BACKENDS,
+        KMEANS_BACKENDS,
+        METHOD_NAMES,
+        STARTS,
+        UMAP_BACKENDS,
+    )
 
+    # ClusterConfig checks a method's name against METHOD_NAMES, kept apart from the
+    # methods' records so that jaxae.config need not import them.
+    assert METHOD_NAMES == tuple(METHODS)
     assert CHOICES == {
         "optimizer": config.OPTIMIZERS,
         "schedule": config.SCHEDULES,

@@ -91,9 +91,7 @@ def test_predict_nearest_checks_the_width():
 
 
 def test_each_method_keeps_its_options_in_its_own_section():
-    from jaxae.cluster.kmeans import KMeansOptions
-    from jaxae.cluster.refine import RefineOptions
-    from jaxae.cluster.umap_gmm import UMAPOptions
+    from jaxae.cluster_options import KMeansOptions, RefineOptions, UMAPOptions
 
     c = ClusterConfig(method="umap-gmm", umap={"neighbors": 15}, kmeans=KMeansOptions(tol=0.5))
     assert c.umap == UMAPOptions(neighbors=15) and c.umap.dim == 10

@@ -384,7 +384,7 @@ def test_an_empty_starting_cluster_takes_the_farthest_code():
 
 
 def test_a_bad_start_gives_one_line():
-    from jaxae.cluster.refine import RefineOptions
+    from jaxae.cluster_options import RefineOptions
 
     with pytest.raises(JaxaeError, match=r"unknown refine\.start 'gmm'") as error:
         RefineOptions(start="gmm")

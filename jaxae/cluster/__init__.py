@@ -17,7 +17,6 @@ from jaxae.cluster.gmm import GMMFit, fit_gmm, gmm_arrays, gmm_from_arrays
 from jaxae.cluster.jax_kmeans import KMeansResult, kmeans_jax
 from jaxae.cluster.kmeans import (
     KMeansFit,
-    KMeansOptions,
     check_clusters,
     fit_kmeans,
     kmeans,
@@ -25,7 +24,6 @@ from jaxae.cluster.kmeans import (
 )
 from jaxae.cluster.refine import (
     RefinementStopped,
-    RefineOptions,
     RefineResult,
     init_refinement,
     refine,
@@ -33,7 +31,8 @@ from jaxae.cluster.refine import (
 from jaxae.cluster.refine_config import RefineConfig
 from jaxae.cluster.registry import Method
 from jaxae.cluster.scores import cluster_accuracy, scores
-from jaxae.cluster.umap_gmm import UMAPGMMFit, UMAPOptions, fit_umap_gmm
+from jaxae.cluster.umap_gmm import UMAPGMMFit, fit_umap_gmm
+from jaxae.cluster_options import KMeansOptions, RefineOptions, UMAPOptions
 
 # Name -> method. A new method is a module of its own and one entry here.
 METHODS: dict[str, Method] = {

@@ -20,35 +20,12 @@ from sklearn.mixture import GaussianMixture
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
+from jaxae.cluster_options import GMM_BACKENDS
 from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import polled
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-BACKENDS = ("sklearn", "jax")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GMMOptions:
-    """The Gaussian mixture's options (``ClusterConfig.gmm``), for ``gmm``, the mixture
-    of ``umap-gmm`` and their pixel baselines.
-
-    Attributes:
-      backend: ``"jax"`` (the default: EM on the device,
-        :func:`jaxae.cluster.jax_gmm.fit_gmm_jax`; its k-means starts differ from
-        scikit-learn's, so the same seed gives another, equally likely, mixture) or
-        ``"sklearn"`` (scikit-learn's GaussianMixture, the reference).
-      reg_covar: added to each covariance's diagonal. scikit-learn's is in the
-        features' units; the JAX backend's in units of their mean variance, and at
-        least one float32 epsilon per feature (:mod:`jaxae.cluster.jax_gmm`).
-    """
-
-    backend: str = "jax"
-    reg_covar: float = 1e-6
-
-    def __post_init__(self):
-        check_choice("gmm.backend", self.backend, BACKENDS)
-        check_real("gmm.reg_covar", self.reg_covar, minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +192,7 @@ def fit_mixture(
     backend's EM; scikit-learn's fit, one call, runs beside a poll
     (:func:`jaxae.loop.polled`).
     """
-    check_choice("backend", backend, BACKENDS)
+    check_choice("backend", backend, GMM_BACKENDS)
     if backend == "sklearn":  # one call: waited for beside a poll
         fit = lambda: fit_gmm(features, clusters=clusters, n_init=n_init, seed=seed,
                               reg_covar=reg_covar)  # fmt: skip

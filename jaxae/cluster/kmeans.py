@@ -3,7 +3,6 @@ nearest-centre prediction, which DEC and IDEC's refined centres use too."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -11,32 +10,9 @@ from sklearn.cluster import KMeans
 
 from jaxae._validate import check_choice, check_int, check_real, check_rows
 from jaxae.cluster.registry import Method
-from jaxae.config import MAX_STEPS, ClusterConfig, check_seed
+from jaxae.cluster_options import KMEANS_BACKENDS
+from jaxae.config import ClusterConfig, check_seed
 from jaxae.errors import JaxaeError
-
-BACKENDS = ("sklearn", "jax")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class KMeansOptions:
-    """KMeans' options (``ClusterConfig.kmeans``): the ``kmeans`` method, the centres
-    DEC and IDEC start from, and the KMeans pixel baseline.
-
-    Attributes:
-      max_iter, tol: scikit-learn's (the original recipe's: 300, 1e-4).
-      backend: ``"sklearn"`` or ``"jax"`` (on the device) for the codes; the pixel
-        baseline always uses scikit-learn.
-    """
-
-    max_iter: int = 300
-    tol: float = 1e-4
-    backend: str = "sklearn"
-
-    def __post_init__(self):
-        # The JAX backend counts iterations in int32 on the device.
-        check_int("kmeans.max_iter", self.max_iter, minimum=1, maximum=MAX_STEPS)
-        check_real("kmeans.tol", self.tol, minimum=0.0)
-        check_choice("kmeans.backend", self.backend, BACKENDS)
 
 
 class KMeansFit(NamedTuple):
@@ -99,7 +75,7 @@ def fit_kmeans(
     Returns:
       A :class:`KMeansFit`; its labels are each row's nearest centre.
     """
-    check_choice("backend", backend, BACKENDS)
+    check_choice("backend", backend, KMEANS_BACKENDS)
     features = check_rows("features", features)
     check_clusters(clusters, features.shape[0])
     check_int("n_init", n_init, minimum=1)

@@ -33,9 +33,7 @@ from jaxae.cluster.guard import GUARD_SIGNALS
 from jaxae.cluster.kmeans import KMeansFit, check_clusters, fit_kmeans, predict_nearest
 from jaxae.cluster.refine_config import RefineConfig
 from jaxae.cluster.registry import Method
-
-# The options a run gives, in a module of their own; imported from here too.
-from jaxae.cluster_options import MAX_PASSES, STARTS, RefineOptions  # noqa: F401
+from jaxae.cluster_options import MAX_PASSES, RefineOptions
 from jaxae.config import MAX_STEPS, ModelConfig, check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import Call, Stopped, drive

@@ -5,11 +5,12 @@ them by name, and nothing else names a method: the experiment fits through the
 record, the run folder saves what ``arrays()`` gives under the method's name in
 one file, ``jaxae.load`` restores it with ``load``, and the CLI's choices and
 labels come from the list (the CLI keeps a literal copy for its start-up speed, which
-a test holds equal). Adding a method is its module plus one line there. A method
-with options of its own defines them in its module as a frozen dataclass (as
-``KMeansOptions``, ``UMAPOptions``, ``RefineOptions`` are), names it in
-``jaxae.config.OPTION_SECTIONS`` with a field of ``ClusterConfig``, and maps its
-flags in ``jaxae.cli.run.PRESET_FIELDS``.
+a test holds equal). Adding a method is its module plus one line there, and its
+name in ``jaxae.cluster_options.METHOD_NAMES`` (what ``ClusterConfig`` accepts).
+A method with options of its own defines them as a frozen dataclass in
+:mod:`jaxae.cluster_options` (as ``KMeansOptions``, ``UMAPOptions``,
+``RefineOptions`` are), names it in its ``OPTION_SECTIONS`` with a field of
+``ClusterConfig``, and maps its flags in ``jaxae.cli.run.PRESET_FIELDS``.
 
 A fitted method (what ``fit`` returns) has ``labels`` (N,), ``predict(codes)``
 and ``arrays()``: plain arrays for ``np.savez``, never pickled. One that predicts

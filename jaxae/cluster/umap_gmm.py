@@ -54,44 +54,12 @@ from jaxae.cluster.gmm import GMMFit, check_width, fit_mixture, option_names
 from jaxae.cluster.kmeans import check_clusters
 from jaxae.cluster.registry import Method
 from jaxae.cluster.umap import UMAPFit, check_sizes, fit_umap, transform_block, transform_epochs
-from jaxae.config import MAX_STEPS, check_seed
+from jaxae.cluster_options import UMAP_BACKENDS, UMAP_SPREAD
+from jaxae.config import check_seed
 from jaxae.errors import JaxaeError
 from jaxae.loop import check_stop
 
 UMAP_MISSING = "umap-gmm needs umap-learn: pip install 'jaxae[umap]', or pass umap.backend=jax"
-BACKENDS = ("umap-learn", "jax")
-SPREAD = 1.0  # UMAP's spread: umap-learn's default, which neither backend changes
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class UMAPOptions:
-    """UMAP's options (``ClusterConfig.umap``); N2D's: 10 dimensions, 20 neighbours,
-    ``min_dist`` 0.
-
-    Attributes:
-      dim: the embedding's dimensions (umap-learn's ``n_components``).
-      neighbors: umap-learn's ``n_neighbors``.
-      min_dist: umap-learn's ``min_dist``, from 0 to its ``spread`` (1).
-      backend: ``"jax"`` (the default: on the device; the run folder keeps it and
-        predicts new images) or ``"umap-learn"`` (the reference).
-      epochs: layout epochs (umap-learn's ``n_epochs``); ``None`` for umap-learn's
-        default, 500 up to 10,000 rows and 200 above. Fewer are quicker and coarser.
-    """
-
-    dim: int = 10
-    neighbors: int = 20
-    min_dist: float = 0.0
-    backend: str = "jax"
-    epochs: int | None = None
-
-    def __post_init__(self):
-        check_choice("umap.backend", self.backend, BACKENDS)
-        check_int("umap.dim", self.dim, minimum=1)
-        check_int("umap.neighbors", self.neighbors, minimum=2)
-        # Both backends fit UMAP's curve with spread 1, which min_dist may not pass.
-        check_real("umap.min_dist", self.min_dist, minimum=0.0, maximum=SPREAD)
-        if self.epochs is not None:  # the layout's epoch counter is int32 on the device
-            check_int("umap.epochs", self.epochs, minimum=1, maximum=MAX_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,8 +303,8 @@ def fit_umap_gmm(
     check_int("n_init", n_init, minimum=1)
     check_seed(seed)
     check_sizes(n, n_neighbors, n_components, rows="samples")
-    check_real("min_dist", min_dist, minimum=0, maximum=SPREAD)
-    check_choice("backend", backend, BACKENDS)
+    check_real("min_dist", min_dist, minimum=0, maximum=UMAP_SPREAD)
+    check_choice("backend", backend, UMAP_BACKENDS)
     if n_epochs is not None:
         check_int("n_epochs", n_epochs, minimum=1)
     if not isinstance(metric, str):
