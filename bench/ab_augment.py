@@ -47,7 +47,8 @@ from jaxae.augment import AugmentConfig, affine_matrices, augment
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.data import load_dataset
 from jaxae.model import build_model
-from jaxae.train import build_optimizer, create_train_state, split_seed, train_step
+from jaxae.train import train_step
+from jaxae.train_state import build_optimizer, create_train_state, split_seed
 
 SHAPE = (28, 28)
 CONFIGS = {

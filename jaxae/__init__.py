@@ -34,7 +34,7 @@ _HOMES = {
     "ModelConfig": "jaxae.config",
     "TrainConfig": "jaxae.config",
     "TrainResult": "jaxae.train",
-    "TrainState": "jaxae.train",
+    "TrainState": "jaxae.train_state",
     "TrainingStopped": "jaxae.train",
     "cluster_accuracy": "jaxae.cluster",
     "encode_file": "jaxae.stream",

@@ -26,7 +26,7 @@ from flax import serialization
 from jaxae._files import RUN_MARKER, atomic_write
 from jaxae.config import ModelConfig, TrainConfig
 from jaxae.errors import JaxaeError
-from jaxae.train import TrainState, create_train_state
+from jaxae.train_state import TrainState, create_train_state
 
 FILENAME = "checkpoint.msgpack"
 FORMAT = "jaxae-checkpoint"

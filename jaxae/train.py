@@ -51,16 +51,10 @@ from jaxae.parallel import (
     to_host,
 )
 from jaxae.preprocess import fit_scaling, scale
+from jaxae.train_state import TrainState, build_optimizer, create_train_state, split_seed
 
 # Loss-history values one run may hold (models x epochs): 512 MB of float32.
 MAX_HISTORY = 2**27
-
-
-class TrainState(NamedTuple):
-    """Everything a step updates: parameters and the optimiser's state."""
-
-    params: Any
-    opt_state: Any
 
 
 class TrainResult(NamedTuple):
@@ -94,54 +88,6 @@ class TrainingStopped(Stopped):
     @property
     def epoch(self) -> int:
         return self.done
-
-
-# Only the learning rate is injected: Adam's betas and epsilon stay Python floats,
-# whose float32 rounding (1 - 0.9 in double, then cast) the original recipe has.
-_ADAM_STATIC = ("b1", "b2", "eps", "eps_root")
-
-
-def build_optimizer(
-    config: TrainConfig, total_steps: int = 1, lr: float | jax.Array | None = None
-) -> optax.GradientTransformation:
-    """The optax optimiser a ``TrainConfig`` names, its learning rate injected into its state.
-
-    The rate in the state is what the update uses, so models initialised with
-    different rates share one update function. ``total_steps`` sets the length of
-    a cosine schedule, applied as a factor after the optimiser; ``lr`` (a traced
-    rate, when initialising a grid) overrides ``config.lr``.
-    """
-    lr = config.lr if lr is None else lr
-    if config.optimizer == "adam":
-        opt = optax.inject_hyperparams(optax.adam, static_args=_ADAM_STATIC)(
-            learning_rate=lr, eps=config.eps
-        )
-    else:
-        opt = optax.inject_hyperparams(optax.sgd, static_args=("momentum", "nesterov"))(
-            learning_rate=lr, momentum=config.momentum or None
-        )
-    if config.schedule == "cosine":
-        factor = optax.cosine_decay_schedule(1.0, max(total_steps, 1))
-        opt = optax.chain(opt, optax.scale_by_schedule(factor))
-    return opt
-
-
-def split_seed(seed: int) -> tuple[jax.Array, jax.Array]:
-    """A run's two keys as raw uint32 key data: (init_key, shuffle_key)."""
-    keys = jax.random.split(jax.random.key(seed))
-    return jax.random.key_data(keys[0]), jax.random.key_data(keys[1])
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def create_train_state(
-    key: jax.Array, lr: jax.Array, model_config: ModelConfig, train_config: TrainConfig
-) -> TrainState:
-    """Fresh parameters and optimiser state (learning rate ``lr``) from raw key data;
-    jitted, since eager Flax init compiles op by op. Vmap it over keys and rates."""
-    params = build_model(model_config).init(
-        jax.random.wrap_key_data(key), jnp.zeros((1, model_config.input_dim))
-    )
-    return TrainState(params, build_optimizer(train_config, lr=lr).init(params))
 
 
 def loss_fn(params: Any, model: AutoEncoder, batch: jax.Array) -> jax.Array:

@@ -109,7 +109,7 @@ def test_unit_scaling_and_bool_images():
     from jaxae.config import ModelConfig, TrainConfig
     from jaxae.encoder import Encoder
     from jaxae.model import build_model
-    from jaxae.train import create_train_state, split_seed
+    from jaxae.train_state import create_train_state, split_seed
 
     config = dataclasses.replace(
         ModelConfig.tiny(), scaling="unit", data_range=(0, 255), code_activation="linear"
@@ -131,7 +131,7 @@ def _unit_encoder(data_range, scaling="unit"):
     import dataclasses
 
     from jaxae.config import ModelConfig, TrainConfig
-    from jaxae.train import create_train_state, split_seed
+    from jaxae.train_state import create_train_state, split_seed
 
     config = ModelConfig(input_dim=64, hidden=16, code_dim=8, scaling=scaling)
     params = create_train_state(split_seed(0)[0], 0.01, config, TrainConfig()).params

@@ -79,7 +79,7 @@ def test_a_bad_data_range_is_refused(value, match):
 
 def test_unit_scaling_without_a_range_says_which_config_to_pass():
     from jaxae.encoder import Encoder
-    from jaxae.train import create_train_state, split_seed
+    from jaxae.train_state import create_train_state, split_seed
 
     config = ModelConfig.tiny()
     config = dataclasses.replace(config, scaling="unit")

@@ -9,16 +9,8 @@ from jaxae.data import load_dataset
 from jaxae.errors import JaxaeError
 from jaxae.model import build_model
 from jaxae.preprocess import standardize
-from jaxae.train import (
-    build_optimizer,
-    create_train_state,
-    epoch_batches,
-    epoch_key,
-    fit,
-    loss_fn,
-    split_seed,
-    train_step,
-)
+from jaxae.train import epoch_batches, epoch_key, fit, loss_fn, train_step
+from jaxae.train_state import build_optimizer, create_train_state, split_seed
 from tests.helpers import digits, mnist_5k
 
 MODEL = ModelConfig.tiny()
