@@ -248,10 +248,10 @@ class ClusterConfig:
     clusters: int = 10
     n_init: int = 3
     seed: int = 0
-    kmeans: KMeansOptions = dataclasses.field(default_factory=dict)
-    gmm: GMMOptions = dataclasses.field(default_factory=dict)
-    umap: UMAPOptions = dataclasses.field(default_factory=dict)
-    refine: RefineOptions = dataclasses.field(default_factory=dict)
+    kmeans: KMeansOptions = dataclasses.field(default_factory=KMeansOptions)
+    gmm: GMMOptions = dataclasses.field(default_factory=GMMOptions)
+    umap: UMAPOptions = dataclasses.field(default_factory=UMAPOptions)
+    refine: RefineOptions = dataclasses.field(default_factory=RefineOptions)
 
     def __post_init__(self):
         check_choice("method", self.method, METHOD_NAMES)
