@@ -34,7 +34,8 @@ from jaxae.cluster.scores import cluster_accuracy, scores
 from jaxae.cluster.umap_gmm import UMAPGMMFit, fit_umap_gmm
 from jaxae.cluster_options import KMeansOptions, RefineOptions, UMAPOptions
 
-# Name -> method. A new method is a module of its own and one entry here.
+# Name -> method. A new method is a module of its own, one entry here and its name in
+# jaxae.cluster_options.METHOD_NAMES (what ClusterConfig accepts; a test holds them equal).
 METHODS: dict[str, Method] = {
     m.name: m for m in (_kmeans.METHOD, _gmm.METHOD, _refine.DEC, _refine.IDEC, _umap_gmm.METHOD)
 }
