@@ -27,7 +27,8 @@ from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
 from jaxae.loop import chunk_for
 from jaxae.preprocess import fit_scaling, scale
-from jaxae.train import TrainResult, TrainState, check_batch, fit
+from jaxae.train import TrainResult, check_batch, fit
+from jaxae.train_state import TrainState
 
 METRICS = ("acc", "nmi", "ari")
 
