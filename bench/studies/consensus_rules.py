@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Which label-free rule turns a run's S clusterings into one answer: the study behind
-the run's consensus (docs: results).
+the run's consensus (docs/devices.md, "Many models in one program").
 
 For each finished run folder given, clusters every model's codes again as the run
 did (``jaxae.methods.cluster_models``; with ``--method`` another method, e.g. the
