@@ -35,13 +35,14 @@ from jaxae.methods import label, method_label
 
 PAGE = "index.html"
 METRICS = ("acc", "nmi", "ari")
-# What each figure of a run shows (jaxae.figures draws them).
+# Every figure a run can write (jaxae.figures draws them), in the page's order, with
+# what it shows; jaxae.rundir takes its list of figures from these keys.
 CAPTIONS = {
     "clusters.png": "Ten images of each cluster of the kept model, a row per cluster",
-    "confusion.png": "How many images of each label (rows) fell in each cluster (columns)",
-    "codes.png": "The kept model's codes (their first two principal components) by cluster",
     "loss.png": "Training loss per epoch of every model, the kept one bold",
     "reconstructions.png": "Images (top) and the kept autoencoder's reconstructions (bottom)",
+    "codes.png": "The kept model's codes (their first two principal components) by cluster",
+    "confusion.png": "How many images of each label (rows) fell in each cluster (columns)",
     "augmented.png": "Inputs as they are (left) and augmented as training saw them",
 }
 ROLES = {"autoencoder": "final", "pretrained": "start", "pixel": "baseline"}

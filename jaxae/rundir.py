@@ -40,7 +40,7 @@ from jaxae.figures import (
 )
 from jaxae.methods import Refinement
 from jaxae.preprocess import scale
-from jaxae.run_page import PAGE, write_page
+from jaxae.run_page import CAPTIONS, PAGE, write_page
 from jaxae.saved_clusters import (
     CLUSTERER,
     DIGEST,
@@ -53,10 +53,7 @@ from jaxae.saved_clusters import (
 MARKER = RUN_MARKER
 LOCK = ".jaxae-lock"
 REPORT = "report.json"
-FIGURES = (
-    "clusters.png", "loss.png", "reconstructions.png", "codes.png", "confusion.png",
-    "augmented.png",
-)  # fmt: skip
+FIGURES = tuple(CAPTIONS)  # every figure a run can write, in its page's order
 LABELS = "clusters.npy"  # the selected model's cluster of every training image
 RUN_FILES = {MARKER, LOCK, REPORT, PAGE, FILENAME, LABELS, CLUSTERER, *OLD_CLUSTERERS, *FIGURES}
 
