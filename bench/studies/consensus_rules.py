@@ -5,7 +5,7 @@ the run's consensus (docs/devices.md, "Many models in one program").
 For each finished run folder given, clusters every model's codes again as the run
 did (``jaxae.methods.cluster_models``; with ``--method`` another method, e.g. the
 refinement's start ``umap-gmm``, which takes a minute where the refinement takes
-many), then scores, with the labels, what three rules hand out:
+many), then scores, with the labels, what four rules hand out:
 
 - ``medoid``: the run's rule (:func:`jaxae.consensus.consensus`), the clustering
   with the highest mean adjusted Rand index with the others; a single model, so
@@ -15,7 +15,12 @@ many), then scores, with the labels, what three rules hand out:
   medoid's on a tie;
 - ``bipartite``: the images-to-clusters graph of all S clusterings cut into K parts
   (Fern and Brodley 2004, HBGF): the K leading left singular vectors of the
-  degree-normalised one-hot matrix, rows normalised, KMeans (n_init 10).
+  degree-normalised one-hot matrix, rows normalised, KMeans (n_init 10);
+- ``codes``: not a rule over the S partitions but one clustering of the S models'
+  codes side by side: each model's codes centred and divided by their mean
+  standard deviation (every model weighs the same), concatenated to S x code_dim
+  features and clustered once by the same method, with ``--fits`` seeds (its
+  mean and spread; the UMAP seed moves it). ``predict`` would need all S encoders.
 
 beside the mean and the worst of the S models. The labels only score.
 
@@ -35,28 +40,61 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
-from jaxae import methods
-from jaxae.cli.refine import _finished_run
+from jaxae import cluster, methods
 from jaxae.cluster import scores
+from jaxae.config import ClusterConfig
 from jaxae.consensus import consensus
-from jaxae.lifecycle import load_run_data
+from jaxae.encoder import Encoder
+from jaxae.lifecycle import load_run_data, resume_point
+from jaxae.rundir import REPORT
 
 
-def clusterings(run: Path, method: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+def clusterings(
+    run: Path, method: str | None
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray, ClusterConfig]:
     """(S, N) labels of each model of ``run`` (by ``method``, else the run's), the true
-    labels, and the data's name."""
-    config, ckpt = _finished_run(run)
+    labels, the data's name, the models' (S, N, code_dim) codes those labels cluster
+    (the refined encoders' where the run refined them and ``method`` is None) and the
+    cluster config used."""
+    config, _, ckpt = resume_point(run)
+    if not (run / REPORT).is_file():
+        raise SystemExit(f"{run} has not finished: finish it with jaxae run --resume {run}")
     cluster_config = config.cluster
     if method is not None:
         cluster_config = dataclasses.replace(cluster_config, method=method)
     config, dataset = load_run_data(run, config, ckpt)
     count = len(ckpt.models)
-    _, found, _ = methods.cluster_models(
+    params, found, _ = methods.cluster_models(
         jax.tree.map(np.asarray, ckpt.state.params), dataset.images,
         alive=np.ones(count, bool), model_config=config.model, cluster_config=cluster_config,
         seeds=[ckpt.models[m][0] for m in range(count)], progress=False, devices=config.devices,
     )  # fmt: skip
-    return np.stack([c.labels for c in found]), dataset.labels, config.data.source
+    codes = [
+        Encoder(jax.tree.map(lambda a, m=m: np.asarray(a)[m], params), config.model).encode(
+            dataset.images
+        )
+        for m in range(count)
+    ]
+    labels = np.stack([c.labels for c in found])
+    return labels, dataset.labels, config.data.source, np.stack(codes), cluster_config
+
+
+def side_by_side(codes: np.ndarray) -> np.ndarray:
+    """(S, N, F) codes -> (N, S * F): each model centred and scaled to unit mean std."""
+    scaled = [(c - c.mean(0)) / c.std(0).mean() for c in codes.astype(np.float64)]
+    return np.concatenate(scaled, axis=1).astype(np.float32)
+
+
+def codes_rule(codes: np.ndarray, cluster_config: ClusterConfig, fits: int) -> list[np.ndarray]:
+    """``fits`` clusterings (seeds 0, 1, ...) of the models' codes side by side, by the
+    start method of the run (the method itself for one that refines nothing)."""
+    method = methods.start_method(cluster_config)
+    features = side_by_side(codes)
+    fit = cluster.METHODS[method].fit
+    return [
+        fit(features, dataclasses.replace(cluster_config, method=method, seed=s)).labels
+        for s in range(fits)
+    ]
 
 
 def matched(labels: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
@@ -90,7 +128,7 @@ def bipartite(partitions: np.ndarray, k: int) -> np.ndarray:
     return KMeans(k, n_init=10, random_state=0).fit_predict(rows)
 
 
-def study(partitions: np.ndarray, truth: np.ndarray) -> dict:
+def study(partitions: np.ndarray, truth: np.ndarray, together: list[np.ndarray]) -> dict:
     k = int(partitions.max()) + 1
     chosen = consensus(list(partitions)).chosen
     acc = [scores(truth, p)["acc"] for p in partitions]
@@ -99,7 +137,11 @@ def study(partitions: np.ndarray, truth: np.ndarray) -> dict:
         "vote": vote(partitions, chosen, k),
         "bipartite": bipartite(partitions, k),
     }
+    together_acc = [scores(truth, labels)["acc"] for labels in together]
     return {
+        "codes": together_acc,
+        "codes_mean": float(np.mean(together_acc)),
+        "codes_std": float(np.std(together_acc)),
         "models": acc,
         "mean": float(np.mean(acc)),
         "worst": float(np.min(acc)),
@@ -111,25 +153,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders of several seeds")
     p.add_argument("--method", default=None, help="cluster the codes by this method instead")
+    p.add_argument("--fits", type=int, default=3, help="seeds of the side-by-side clustering")
     p.add_argument("--out", type=Path, default=None, help="markdown to write (.json beside)")
     args = p.parse_args()
     rows = []
     for run in args.runs:
-        partitions, truth, source = clusterings(run, args.method)
-        rows.append({"run": str(run), "data": source, **study(partitions, truth)})
+        partitions, truth, source, codes, cluster_config = clusterings(run, args.method)
+        together = codes_rule(codes, cluster_config, args.fits)
+        rows.append({"run": str(run), "data": source, **study(partitions, truth, together)})
         print(json.dumps(rows[-1]))
     lines = [
-        f"# One answer from S clusterings: three label-free rules ({args.method or 'run'} labels)",
+        f"# One answer from S models: four label-free rules ({args.method or 'run'} labels)",
         "",
-        "| run | data | models' ACC | mean | worst | medoid | vote | bipartite |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | data | models' ACC | mean | worst | medoid | vote | bipartite | codes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         models = ", ".join(f"{a:.4f}" for a in r["models"])
         lines.append(
             f"| {Path(r['run']).name} | {Path(r['data']).parent.name} | {models} | "
             f"{r['mean']:.4f} | {r['worst']:.4f} | {r['medoid']:.4f} | {r['vote']:.4f} | "
-            f"{r['bipartite']:.4f} |"
+            f"{r['bipartite']:.4f} | {r['codes_mean']:.4f} ± {r['codes_std']:.4f} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
