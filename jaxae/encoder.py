@@ -43,6 +43,20 @@ def reconstruct_fn(params: Any, pixels: jax.Array, model_config: ModelConfig) ->
     return build_model(model_config).apply(params, x).astype(jnp.float32)
 
 
+def side_by_side_fn(
+    params: Any, pixels: jax.Array, shift: jax.Array, scale: jax.Array, model_config: ModelConfig
+) -> jax.Array:
+    """(N, D) raw pixels -> (N, M * code_dim) float32: M models' codes side by side.
+
+    ``params`` has a leading axis of M models; each model's codes are centred by its
+    row of ``shift`` (M, code_dim) and divided by its ``scale`` (M,), then the M
+    blocks are concatenated per row (``jaxae.consensus``). Pure and jittable.
+    """
+    codes = jax.vmap(lambda p: encode_fn(p, pixels, model_config))(params)  # (M, N, F)
+    codes = (codes - shift[:, None, :]) / scale[:, None, None]
+    return jnp.transpose(codes, (1, 0, 2)).reshape(pixels.shape[0], -1)
+
+
 def _rowwise(fn):
     """``fn(params, pixels, *args, model_config=...)`` jitted, in blocks of rows."""
 
@@ -58,7 +72,16 @@ def _labels_fn(params, pixels, arrays, model_config, *, labels):
     return labels(arrays, encode_fn(params, pixels, model_config))
 
 
+def _side_by_side_labels_fn(params, pixels, shift, scale, arrays, model_config, *, labels):
+    """Pixels to cluster labels through several models' codes side by side."""
+    return labels(arrays, side_by_side_fn(params, pixels, shift, scale, model_config))
+
+
 _encode = jax.jit(_rowwise(encode_fn), static_argnames="model_config")
+_side_by_side = jax.jit(_rowwise(side_by_side_fn), static_argnames="model_config")
+_predict_side_by_side = jax.jit(
+    _rowwise(_side_by_side_labels_fn), static_argnames=("model_config", "labels")
+)
 _reconstruct = jax.jit(_rowwise(reconstruct_fn), static_argnames="model_config")
 _predict = jax.jit(_rowwise(_labels_fn), static_argnames=("model_config", "labels"))
 
@@ -71,16 +94,33 @@ def compiled_programs() -> int:
 class Encoder:
     """A trained autoencoder's encoder (and decoder), ready to use.
 
+    ``members``: every model of the run (a leading model axis), for a clusterer
+    fitted on several models' codes side by side (``jaxae.consensus``), which
+    ``predict`` then encodes with; ``params`` is the kept model's.
+
     Example::
 
         ae = jaxae.load("runs/my-run")
         codes = ae.encode(images)          # (N, 784) uint8 or float -> (N, 100)
     """
 
-    def __init__(self, params: Any, model_config: ModelConfig, *, clusterer: Any = None):
+    def __init__(
+        self, params: Any, model_config: ModelConfig, *, clusterer: Any = None, members: Any = None
+    ):
         self.params = jax.device_put(params)
         self.model_config = model_config
         self.clusterer = clusterer
+        self.members = members
+
+    @staticmethod
+    def side_by_side(
+        params: Any, model_config: ModelConfig, images: np.ndarray, shift, scale
+    ) -> np.ndarray:
+        """:func:`side_by_side_fn` on checked rows of any number, in blocks as ``encode``."""
+        encoder = Encoder(params, model_config)
+        images = encoder._check(images)
+        shift, scale = jnp.asarray(shift, jnp.float32), jnp.asarray(scale, jnp.float32)
+        return encoder._apply(_side_by_side, images, "constant", shift, scale)
 
     @property
     def code_dim(self) -> int:
@@ -105,8 +145,25 @@ class Encoder:
                 "(jaxae.load(run_dir)) to predict"
             )
         images = self._check(images)
-        labels_program = getattr(self.clusterer.fitted, "labels_program", None)
+        fitted = self.clusterer.fitted
+        labels_program = getattr(fitted, "labels_program", None)
         program = None if labels_program is None else labels_program()
+        models = getattr(fitted, "models", None)  # several models' codes side by side
+        if models is not None:
+            if self.members is None:
+                raise JaxaeError(
+                    "these clusters were fitted on several models' codes side by side: load "
+                    "the run folder (jaxae.load(run_dir)) to predict with all its models"
+                )
+            encoder = Encoder(jax.tree.map(lambda a: a[models], self.members), self.model_config)
+            side = (jnp.asarray(fitted.shift), jnp.asarray(fitted.scale))
+            if program is None:
+                features = encoder._apply(_side_by_side, images, "constant", *side)
+                return np.asarray(fitted.predict(features))
+            labels, arrays = program
+            return encoder._apply(
+                _predict_side_by_side, images, "edge", *side, arrays, labels=labels
+            )
         if program is None:
             return np.asarray(self.clusterer.predict(self._apply(_encode, images)))
         labels, arrays = program

@@ -21,7 +21,7 @@ import numpy as np
 from jaxae import cluster, methods
 from jaxae.augment import AugmentConfig, check_image_shape
 from jaxae.config import DEFAULT_N, DataConfig, ExperimentConfig, ModelConfig
-from jaxae.consensus import consensus
+from jaxae.consensus import cluster_side_by_side, consensus_entry, kept_model
 from jaxae.data import Dataset, load_dataset
 from jaxae.encoder import Encoder
 from jaxae.errors import JaxaeError
@@ -71,11 +71,13 @@ class Report:
     ``"pretrained_umap_gmm"``, ``ClusterConfig.refine.start``) scores the clusters
     the refinement started from. ``models`` has one entry per trained model (with
     DEC or IDEC, its ``guard``: whether the refinement guard stopped it, and what
-    it kept). ``consensus``: the model whose clusters the run keeps
-    (``selected_model``), each model's agreement with the others, and the kept
-    model's scores. ``stage_seconds``: wall seconds of ``pretraining`` (this process's part of it),
-    ``clustering`` (for DEC/IDEC split further into ``kmeans_start`` or
-    ``umap_gmm_start``, and ``refinement``) and ``baselines``.
+    it kept). ``consensus``: the rule that made the run's clusters (with several
+    models alive, all their codes side by side: ``models``, ``jaxae.consensus``) and
+    their scores, the kept model (``selected_model``, whose encoder ``encode`` gives)
+    and each model's agreement with the others. ``stage_seconds``: wall seconds of
+    ``pretraining`` (this process's part of it), ``clustering`` (for DEC/IDEC split
+    further into ``kmeans_start`` or ``umap_gmm_start``, and ``refinement``),
+    ``side_by_side`` (several models) and ``baselines``.
     """
 
     dataset: str
@@ -141,20 +143,21 @@ class Experiment(NamedTuple):
     params: Any  # the models' final encoder parameters (refined by DEC/IDEC), model axis
     clusterings: list[methods.Clustering | None]  # per model; None where it diverged
     refinement: methods.Refinement | None  # DEC/IDEC's final state, for the checkpoint
-    selected: int
+    selected: int  # the kept model: its encoder, loss and reconstructions
+    kept: methods.Clustering  # the run's clusters: all models' codes side by side, or one's
     chunk: int
     report: Report
 
     @property
     def encoder(self) -> Encoder:
-        """The selected (consensus) model's encoder, with its clusterer."""
-        clustering = self.clusterings[self.selected]
+        """The kept model's encoder, with the run's clusterer (and every model, which a
+        clusterer of the codes side by side predicts with)."""
         params = jax.tree.map(lambda a: a[self.selected], self.params)
-        return Encoder(params, self.config.model, clusterer=clustering)
+        return Encoder(params, self.config.model, clusterer=self.kept, members=self.params)
 
     @property
     def clusters(self) -> np.ndarray:
-        return self.clusterings[self.selected].labels
+        return self.kept.labels
 
 
 def load_data(config: DataConfig) -> Dataset:
@@ -333,7 +336,16 @@ def run_experiment(
                 entry["metrics"] = metrics
         models.append(entry)
 
-    selected, agreement = _consensus_model(models, clusterings, config.model.dtype)
+    selected, agreement = kept_model(models, clusterings, config.model.dtype)
+    alive_models = [c is not None for c in clusterings]
+    start = time.perf_counter()
+    together = cluster_side_by_side(
+        params, dataset.images, alive_models, model_config=config.model,
+        cluster_config=config.cluster, seed=models[selected]["seed"], devices=config.devices,
+        should_stop=hooks.should_stop, progress=progress,
+    )  # fmt: skip
+    kept = clusterings[selected] if together is None else together
+    side_by_side = {} if together is None else {"side_by_side": time.perf_counter() - start}
     codes_alive = [m.get("alive_code_units") for m in models]
     metrics, metrics_by_lr = {}, None
     if dataset.labels is not None:
@@ -380,54 +392,32 @@ def run_experiment(
             "pretraining": result.train_seconds,
             "clustering": cluster_seconds,
             **next((c.seconds for c in clusterings if c is not None and c.seconds), {}),
+            **side_by_side,
             "baselines": baseline_seconds,
         },
         final_loss=models[selected]["final_loss"],
         loss_history=[_finite_or_none(v) for v in result.loss_history[selected]],
         selected_model=selected,
-        consensus={
-            "model": selected,
-            "seed": models[selected]["seed"],
-            "rule": "the clustering with the highest mean adjusted Rand index with the others",
-            "agreement": agreement,
-            "metrics": models[selected].get("metrics", {}),
-        },
+        consensus=consensus_entry(
+            models,
+            selected,
+            agreement,
+            together,
+            dataset.labels,
+            key=f"autoencoder_{methods.key(config.cluster.method)}",
+        ),
         alive_code_units=[a for a in codes_alive if a is not None],
         metrics=metrics,
         metrics_by_lr=metrics_by_lr,
         models=models,
     )
     return Experiment(
-        config, dataset, result, params, clusterings, refinement, selected, chunk, report
+        config, dataset, result, params, clusterings, refinement, selected, kept, chunk, report
     )
 
 
 def _finite_or_none(v) -> float | None:
     return float(v) if np.isfinite(v) else None
-
-
-def _consensus_model(
-    models: list[dict], clusterings: list, dtype: str
-) -> tuple[int, list[float | None]]:
-    """The model whose clusters the run keeps and draws, and each model's agreement.
-
-    The consensus of the models' clusterings (:func:`jaxae.consensus.consensus`);
-    among equally agreeing ones, the model at the median of final loss first.
-    Chosen without labels, as every choice among seeds is: a run with labels keeps
-    the model a run without them would keep (the scores of all models are reported).
-    """
-    alive = [i for i, m in enumerate(models) if not m.get("diverged")]
-    if not alive:
-        hint = " or use dtype=float32" if dtype != "float32" else ""
-        raise JaxaeError(f"every model diverged: lower the learning rate (lr=){hint}")
-    by_loss = sorted(alive, key=lambda i: models[i]["final_loss"])
-    median = by_loss[(len(by_loss) - 1) // 2]
-    ties = [median] + [i for i in by_loss if i != median]
-    found = consensus([clusterings[i].labels for i in alive], ties=[alive.index(i) for i in ties])
-    agreement: list[float | None] = [None] * len(models)
-    for j, i in enumerate(alive):
-        agreement[i] = float(found.agreement[j])
-    return alive[found.chosen], agreement
 
 
 def _summary(models: list[dict]) -> dict:

@@ -119,13 +119,13 @@ def cluster_models(
         p = jax.tree.map(lambda a, i=i: a[i], params)
         codes = Encoder(p, model_config).encode(images)
         config = dataclasses.replace(cluster_config, seed=seed)
-        fitted = _fit(codes, config, devices, should_stop, progress)
+        fitted = fit_features(codes, config, devices, should_stop, progress)
         out.append(dataclasses.replace(fitted, alive_code_units=alive_units(codes)))
     check_stop(should_stop, f"clustering stopped after {len(seeds)} of {len(seeds)} models")
     return params, out, None
 
 
-def _fit(
+def fit_features(
     features: np.ndarray, config: ClusterConfig, devices, should_stop=None, progress=False
 ) -> Clustering:
     """``config.method`` (one that does not refine the encoder) on (N, F) features,
@@ -244,7 +244,7 @@ def _start(cluster_config: ClusterConfig, devices, should_stop, fits: list | Non
     def start(codes, seed):
         check_stop(should_stop, f"the {method} start of the refinement stopped")
         config = dataclasses.replace(cluster_config, method=method, seed=seed)
-        fitted = _fit(codes, config, devices, should_stop)
+        fitted = fit_features(codes, config, devices, should_stop)
         if fits is not None:
             fits.append(fitted)
         return fitted.labels
@@ -315,7 +315,7 @@ def pixel_baselines(
         out["pixel_kmeans"][seed] = cluster.scores(labels, fitted)
         if method is not None:
             config = dataclasses.replace(config, method=method)
-            fitted = _fit(pixels, config, devices, should_stop, progress)
+            fitted = fit_features(pixels, config, devices, should_stop, progress)
             out[f"pixel_{key(method)}"][seed] = cluster.scores(labels, fitted.labels)
     check_stop(should_stop, f"the pixel baselines stopped after {len(seeds)} seeds")
     return out

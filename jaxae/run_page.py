@@ -118,9 +118,10 @@ def _table(head: list[str], rows: list[str]) -> str:
     return f"<table><tr>{heads}</tr>" + "".join(rows) + "</table>"
 
 
-def _scores(metrics: dict, kept: dict | None) -> str:
+def _scores(metrics: dict, kept: dict | None, kept_name: str = "kept") -> str:
     """Per method: mean ± std over seeds (or one model's scores) and, where ``kept`` (the
-    consensus' scores) is given and there are several, the kept model's."""
+    consensus' scores) is given and there are several, the run's clusters' scores, headed
+    ``kept_name``."""
     several = any("std" in _dict(m) for m in metrics.values())
     kept = kept if several else None
     head = [
@@ -129,7 +130,7 @@ def _scores(metrics: dict, kept: dict | None) -> str:
         *(k.upper() + (" mean ± std" if several else "") for k in METRICS),
     ]
     if kept is not None:
-        head += [f"kept {k.upper()}" for k in METRICS]
+        head += [f"{kept_name} {k.upper()}" for k in METRICS]
     rows = []
     for name, m in metrics.items():
         m = _dict(m)
@@ -294,9 +295,16 @@ def page(report: dict, figures: Mapping[str, bytes]) -> str:
             body.append(f"<h3>lr {_e(lr)}</h3>")
         selected = str(report.get("lr")) == lr
         kept = _dict(consensus.get("metrics")) if selected else None
-        body.append(_scores(metrics, kept))
+        body.append(_scores(metrics, kept, "side by side" if consensus.get("models") else "kept"))
         body.append(_per_seed(metrics, consensus.get("seed") if selected else None))
-    if several_models and consensus:
+    if several_models and consensus.get("models"):
+        body.append(
+            f"<p>The run's clusters: {_e(consensus.get('rule', ''))}. They are drawn below, "
+            "and predict encodes new images with the same models and assigns them the same "
+            f"way. Kept model (its encoder, loss and reconstructions): model "
+            f"{_e(consensus.get('model'))} (seed {_e(consensus.get('seed'))}).</p>"
+        )
+    elif several_models and consensus:
         body.append(
             f"<p>Kept: model {_e(consensus.get('model'))} (seed {_e(consensus.get('seed'))}), "
             f"{_e(consensus.get('rule', ''))}: its clusters are drawn below, and predict "

@@ -304,7 +304,7 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
         experiment.config,
         experiment.report,
     )
-    clustering = experiment.clusterings[experiment.selected]
+    clustering = experiment.kept
     clusterer = clusterer_bytes(clustering)
     # The final checkpoint vouches for clusterer.npz: predict refuses any other bytes.
     run = {**run_meta(config, report.fingerprint, res.train_seconds), DIGEST: digest(clusterer)}
@@ -317,10 +317,16 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     metrics = chosen.get("metrics", {})
     acc = next(iter(metrics.values()), {}).get("acc") if metrics else None
     name = Path(ds.name).name
-    method = experiment.clusterings[experiment.selected].method
-    if method != config.cluster.method:  # the refinement guard kept the start
+    method = clustering.method
+    members = (clustering.details or {}).get("models")
+    if members:  # several models' codes side by side
+        acc = next(iter(report.consensus.get("metrics", {}).values()), {}).get("acc")
+        method = f"{method} on {len(members)} models' codes side by side"
+    elif method != config.cluster.method:  # the refinement guard kept the start
         method = f"{method} (the start of {config.cluster.method}, kept by its guard)"
-    title = f"{method} on autoencoder codes, {name}" + (f", ACC {acc:.3f}" if acc else "")
+    if not members:
+        method = f"{method} on autoencoder codes"
+    title = f"{method}, {name}" + (f", ACC {acc:.3f}" if acc else "")
     clusters_figure(
         ds.images, experiment.clusters, ds.image_shape, out / "clusters.png", title=title
     )
@@ -399,10 +405,15 @@ def load(run_dir: str | os.PathLike) -> Encoder:
     ckpt = load_checkpoint(run_dir)
     folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     params = encoder_params(ckpt, ckpt.selected)
+    members = None
+    if len(ckpt.models) > 1:  # a clusterer of the codes side by side predicts with them
+        every = [encoder_params(ckpt, m) for m in range(len(ckpt.models))]
+        members = jax.tree.map(lambda *a: np.stack(a), *every)
     clusterer = None
     if ckpt.run.get("cluster"):  # read when it first predicts: encoding never opens it
         finished = (folder / REPORT).is_file()
         clusterer = SavedClusters(
-            folder, ckpt.run, code_dim=ckpt.model_config.code_dim, finished=finished
-        )
-    return Encoder(params, ckpt.model_config, clusterer=clusterer)
+            folder, ckpt.run, code_dim=ckpt.model_config.code_dim, finished=finished,
+            models=len(ckpt.models),
+        )  # fmt: skip
+    return Encoder(params, ckpt.model_config, clusterer=clusterer, members=members)

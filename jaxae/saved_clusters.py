@@ -1,7 +1,9 @@
 """A run folder's fitted clustering: ``clusterer.npz``, written with its SHA-256 recorded.
 
-``jaxae run`` saves the selected model's fitted method (its registry entry's
-``arrays()``, with the method's name) as ``clusterer.npz``; the SHA-256 of the
+``jaxae run`` saves the run's fitted method (its registry entry's ``arrays()``, with
+the method's name; for several models' codes side by side, also which models and
+how each one's codes were centred and scaled: ``jaxae.consensus.SideBySideFit``) as
+``clusterer.npz``; the SHA-256 of the
 file's bytes goes into the final checkpoint's run settings (``run["clusterer_sha256"]``,
 None where the fit could not be saved), which the checkpoint's own SHA-256 covers.
 Reading it back (:class:`SavedClusters`, only when something predicts: encoding never
@@ -30,6 +32,7 @@ import numpy as np
 
 from jaxae._files import npz_bytes, sha256
 from jaxae.cluster import METHODS
+from jaxae.consensus import SideBySideFit
 from jaxae.errors import JaxaeError
 from jaxae.methods import Clustering
 
@@ -65,13 +68,15 @@ class SavedClusters:
     Args:
       folder: the run folder.
       run: the checkpoint's run settings (``cluster``, and ``clusterer_sha256``).
-      code_dim: the width of the codes the clustering predicts from.
+      code_dim: the width of one model's codes.
       finished: whether the run wrote its report (a folder without a clusterer is then
         one whose fit could not be saved, not one that has not got that far).
+      models: how many models the run trained (a clusterer of several models' codes
+        side by side names some of them).
     """
 
-    def __init__(self, folder: Path, run: dict, *, code_dim: int, finished: bool):
-        self._args = (Path(folder), run, code_dim, finished)
+    def __init__(self, folder: Path, run: dict, *, code_dim: int, finished: bool, models: int = 1):
+        self._args = (Path(folder), run, code_dim, finished, models)
 
     @functools.cached_property
     def _clustering(self) -> Clustering:
@@ -83,7 +88,9 @@ class SavedClusters:
         return getattr(self._clustering, name)
 
 
-def read_clusters(folder: Path, run: dict, code_dim: int, finished: bool) -> Clustering:
+def read_clusters(
+    folder: Path, run: dict, code_dim: int, finished: bool, models: int = 1
+) -> Clustering:
     """The run's fitted method, restored through its registry entry (the module docstring
     lists the checks). A DEC/IDEC run whose guard kept the start saved the start's
     method (its ``refine.start``) instead of its own."""
@@ -135,7 +142,16 @@ def read_clusters(folder: Path, run: dict, code_dim: int, finished: bool) -> Clu
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
             raise JaxaeError(f"{path} holds non-finite values (NaN or inf) in {name}: {_FIX}")
     try:
-        clustering = Clustering(method, none, entry.load(arrays))
+        arrays, members = SideBySideFit.split(arrays)
+        fitted = entry.load(arrays)
+        if members is not None:  # several models' codes side by side (jaxae.consensus)
+            if members[0].max(initial=-1) >= models or members[0].min(initial=0) < 0:
+                raise ValueError(f"models {members[0].tolist()} of a run of {models}")
+            if members[1].shape[1] != code_dim:
+                raise ValueError(f"codes of width {members[1].shape[1]}, not {code_dim}")
+            fitted = SideBySideFit(fitted, *members)
+            code_dim *= len(members[0])
+        clustering = Clustering(method, none, fitted)
         if recorded is False:  # no SHA-256 vouches for the shapes: try them on the codes
             clustering.predict(np.zeros((1, code_dim), np.float32))
     except (ValueError, KeyError, TypeError, IndexError, JaxaeError) as e:

@@ -223,11 +223,13 @@ def test_every_method_runs_and_scores_beside_its_baseline(tmp_path, capsys, meth
     if umap_backend == "umap-learn":  # its UMAP cannot be saved without pickle: one line
         assert status == 2 and "cannot be saved without pickle" in capsys.readouterr().err
         assert not (out / "clusterer.npz").exists()
-    else:  # the saved mixture, or the refined encoder and centres, give the run's clusters
+    else:  # both models' (refined) codes side by side and their fit give the run's clusters
         assert status == 0
         np.testing.assert_array_equal(np.load(pred), np.load(out / "clusters.npy"))
+        start = "kmeans" if method in ("dec", "idec") else method  # DEC's start: KMeans
         with np.load(out / "clusterer.npz", allow_pickle=False) as saved:
-            assert str(saved["method"]) == method  # one file, the method's name inside
+            assert str(saved["method"]) == start  # one file, the method's name inside
+            assert saved["members_models"].tolist() == [0, 1]
 
 
 def test_umap_gmm_on_the_device_needs_no_umap_learn_and_its_folder_predicts(

@@ -293,9 +293,11 @@ def test_the_report_carries_the_guard_and_the_consensus(whole, capsys):
     c = report["consensus"]
     assert c["model"] == report["selected_model"] and len(c["agreement"]) == 3
     assert c["model"] == int(np.argmax(c["agreement"]))
-    assert c["metrics"] == report["models"][c["model"]]["metrics"]
-    # The kept labels are the consensus model's, and predict gives them back.
+    # The run's clusters: the three models' final codes side by side, clustered by the
+    # refinement's start method; scored beside the models, and predict gives them back.
+    assert c["models"] == [0, 1, 2] and "side by side" in c["rule"]
     labels = np.load(whole / "clusters.npy")
+    assert c["metrics"] == {"autoencoder_dec": jaxae.scores(digits(512).labels, labels)}
     ae = jaxae.load(whole)
     np.testing.assert_array_equal(ae.predict(digits(512).images), labels)
 

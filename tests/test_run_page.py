@@ -174,7 +174,11 @@ def test_browser_shows_the_scores_and_draws_every_figure(run, tmp_path):
         for k in ("acc", "nmi", "ari"):
             assert f"{m[k]:.3f} ± {m['std'][k]:.3f}" in text, (name, k)
             assert all(f"{v:.3f}" in text for v in m["per_seed"][k])
-            assert f"{report['consensus']['metrics'][name][k]:.3f}" in text
+    # The run's clusters (its models' codes side by side) are scored beside the mean.
+    together = report["consensus"]["metrics"]
+    assert list(together) == ["autoencoder_dec"] and "side by side ACC" in text
+    assert all(f"{together['autoencoder_dec'][k]:.3f}" in text for k in ("acc", "nmi", "ari"))
+    assert report["consensus"]["rule"] in text
     for stage, seconds in report["stage_seconds"].items():
         assert f"{seconds:.2f}" in text, stage
     assert "did not fire (budget 20 steps)" in text or "fired (" in text

@@ -428,10 +428,13 @@ def summary(report: dict, out: Path) -> str:
     if several and consensus.get("metrics"):
         name = next(iter(consensus["metrics"]))
         acc = consensus["metrics"][name]["acc"]
-        lines.append(
-            f"kept: model {consensus['model']} (seed {consensus['seed']}), the consensus of the "
-            f"{r['models_trained']} clusterings, {label(name)} ACC {acc:.3f}"
-        )
+        if consensus.get("models"):
+            lines.append(f"the run's clusters: {consensus['rule']}, ACC {acc:.3f}")
+        else:
+            lines.append(
+                f"kept: model {consensus['model']} (seed {consensus['seed']}), the consensus of "
+                f"the {r['models_trained']} clusterings, {label(name)} ACC {acc:.3f}"
+            )
     files = ", ".join(p.name for p in sorted(out.glob("*.png")))
     lines.append(f"wrote {out}/ (index.html, report.json, {files}, checkpoint)")
     return "\n".join(lines)
