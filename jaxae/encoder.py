@@ -111,6 +111,7 @@ class Encoder:
         self.model_config = model_config
         self.clusterer = clusterer
         self.members = members
+        self._side: tuple[tuple[int, ...], Encoder] | None = None  # members chosen, on device
 
     @staticmethod
     def side_by_side(
@@ -155,7 +156,7 @@ class Encoder:
                     "these clusters were fitted on several models' codes side by side: load "
                     "the run folder (jaxae.load(run_dir)) to predict with all its models"
                 )
-            encoder = Encoder(jax.tree.map(lambda a: a[models], self.members), self.model_config)
+            encoder = self._side_by_side_encoder(models)
             side = (jnp.asarray(fitted.shift), jnp.asarray(fitted.scale))
             if program is None:
                 features = encoder._apply(_side_by_side, images, "constant", *side)
@@ -168,6 +169,15 @@ class Encoder:
             return np.asarray(self.clusterer.predict(self._apply(_encode, images)))
         labels, arrays = program
         return self._apply(_predict, images, "edge", arrays, labels=labels)
+
+    def _side_by_side_encoder(self, models) -> Encoder:
+        """An encoder of ``members``' models ``models`` (a model axis), put on the device
+        once for every predict."""
+        key = tuple(int(m) for m in models)
+        if self._side is None or self._side[0] != key:
+            chosen = jax.tree.map(lambda a: a[np.asarray(key)], self.members)
+            self._side = (key, Encoder(chosen, self.model_config))
+        return self._side[1]
 
     def reconstruct(self, images: np.ndarray | jax.Array) -> np.ndarray:
         """(N, input_dim) raw pixels -> (N, input_dim) reconstructions, in scaled units."""
