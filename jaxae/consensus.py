@@ -203,8 +203,7 @@ def cluster_side_by_side(
     method = methods.start_method(cluster_config)
     config = dataclasses.replace(cluster_config, method=method, seed=int(seed))
     found = methods.fit_features(features, config, devices, should_stop, progress)
-    fitted = SideBySideFit(found.fitted, models, shift, scale)
-    return dataclasses.replace(found, fitted=fitted, details={"models": [int(i) for i in models]})
+    return dataclasses.replace(found, fitted=SideBySideFit(found.fitted, models, shift, scale))
 
 
 def consensus_entry(
@@ -224,7 +223,7 @@ def consensus_entry(
         entry["rule"] = "the kept model's own clustering"
         entry["metrics"] = models[selected].get("metrics", {})
         return entry
-    members = together.details["models"]
+    members = [int(i) for i in together.fitted.models]
     entry["rule"] = (
         f"the codes of {len(members)} models side by side, clustered once by {together.method}"
     )

@@ -149,6 +149,7 @@ class Encoder:
         fitted = self.clusterer.fitted
         labels_program = getattr(fitted, "labels_program", None)
         program = None if labels_program is None else labels_program()
+        encoder, encode, labelled, args = self, _encode, _predict, ()
         models = getattr(fitted, "models", None)  # several models' codes side by side
         if models is not None:
             if self.members is None:
@@ -157,18 +158,13 @@ class Encoder:
                     "the run folder (jaxae.load(run_dir)) to predict with all its models"
                 )
             encoder = self._side_by_side_encoder(models)
-            side = (jnp.asarray(fitted.shift), jnp.asarray(fitted.scale))
-            if program is None:
-                features = encoder._apply(_side_by_side, images, "constant", *side)
-                return np.asarray(fitted.predict(features))
-            labels, arrays = program
-            return encoder._apply(
-                _predict_side_by_side, images, "edge", *side, arrays, labels=labels
-            )
+            encode, labelled = _side_by_side, _predict_side_by_side
+            args = (jnp.asarray(fitted.shift), jnp.asarray(fitted.scale))
         if program is None:
-            return np.asarray(self.clusterer.predict(self._apply(_encode, images)))
+            features = encoder._apply(encode, images, "constant", *args)
+            return np.asarray(self.clusterer.predict(features))
         labels, arrays = program
-        return self._apply(_predict, images, "edge", arrays, labels=labels)
+        return encoder._apply(labelled, images, "edge", *args, arrays, labels=labels)
 
     def _side_by_side_encoder(self, models) -> Encoder:
         """An encoder of ``members``' models ``models`` (a model axis), put on the device

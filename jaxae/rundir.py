@@ -318,13 +318,13 @@ def _save_run(experiment: Experiment, folder: RunFolder) -> Path:
     acc = next(iter(metrics.values()), {}).get("acc") if metrics else None
     name = Path(ds.name).name
     method = clustering.method
-    members = (clustering.details or {}).get("models")
-    if members:  # several models' codes side by side
+    members = getattr(clustering.fitted, "models", None)
+    if members is not None:  # several models' codes side by side
         acc = next(iter(report.consensus.get("metrics", {}).values()), {}).get("acc")
         method = f"{method} on {len(members)} models' codes side by side"
     elif method != config.cluster.method:  # the refinement guard kept the start
         method = f"{method} (the start of {config.cluster.method}, kept by its guard)"
-    if not members:
+    if members is None:
         method = f"{method} on autoencoder codes"
     title = f"{method}, {name}" + (f", ACC {acc:.3f}" if acc else "")
     clusters_figure(
