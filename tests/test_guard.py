@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 import jaxae
 from jaxae import lifecycle
 from jaxae.checkpoint import load_checkpoint
-from jaxae.cli.run import add_args, experiment_config
+from jaxae.cli.run import add_args, experiment_config, summary
 from jaxae.cluster import RefineConfig, init_refinement, refine
 from jaxae.cluster.dec import _compare_models, encode_models
 from jaxae.cluster.guard import (
@@ -300,6 +300,17 @@ def test_the_report_carries_the_guard_and_the_consensus(whole, capsys):
     assert c["metrics"] == {"autoencoder_dec": jaxae.scores(digits(512).labels, labels)}
     ae = jaxae.load(whole)
     np.testing.assert_array_equal(ae.predict(digits(512).images), labels)
+
+
+def test_the_summary_says_when_the_guard_watched_one_model_alone(whole):
+    report = _report(whole)
+    alone = "the guard watched one model alone: with --seeds 2 or more"
+    assert alone not in summary(report, whole)  # three models: the disagree signal ran
+    one = {**report, "models_trained": 1, "models": report["models"][:1]}
+    assert alone in summary(one, whole)
+    unguarded = {**report["cluster"]["refine"], "guard": False}
+    one["cluster"] = {**report["cluster"], "refine": unguarded}
+    assert alone not in summary(one, whole)  # no guard, nothing watched
 
 
 def test_guard_and_consensus_use_no_labels(whole, images, tmp_path):

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxae.cli.flags import add_image_size
+from jaxae.cli.flags import REFINING, add_image_size
 from jaxae.errors import JaxaeError
 from jaxae.presets import DEFAULT_PRESET, PRESETS, describe
 
@@ -424,6 +424,12 @@ def summary(report: dict, out: Path) -> str:
     if by_lr and not several:
         lines.append("one seed is one draw: --seeds 5 trains five at once and shows mean ± std")
     lines += _guard_lines(r)
+    refine = r["cluster"].get("refine") or {}
+    if r["models_trained"] == 1 and refine.get("guard") and r["cluster"]["method"] in REFINING:
+        lines.append(
+            "the guard watched one model alone: with --seeds 2 or more it also stops a "
+            "refinement whose models drift apart (docs/refinement-guard.md)"
+        )
     consensus = r.get("consensus") or {}
     if several and consensus.get("metrics"):
         name = next(iter(consensus["metrics"]))
