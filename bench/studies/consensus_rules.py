@@ -17,10 +17,11 @@ many), then scores, with the labels, what four rules hand out:
   (Fern and Brodley 2004, HBGF): the K leading left singular vectors of the
   degree-normalised one-hot matrix, rows normalised, KMeans (n_init 10);
 - ``codes``: not a rule over the S partitions but one clustering of the S models'
-  codes side by side: each model's codes centred and divided by their mean
-  standard deviation (every model weighs the same), concatenated to S x code_dim
-  features and clustered once by the same method, with ``--fits`` seeds (its
-  mean and spread; the UMAP seed moves it). ``predict`` would need all S encoders.
+  codes side by side, the run's own answer
+  (:func:`jaxae.consensus.cluster_side_by_side`): each model's codes centred and
+  divided by their mean standard deviation (every model weighs the same),
+  concatenated to S x code_dim features and clustered once by the method's start,
+  with ``--fits`` seeds (its mean and spread; the UMAP seed moves it).
 
 beside the mean and the worst of the S models. The labels only score.
 
@@ -40,22 +41,18 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
-from jaxae import cluster, methods
+from jaxae import methods
 from jaxae.cluster import scores
-from jaxae.config import ClusterConfig
-from jaxae.consensus import consensus
-from jaxae.encoder import Encoder
+from jaxae.consensus import cluster_side_by_side, consensus
 from jaxae.lifecycle import load_run_data, resume_point
 from jaxae.rundir import REPORT
 
 
-def clusterings(
-    run: Path, method: str | None
-) -> tuple[np.ndarray, np.ndarray, str, np.ndarray, ClusterConfig]:
-    """(S, N) labels of each model of ``run`` (by ``method``, else the run's), the true
-    labels, the data's name, the models' (S, N, code_dim) codes those labels cluster
-    (the refined encoders' where the run refined them and ``method`` is None) and the
-    cluster config used."""
+def clusterings(run: Path, method: str | None):
+    """Each model of ``run`` clustered again, by ``method`` or the run's own: the (S, N)
+    labels, the true labels, the data's name, the images, the models' parameters (the
+    refined encoders' where the run refined them and ``method`` is None), the model
+    config and the cluster config used."""
     config, _, ckpt = resume_point(run)
     if not (run / REPORT).is_file():
         raise SystemExit(f"{run} has not finished: finish it with jaxae run --resume {run}")
@@ -69,32 +66,24 @@ def clusterings(
         alive=np.ones(count, bool), model_config=config.model, cluster_config=cluster_config,
         seeds=[ckpt.models[m][0] for m in range(count)], progress=False, devices=config.devices,
     )  # fmt: skip
-    codes = [
-        Encoder(jax.tree.map(lambda a, m=m: np.asarray(a)[m], params), config.model).encode(
-            dataset.images
-        )
-        for m in range(count)
-    ]
     labels = np.stack([c.labels for c in found])
-    return labels, dataset.labels, config.data.source, np.stack(codes), cluster_config
+    return (
+        labels, dataset.labels, config.data.source, dataset.images, params, config.model,
+        cluster_config,
+    )  # fmt: skip
 
 
-def side_by_side(codes: np.ndarray) -> np.ndarray:
-    """(S, N, F) codes -> (N, S * F): each model centred and scaled to unit mean std."""
-    scaled = [(c - c.mean(0)) / c.std(0).mean() for c in codes.astype(np.float64)]
-    return np.concatenate(scaled, axis=1).astype(np.float32)
-
-
-def codes_rule(codes: np.ndarray, cluster_config: ClusterConfig, fits: int) -> list[np.ndarray]:
-    """``fits`` clusterings (seeds 0, 1, ...) of the models' codes side by side, by the
-    start method of the run (the method itself for one that refines nothing)."""
-    method = methods.start_method(cluster_config)
-    features = side_by_side(codes)
-    fit = cluster.METHODS[method].fit
+def codes_rule(images, params, model_config, cluster_config, fits: int) -> list[np.ndarray]:
+    """``fits`` clusterings (seeds 0, 1, ...) of the models' codes side by side, as a run
+    of several seeds makes its answer (:func:`jaxae.consensus.cluster_side_by_side`)."""
+    alive = np.ones(len(jax.tree.leaves(params)[0]), bool)
     return [
-        fit(features, dataclasses.replace(cluster_config, method=method, seed=s)).labels
+        cluster_side_by_side(
+            params, images, alive, model_config=model_config, cluster_config=cluster_config,
+            seed=s,
+        ).labels
         for s in range(fits)
-    ]
+    ]  # fmt: skip
 
 
 def matched(labels: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
@@ -158,8 +147,10 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for run in args.runs:
-        partitions, truth, source, codes, cluster_config = clusterings(run, args.method)
-        together = codes_rule(codes, cluster_config, args.fits)
+        partitions, truth, source, images, params, model_config, cluster_config = clusterings(
+            run, args.method
+        )
+        together = codes_rule(images, params, model_config, cluster_config, args.fits)
         rows.append({"run": str(run), "data": source, **study(partitions, truth, together)})
         print(json.dumps(rows[-1]))
     lines = [
