@@ -41,8 +41,12 @@ def test_no_flag_gives_the_runs_scores_then_it_obeys_its_flags(dec_run, tmp_path
     report = json.loads((dec_run / "report.json").read_text())
     out = tmp_path / "same.md"
     assert main(["refine", str(dec_run), "--out", str(out)]) == 0
-    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    written = json.loads(out.with_suffix(".json").read_text())
+    rows = written["rows"]
     assert [r["seed"] for r in rows] == [0, 1]
+    # The run's answer, its two models' codes side by side, comes out the same too.
+    assert written["side_by_side"] == report["consensus"]["metrics"]["autoencoder_dec"]
+    assert "codes side by side, the answer of a run of them" in out.read_text()
     for r, model in zip(rows, report["models"], strict=True):
         assert r["refined"]["acc"] == model["metrics"]["autoencoder_dec"]["acc"]
         assert r["start"]["acc"] == model["metrics"]["pretrained_kmeans"]["acc"]
@@ -54,7 +58,9 @@ def test_no_flag_gives_the_runs_scores_then_it_obeys_its_flags(dec_run, tmp_path
     out = tmp_path / "short.md"
     args = ["--models", "1", "--max-steps", "10", "--lr", "0.05", "--out", str(out)]
     assert main(["refine", str(dec_run), *args]) == 0
-    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    written = json.loads(out.with_suffix(".json").read_text())
+    (row,) = written["rows"]
+    assert written["side_by_side"] is None  # one model: no answer of several
     assert row["seed"] == 1 and row["refine_steps"] <= 10
     assert row["start"]["acc"] == rows[1]["start"]["acc"]
     text = out.read_text()
@@ -133,7 +139,9 @@ def test_each_flag_is_honoured_or_refused_for_the_runs_method(dec_run, idec_run,
     assert "Adam lr 0.001" in text and "gamma 0.2" in text and "changed: gamma 0.2" in text
     out = tmp_path / "same.md"
     assert main(["refine", str(idec_run), "--out", str(out)]) == 0
-    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    written = json.loads(out.with_suffix(".json").read_text())
+    (row,) = written["rows"]
+    assert written["side_by_side"] is None  # one model: no answer of several
     assert row["refined"]["acc"] == report["metrics"]["autoencoder_idec"]["acc"]
 
 

@@ -8,8 +8,9 @@ them with the run's settings changed by the flags, as ``jaxae run`` does
 Nothing is written into the run folder, nor into any other run's. It prints, and
 with ``--out`` writes as markdown (the rows as JSON beside it), per model the
 start's and the refined ACC / NMI / ARI, the steps and whether the refinement
-converged, then the mean and spread over the models. The labels only score; no
-choice uses them.
+converged, then the mean and spread over the models and, for two models or more,
+the run's answer: their codes side by side (``jaxae.consensus``). The labels only
+score; no choice uses them.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def handle(args: argparse.Namespace) -> int:
     from jaxae import methods
     from jaxae.cli.run import setup_jax
     from jaxae.cluster import scores
+    from jaxae.consensus import cluster_side_by_side, kept_model
     from jaxae.lifecycle import load_run_data
 
     setup_jax(args)
@@ -121,20 +123,39 @@ def handle(args: argparse.Namespace) -> int:
     seeds = [ckpt.models[m][0] for m in models]
 
     start = time.perf_counter()
-    _, clusterings, _ = methods.cluster_models(
+    refined, clusterings, _ = methods.cluster_models(
         params, dataset.images, alive=np.ones(len(models), bool),
         model_config=config.model, cluster_config=cluster_config, seeds=seeds,
         progress=not args.no_progress, devices=config.devices,
     )  # fmt: skip
+    # The answer a run of these models gives: their final codes side by side, clustered
+    # with the seed of the model that agrees most with the others (jaxae.experiment).
+    losses = [float(ckpt.loss_history[m, -1]) for m in models]
+    kept, _ = kept_model(
+        [{"seed": s, "final_loss": v} for s, v in zip(seeds, losses, strict=True)],
+        clusterings, config.model.dtype,
+    )  # fmt: skip
+    together = cluster_side_by_side(
+        refined, dataset.images, np.ones(len(models), bool), model_config=config.model,
+        cluster_config=cluster_config, seed=seeds[kept], devices=config.devices,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    side_by_side = None if together is None else scores(dataset.labels, together.labels)
     seconds = time.perf_counter() - start
     rows = []
     for m, seed, c in zip(models, seeds, clusterings, strict=True):
         rows.append({"model": m, "seed": seed, "start": scores(dataset.labels, c.before),
                      "refined": scores(dataset.labels, c.labels), **c.details})  # fmt: skip
     text = report(args, config, cluster_config, len(dataset.images), changes, rows, seconds)
+    if side_by_side is not None:
+        text += (
+            f"- the models' codes side by side, the answer of a run of them: ACC "
+            f"{side_by_side['acc']:.4f}, NMI {side_by_side['nmi']:.4f}, ARI "
+            f"{side_by_side['ari']:.4f}\n"
+        )
     print(text, end="")
     if args.out is not None:
-        _write(args.out, text, {"changes": changes, "rows": rows})
+        _write(args.out, text, {"changes": changes, "rows": rows, "side_by_side": side_by_side})
         print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
 
