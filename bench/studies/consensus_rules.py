@@ -21,7 +21,8 @@ many), then scores, with the labels, what four rules hand out:
   (:func:`jaxae.consensus.cluster_side_by_side`): each model's codes centred and
   divided by their mean standard deviation (every model weighs the same),
   concatenated to S x code_dim features and clustered once by the method's start,
-  with ``--fits`` seeds (its mean and spread; the UMAP seed moves it).
+  with ``--fits`` seeds (its mean and spread; the UMAP seed moves it), and the
+  fit that agrees most with the others (with three fits or more).
 
 beside the mean and the worst of the S models. The labels only score.
 
@@ -131,6 +132,8 @@ def study(partitions: np.ndarray, truth: np.ndarray, together: list[np.ndarray])
         "codes": together_acc,
         "codes_mean": float(np.mean(together_acc)),
         "codes_std": float(np.std(together_acc)),
+        # The fit that agrees most with the other fits: would several fits steady it?
+        "codes_medoid": together_acc[consensus(together).chosen] if len(together) > 2 else None,
         "models": acc,
         "mean": float(np.mean(acc)),
         "worst": float(np.min(acc)),
@@ -156,15 +159,17 @@ def main() -> None:
     lines = [
         f"# One answer from S models: four label-free rules ({args.method or 'run'} labels)",
         "",
-        "| run | data | models' ACC | mean | worst | medoid | vote | bipartite | codes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | data | models' ACC | mean | worst | medoid | vote | bipartite | codes "
+        "| codes, medoid of the fits |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         models = ", ".join(f"{a:.4f}" for a in r["models"])
         lines.append(
             f"| {Path(r['run']).name} | {Path(r['data']).parent.name} | {models} | "
             f"{r['mean']:.4f} | {r['worst']:.4f} | {r['medoid']:.4f} | {r['vote']:.4f} | "
-            f"{r['bipartite']:.4f} | {r['codes_mean']:.4f} ± {r['codes_std']:.4f} |"
+            f"{r['bipartite']:.4f} | {r['codes_mean']:.4f} ± {r['codes_std']:.4f} | "
+            f"{'' if r['codes_medoid'] is None else format(r['codes_medoid'], '.4f')} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
