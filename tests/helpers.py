@@ -68,6 +68,14 @@ def digits(n: int = 256):
     return load_dataset("digits", n=n)
 
 
+def unlabelled_npz(path: Path, source: str, n: int) -> Path:
+    """The first ``n`` images of ``source`` saved at ``path`` as an .npz without labels:
+    the same codes, and a run that fits no pixel baselines (it has nothing to score)."""
+    ds = load_dataset(source, n=n)
+    np.savez(path, x=ds.images.reshape(-1, *ds.image_shape))
+    return path
+
+
 def standardized_digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` digits standardised per image, and their labels."""
     ds = digits(n)

@@ -149,14 +149,11 @@ def test_the_device_mixture_fits_codes_where_scikit_learns_does(tmp_path):
     from jaxae.cli import main
     from jaxae.cluster.jax_gmm import fit_gmm_jax
     from jaxae.config import ClusterConfig, DataConfig
-    from jaxae.data import load_dataset
     from jaxae.experiment import load_data
     from jaxae.rundir import load
-    from tests.helpers import mnist_5k
+    from tests.helpers import mnist_5k, unlabelled_npz
 
-    digits = load_dataset(str(mnist_5k()), n=800)
-    unlabelled = tmp_path / "digits.npz"
-    np.savez(unlabelled, x=digits.images.reshape(-1, *digits.image_shape))
+    unlabelled = unlabelled_npz(tmp_path / "digits.npz", str(mnist_5k()), 800)
     out = tmp_path / "run"
     flags = ["--n", "800", "--epochs", "3", "--method", "gmm", "--no-progress"]
     assert main(["run", "--dataset", str(unlabelled), *flags, "--out", str(out)]) == 0

@@ -17,8 +17,7 @@ import pytest
 
 from jaxae.checkpoint import load_checkpoint
 from jaxae.cli import main
-from jaxae.data import load_dataset
-from tests.helpers import SMALL, run_command
+from tests.helpers import SMALL, run_command, unlabelled_npz
 
 # DEC on 512 digits with a tiny model: 2 epochs of pretraining, then 10,000 refinement
 # steps (tol 0: it never converges early), a few seconds, checkpointed every chunk of
@@ -149,9 +148,7 @@ def test_a_signal_during_umap_stops_inside_its_fit(tmp_path):
     # The digits without their labels: the resume fits no pixel baselines (a second
     # JAX UMAP and mixture, on 64 pixels), which this test never reads; a resume that
     # scores them is tests/test_stops.py's pixel test.
-    unlabelled = tmp_path / "digits.npz"
-    digits = load_dataset("digits", n=600)
-    np.savez(unlabelled, x=digits.images.reshape(-1, *digits.image_shape))
+    unlabelled = unlabelled_npz(tmp_path / "digits.npz", "digits", 600)
     out = tmp_path / "run"  # the JAX backends: no numba compilation, in both processes
     args = ["--dataset", str(unlabelled), "--n", "600", "--epochs", "2", "--batch-size", "100"]
     args += ["--hidden", "16"]

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from jaxae.cli import main
-from jaxae.data import load_dataset
-from tests.helpers import TINY_MODEL, run_command
+from tests.helpers import TINY_MODEL, run_command, unlabelled_npz
 
 # Digits with a tiny model, one epoch: the stages after pretraining dominate.
 BASE = ["--n", "1000", "--batch-size", "100", *TINY_MODEL, "--epochs", "1"]
@@ -114,9 +113,7 @@ def unlabelled(tmp_path_factory) -> list[str]:
     work of each (a second 5,000-epoch layout; a second EM of 40 starts). A stop in
     the baselines, and a resume that scores them as a whole run does, is the pixel
     test's, on labelled digits."""
-    path = tmp_path_factory.mktemp("unlabelled") / "digits.npz"
-    digits = load_dataset("digits", n=1000)
-    np.savez(path, x=digits.images.reshape(-1, *digits.image_shape))
+    path = unlabelled_npz(tmp_path_factory.mktemp("unlabelled") / "digits.npz", "digits", 1000)
     return ["--dataset", str(path)]
 
 
