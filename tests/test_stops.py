@@ -30,8 +30,12 @@ BASE = [flag for flag in BASE if flag != "--no-progress"]  # the bars mark the s
 # on a quiet CPU, where the signal, sent when the bar shows after 2 s, could land
 # in the last call of the layout, which then finishes before the stop is seen.
 UMAP = [*BASE, "--method", "umap-gmm", "--umap-epochs", "5000"]
-# A mixture of wider codes from many starts: EM runs for several seconds.
-EM = [*BASE, "--method", "gmm", "--code-dim", "48", "--hidden", "64", "--n-init", "40"]
+# A mixture of wider codes from many starts: EM runs for several seconds. With 40
+# starts every start converged by iteration ~40, about 2.5 s under load: the signal,
+# sent when the bar shows after one ~2 s call, landed in the last call and the stop
+# came after the mixture (failed twice with -n 2 beside other tests); 120 starts make
+# each iteration three times the work.
+EM = [*BASE, "--method", "gmm", "--code-dim", "48", "--hidden", "64", "--n-init", "120"]
 # umap-gmm (500 layout epochs): the pixel baselines are KMeans, UMAP and a mixture.
 PIXELS = [*BASE, "--method", "umap-gmm"]
 
@@ -110,7 +114,7 @@ def _stop_and_resume(tmp_path, flags, marker: str, stopped: str, whole: dict) ->
 def unlabelled(tmp_path_factory) -> list[str]:
     """``--dataset`` with the same 1,000 digits without their labels, for the stops in
     the codes' clustering: their runs fit no pixel baselines, which would double the
-    work of each (a second 5,000-epoch layout; a second EM of 40 starts). A stop in
+    work of each (a second 5,000-epoch layout; a second EM of 120 starts). A stop in
     the baselines, and a resume that scores them as a whole run does, is the pixel
     test's, on labelled digits."""
     path = unlabelled_npz(tmp_path_factory.mktemp("unlabelled") / "digits.npz", "digits", 1000)
