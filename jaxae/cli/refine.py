@@ -123,8 +123,9 @@ def handle(args: argparse.Namespace) -> int:
     seeds = [ckpt.models[m][0] for m in models]
 
     start = time.perf_counter()
+    alive = np.ones(len(models), bool)
     refined, clusterings, _ = methods.cluster_models(
-        params, dataset.images, alive=np.ones(len(models), bool),
+        params, dataset.images, alive=alive,
         model_config=config.model, cluster_config=cluster_config, seeds=seeds,
         progress=not args.no_progress, devices=config.devices,
     )  # fmt: skip
@@ -136,7 +137,7 @@ def handle(args: argparse.Namespace) -> int:
         clusterings, config.model.dtype,
     )  # fmt: skip
     together = cluster_side_by_side(
-        refined, dataset.images, np.ones(len(models), bool), model_config=config.model,
+        refined, dataset.images, alive, model_config=config.model,
         cluster_config=cluster_config, seed=seeds[kept], devices=config.devices,
         progress=not args.no_progress,
     )  # fmt: skip
